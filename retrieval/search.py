@@ -1,0 +1,80 @@
+"""Top-k documents for a question: embed, (adapt), search, fold, (augment), rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.embeddings import Embedder
+from retrieval.ranking import fold_to_documents, merge_hits
+from retrieval.store import ChunkStore
+from retrieval.tuning import NoTuning, Tuning
+from retrieval.types import Hit
+
+# Chunks fetched per requested document: documents have several chunks, and reranking needs a
+# candidate pool wider than what is finally shown.
+CHUNKS_PER_DOC = 8
+MIN_CANDIDATE_CHUNKS = 50
+MAX_CANDIDATE_CHUNKS = 400
+
+
+class QuestionError(ValueError):
+    """The question itself is unusable (empty, too long); the message says why."""
+
+
+class EmptyKnowledgeBase(RuntimeError):
+    """Nothing has been ingested yet, so there is nothing to answer from."""
+
+    def __init__(self) -> None:
+        super().__init__("the knowledge base is empty: add documents with `askloop ingest PATH`")
+
+
+def check_question(question: str, max_chars: int) -> str:
+    text = (question or "").strip()
+    if not text:
+        raise QuestionError("the question is empty")
+    if len(text) > max_chars:
+        raise QuestionError(
+            f"the question is too long ({len(text):,} characters; the limit is {max_chars:,})"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    question: str
+    vector: np.ndarray
+    hits: list[Hit]
+    tuning_version: int | None
+
+
+class KnowledgeBase:
+    def __init__(self, store: ChunkStore, embedder: Embedder, max_question_chars: int = 2000) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.max_question_chars = max_question_chars
+
+    def embed_question(self, question: str) -> np.ndarray:
+        return self.embedder.encode_one(check_question(question, self.max_question_chars))
+
+    def search(self, question: str, k: int = 5, tuning: Tuning | None = None) -> SearchResult:
+        text = check_question(question, self.max_question_chars)
+        return self.search_vector(text, self.embedder.encode_one(text), k, tuning)
+
+    def search_vector(
+        self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None
+    ) -> SearchResult:
+        """Search with a precomputed question vector (batch evaluation embeds all at once)."""
+        tuning = tuning or NoTuning()
+        if self.store.count() == 0:
+            raise EmptyKnowledgeBase()
+        query = tuning.transform_query(vector)
+        n = min(max(k * CHUNKS_PER_DOC, MIN_CANDIDATE_CHUNKS), MAX_CANDIDATE_CHUNKS)
+        hits = fold_to_documents(self.store.query(query, n))
+        wanted = [d for d in tuning.extra_doc_ids(vector) if d not in {h.doc_id for h in hits}]
+        if wanted:
+            hits = merge_hits(hits, fold_to_documents(self.store.query(query, len(wanted) * 4, wanted)))
+        hits = merge_hits(hits, tuning.extra_hits(vector))
+        ranked = tuning.rerank(vector, hits)
+        return SearchResult(question, vector, ranked[:k], tuning.version)

@@ -1,0 +1,206 @@
+"""The chunk store: one Chroma collection, embedded on disk or on a Chroma server.
+
+We always pass our own vectors; Chroma's default embedding function would try to download a
+model. Similarities are cosine (the collection is created with `hnsw:space=cosine`), returned
+as `1 - distance` so larger is better everywhere above this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from retrieval.types import Chunk
+
+# Chroma refuses batches above its max_batch_size (~5k); stay well below on every backend.
+_WRITE_BATCH = 1000
+
+
+class StoreUnavailable(RuntimeError):
+    """The vector store cannot be reached or opened; the message is fit for a person."""
+
+
+@dataclass(frozen=True)
+class ChunkMatch:
+    chunk: Chunk
+    similarity: float
+
+
+def _chunk_from(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
+    meta = meta or {}
+    return Chunk(
+        chunk_id=chunk_id,
+        doc_id=str(meta.get("doc_id", "")),
+        text=text or "",
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        section=str(meta.get("section", "")),
+        position=int(meta.get("position", 0) or 0),
+        fingerprint=str(meta.get("fingerprint", "")),
+    )
+
+
+def open_client(chroma_path: Path, chroma_url: str | None) -> Any:
+    """A Chroma client: embedded `PersistentClient` by default, `HttpClient` when a URL is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if chroma_url:
+        parsed = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+        host = parsed.hostname or "127.0.0.1"
+        port = parsed.port or (443 if parsed.scheme == "https" else 8000)
+        try:
+            client = chromadb.HttpClient(
+                host=host, port=port, ssl=parsed.scheme == "https", settings=chroma_settings
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"cannot reach the Chroma server at {chroma_url} ({exc.__class__.__name__})"
+            ) from exc
+        return client
+    try:
+        chroma_path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(chroma_path), settings=chroma_settings)
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open the Chroma store in {chroma_path}: {exc}") from exc
+
+
+class ChunkStore:
+    def __init__(self, client: Any, name: str = "askloop") -> None:
+        self._client = client
+        self.name = name
+        self._collection = self._open_collection()
+
+    def _open_collection(self) -> Any:
+        try:
+            return self._client.get_or_create_collection(
+                self.name, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            )
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"cannot open the Chroma collection {self.name!r} ({exc.__class__.__name__})"
+            ) from exc
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a Chroma call, turning connection failures into `StoreUnavailable`.
+
+        One retry after re-opening the collection lets a restarted Chroma server recover by
+        itself without restarting the bot.
+        """
+        try:
+            return fn(self._collection, *args, **kwargs)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            try:
+                self._collection = self._open_collection()
+                return fn(self._collection, *args, **kwargs)
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(f"the vector store failed while {what}: {exc}") from exc
+            except Exception as exc:
+                raise StoreUnavailable(
+                    f"the vector store failed while {what} ({exc.__class__.__name__}: {exc})"
+                ) from exc
+
+    # -- writes ---------------------------------------------------------------------------------
+    def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+        for start in range(0, len(chunks), _WRITE_BATCH):
+            batch = chunks[start : start + _WRITE_BATCH]
+            vectors = embeddings[start : start + _WRITE_BATCH]
+            self._call(
+                "writing chunks",
+                lambda c, b=batch, v=vectors: c.upsert(
+                    ids=[chunk.chunk_id for chunk in b],
+                    embeddings=v,
+                    documents=[chunk.text for chunk in b],
+                    metadatas=[chunk.metadata() for chunk in b],
+                ),
+            )
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        ids = list(doc_ids)
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            self._call(
+                "deleting documents", lambda c, b=batch: c.delete(where={"doc_id": {"$in": b}})
+            )
+
+    def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
+        for start in range(0, len(chunk_ids), _WRITE_BATCH):
+            batch = list(chunk_ids[start : start + _WRITE_BATCH])
+            self._call("deleting chunks", lambda c, b=batch: c.delete(ids=b))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._call("counting chunks", lambda c: c.count()))
+
+    def document_index(self) -> dict[str, dict[str, Any]]:
+        """doc_id → {fingerprint, source, chunk_ids}: what ingest compares new files against."""
+        index: dict[str, dict[str, Any]] = {}
+        total = self.count()
+        page = 5000
+        for offset in range(0, total, page):
+            result = self._call(
+                "listing documents",
+                lambda c, o=offset: c.get(include=["metadatas"], limit=page, offset=o),
+            )
+            for chunk_id, meta in zip(result["ids"], result["metadatas"] or []):
+                meta = meta or {}
+                doc_id = str(meta.get("doc_id", ""))
+                entry = index.setdefault(
+                    doc_id,
+                    {
+                        "fingerprint": str(meta.get("fingerprint", "")),
+                        "source": str(meta.get("source", "")),
+                        "title": str(meta.get("title", "")),
+                        "chunk_ids": [],
+                    },
+                )
+                entry["chunk_ids"].append(chunk_id)
+        return index
+
+    def query(
+        self, embedding: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
+    ) -> list[ChunkMatch]:
+        """The `n` chunks nearest to `embedding`, optionally only from the given documents."""
+        total = self.count()
+        if total == 0 or n <= 0:
+            return []
+        kwargs: dict[str, Any] = {
+            "query_embeddings": [np.asarray(embedding, dtype=np.float32)],
+            "n_results": min(n, total),
+            "include": ["documents", "metadatas", "distances"],
+        }
+        if doc_ids:
+            kwargs["where"] = (
+                {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": list(doc_ids)}}
+            )
+        result = self._call("searching", lambda c: c.query(**kwargs))
+        matches = []
+        for chunk_id, text, meta, distance in zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+        ):
+            matches.append(ChunkMatch(_chunk_from(chunk_id, text, meta), 1.0 - float(distance)))
+        return matches
+
+    def get_chunks(self, doc_ids: Sequence[str]) -> list[Chunk]:
+        if not doc_ids:
+            return []
+        where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": list(doc_ids)}}
+        result = self._call(
+            "reading chunks", lambda c: c.get(where=where, include=["documents", "metadatas"])
+        )
+        return [
+            _chunk_from(i, t, m)
+            for i, t, m in zip(result["ids"], result["documents"] or [], result["metadatas"] or [])
+        ]

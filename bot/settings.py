@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, field_validator
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     moderators: Annotated[list[str], NoDecode] = Field(default_factory=list)
     moderator_group: str | None = None
     review_channel: str | None = None
+
+    # -- operations (docs/operations.md) ------------------------------------------------------
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    learn_after_votes: int = Field(default=20, ge=0)  # 0: never trigger on a vote count
+    learn_interval: float = Field(default=3600.0, ge=0)  # seconds; 0: no schedule
+    learn_poll: float = Field(default=30.0, gt=0)  # how often a worker checks the backlog
 
     # -- Slack ---------------------------------------------------------------------------------
     slack_bot_token: str | None = Field(

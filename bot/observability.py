@@ -1,0 +1,481 @@
+"""Metrics, structured logs and request ids: what an operator needs to run askloop as a service.
+
+Why it is built this way:
+- Metrics live in a registry of our own (`REGISTRY`), so tests and several apps in one process
+  never collide with prometheus_client's global default registry.
+- Counters for answers, votes and corrections are driven by the feedback store's *committed*
+  writes (SQLAlchemy session events), so they count what really happened whichever interface
+  (Slack, CLI, shell) caused it, and nobody has to remember to call a metrics function.
+- Figures that must agree across replicas (satisfaction, pending reviews, drift) are read from
+  the database at scrape time, cached for a few seconds, instead of being kept per process.
+- `instrument(asgi_app)` wraps any ASGI app with `/metrics`, request latency and a request id,
+  without a web framework.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("askloop.observability")
+
+# -- request / event ids ------------------------------------------------------------------------
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "askloop_request_id", default=None
+)
+event_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "askloop_event_id", default=None
+)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@contextmanager
+def request_context(request_id: str | None = None, event_id: str | None = None) -> Iterator[str]:
+    """Bind a request id (and the Slack event id, when known) to everything logged inside."""
+    rid = request_id or new_request_id()
+    tokens = [request_id_var.set(rid)]
+    if event_id is not None:
+        tokens.append(event_id_var.set(event_id))
+    try:
+        yield rid
+    finally:
+        for var, token in zip((request_id_var, event_id_var), tokens):
+            var.reset(token)
+
+
+def bind_event_id(event_id: str | None) -> None:
+    """Attach a Slack event id to the current context (a listener learns it late)."""
+    if event_id:
+        event_id_var.set(event_id)
+
+
+# -- metrics ------------------------------------------------------------------------------------
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+ANSWERS = Counter(
+    "askloop_answers", "Answers recorded (abstentions included)", ["origin"], registry=REGISTRY
+)
+ABSTENTIONS = Counter(
+    "askloop_abstentions",
+    "Answers where no source scored above the answer threshold",
+    ["origin"],
+    registry=REGISTRY,
+)
+VOTES = Counter(
+    "askloop_votes",
+    "Vote actions recorded, by kind (up, down, removed) and whether they counted",
+    ["kind", "counted"],
+    registry=REGISTRY,
+)
+CORRECTIONS = Counter(
+    "askloop_corrections", "Corrections suggested by users", registry=REGISTRY
+)
+ERRORS = Counter(
+    "askloop_errors", "Errors by where they happened (http, answer, vote, worker, ...)", ["where"],
+    registry=REGISTRY,
+)
+REQUEST_LATENCY = Histogram(
+    "askloop_request_duration_seconds",
+    "HTTP request latency (time to the response, i.e. Slack's ack), by path and status",
+    ["method", "path", "status"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RETRIEVAL_LATENCY = Histogram(
+    "askloop_retrieval_duration_seconds",
+    "Time to embed a question and search the vector store",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+WORKER_RUNS = Counter(
+    "askloop_worker_runs",
+    "Background learning runs by outcome (built, nothing, skipped_locked, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+def count_error(where: str) -> None:
+    ERRORS.labels(where=where).inc()
+
+
+@contextmanager
+def timed_retrieval() -> Iterator[None]:
+    """Measure one retrieval; failures are counted as errors and re-raised."""
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        count_error("retrieval")
+        raise
+    finally:
+        RETRIEVAL_LATENCY.observe(time.perf_counter() - start)
+
+
+def instrument_services(services: Any) -> Any:
+    """Time every retrieval of this `Services` object (wraps its knowledge base's `search`).
+
+    Instance-level, idempotent: the class stays untouched, so other Services objects in the
+    process (tests, CLI) are unaffected.
+    """
+    kb = services.knowledge_base
+    if getattr(kb, "_askloop_timed", False):
+        return services
+    plain_search = kb.search
+
+    def search(*args: Any, **kwargs: Any) -> Any:
+        with timed_retrieval():
+            return plain_search(*args, **kwargs)
+
+    kb.search = search
+    kb._askloop_timed = True
+    return services
+
+
+# -- counters from committed feedback-store writes ---------------------------------------------
+_tracking_lock = threading.Lock()
+_tracking_installed = False
+
+
+def _pending_facts(session: Any) -> list[tuple[str, dict[str, Any]]]:
+    return session.info.setdefault("askloop_metrics", [])
+
+
+def _collect_new_rows(session: Any, flush_context: Any) -> None:
+    from feedback import models
+
+    facts = _pending_facts(session)
+    for obj in session.new:
+        if isinstance(obj, models.Answer):
+            facts.append(("answer", {"origin": obj.origin or "unknown", "abstained": obj.abstained}))
+        elif isinstance(obj, models.VoteEvent):
+            kind = "removed" if obj.value == 0 else ("up" if obj.value > 0 else "down")
+            facts.append(("vote", {"kind": kind, "counted": bool(obj.counted)}))
+        elif isinstance(obj, models.Correction):
+            facts.append(("correction", {}))
+
+
+def _count_committed(session: Any) -> None:
+    facts = session.info.pop("askloop_metrics", [])
+    for kind, data in facts:
+        if kind == "answer":
+            ANSWERS.labels(origin=data["origin"]).inc()
+            if data["abstained"]:
+                ABSTENTIONS.labels(origin=data["origin"]).inc()
+        elif kind == "vote":
+            VOTES.labels(kind=data["kind"], counted=str(data["counted"]).lower()).inc()
+        elif kind == "correction":
+            CORRECTIONS.inc()
+
+
+def _forget_rolled_back(session: Any) -> None:
+    session.info.pop("askloop_metrics", None)
+
+
+def track_feedback_writes() -> None:
+    """Count answers, votes and corrections when the feedback store commits them (idempotent)."""
+    global _tracking_installed
+    with _tracking_lock:
+        if _tracking_installed:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        event.listen(Session, "after_flush", _collect_new_rows)
+        event.listen(Session, "after_commit", _count_committed)
+        event.listen(Session, "after_soft_rollback", lambda s, prev: _forget_rolled_back(s))
+        _tracking_installed = True
+
+
+# -- figures read from the database at scrape time ---------------------------------------------
+class FeedbackCollector(Collector):
+    """Satisfaction, pending reviews and today's drift, read from the shared database.
+
+    Every replica reports the same values (they share the database): aggregate with max() or
+    avg(), not sum(). Results are cached for `ttl` seconds so frequent scrapes stay cheap.
+    """
+
+    def __init__(self, store_factory: Callable[[], Any], threshold: float, ttl: float = 15.0,
+                 window_days: int = 7) -> None:
+        self._store_factory = store_factory
+        self.threshold = threshold
+        self.ttl = ttl
+        self.window_days = window_days
+        self._cached: tuple[float, dict[str, float]] | None = None
+        self._lock = threading.Lock()
+
+    def figures(self) -> dict[str, float]:
+        from feedback.drift import feedback_figures
+
+        with self._lock:
+            now = time.monotonic()
+            if self._cached and now - self._cached[0] < self.ttl:
+                return self._cached[1]
+            try:
+                values = feedback_figures(self._store_factory(), self.threshold, self.window_days)
+            except Exception as exc:  # the database is down: report nothing, count the error
+                count_error("metrics")
+                log.warning("cannot read feedback figures for /metrics: %s", exc)
+                return {}
+            self._cached = (now, values)
+            return values
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        values = self.figures()
+        docs = {
+            "satisfaction_rate": f"Share of counted votes that are positive, last {self.window_days} days",
+            "pending_reviews": "Corrections and proposals waiting for a moderator",
+            "pending_corrections": "Corrections waiting for a moderator",
+            "pending_proposals": "Proposals waiting for a moderator",
+            "drift_low_score_share": "Today's share of questions whose best match scores below the answer threshold",
+            "questions_today": "Questions answered today (UTC)",
+            "active_tuning_version": "The active tuning version number (0: base index)",
+        }
+        for name, text in docs.items():
+            if name in values:
+                yield GaugeMetricFamily(f"askloop_{name}", text, value=values[name])
+
+
+_collector_lock = threading.Lock()
+_feedback_collector: FeedbackCollector | None = None
+
+
+def register_feedback_gauges(store_factory: Callable[[], Any], threshold: float,
+                             ttl: float = 15.0) -> FeedbackCollector:
+    """Expose the database-backed gauges on `REGISTRY` (replaces an earlier registration)."""
+    global _feedback_collector
+    with _collector_lock:
+        if _feedback_collector is not None:
+            REGISTRY.unregister(_feedback_collector)
+        _feedback_collector = FeedbackCollector(store_factory, threshold, ttl)
+        REGISTRY.register(_feedback_collector)
+        return _feedback_collector
+
+
+# -- ASGI wrapper -------------------------------------------------------------------------------
+_KNOWN_PATHS = ("/slack/events", "/healthz", "/metrics")
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"]{1,100})"')
+
+
+def _path_label(path: str) -> str:
+    """A bounded label set: unknown paths are one label, so scanners cannot blow up series."""
+    return path if path in _KNOWN_PATHS else "other"
+
+
+def _event_id_from(body: bytes, content_type: str) -> str | None:
+    """The Slack event id (Events API) or the interaction's trigger/action id, if any."""
+    match = _EVENT_ID.search(body[:20000])
+    if match:
+        return match.group(1).decode("utf-8", "replace")
+    if "application/x-www-form-urlencoded" in content_type and body:
+        try:
+            payload = parse_qs(body.decode("utf-8", "replace")).get("payload", [""])[0]
+            data = json.loads(payload) if payload else {}
+        except ValueError:
+            return None
+        return data.get("trigger_id") or (data.get("container") or {}).get("message_ts")
+    return None
+
+
+def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: Callable[[], Any] | None = None,
+               threshold: float | None = None) -> Callable[..., Any]:
+    """Wrap an ASGI app: serve `/metrics`, time every request, bind a request id to its logs.
+
+    The request id comes from `X-Request-Id` when a proxy sets one, else a new one; it is sent
+    back as `X-Request-Id`. The Slack `event_id` is read from the (small) body and bound too.
+    Pass `services` to also time retrieval, and `store_factory` (returning the FeedbackStore)
+    to expose the database-backed gauges.
+    """
+    metrics_app = make_asgi_app(registry=REGISTRY)
+    track_feedback_writes()
+    if services is not None:
+        instrument_services(services)
+    if store_factory is not None:
+        register_feedback_gauges(
+            store_factory, threshold if threshold is not None else _default_threshold(services)
+        )
+
+    async def instrumented(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/metrics":
+            await metrics_app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        rid = headers.get("x-request-id") or new_request_id()
+        # Read the (small) body once, to learn the event id, then replay it to the app.
+        chunks: list[bytes] = []
+        more = True
+        disconnect: dict[str, Any] | None = None
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnect = message
+                break
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if disconnect is not None and not body:
+                    return disconnect
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + [
+                    (b"x-request-id", rid.encode("latin-1"))
+                ]
+            await send(message)
+
+        event_id = _event_id_from(body, headers.get("content-type", ""))
+        start = time.perf_counter()
+        with request_context(rid, event_id):
+            try:
+                await app(scope, replay, send_with_id)
+            except Exception:
+                count_error("http")
+                log.exception("unhandled error serving %s", path)
+                raise
+            finally:
+                elapsed = time.perf_counter() - start
+                REQUEST_LATENCY.labels(
+                    method=scope.get("method", ""), path=_path_label(path), status=str(status)
+                ).observe(elapsed)
+                if status >= 500:
+                    count_error("http")
+                log.debug("%s %s -> %s in %.1f ms", scope.get("method"), path, status, elapsed * 1000)
+
+    return instrumented
+
+
+def _default_threshold(services: Any) -> float:
+    if services is not None:
+        return float(services.settings.answer_threshold)
+    from bot.settings import load_settings
+
+    return float(load_settings().answer_threshold)
+
+
+# -- structured logs ----------------------------------------------------------------------------
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, request/event ids, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id_var.get()
+        eid = getattr(record, "event_id", None) or event_id_var.get()
+        if rid:
+            entry["request_id"] = rid
+        if eid:
+            entry["event_id"] = eid
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and key not in entry and not key.startswith("_"):
+                entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        if record.exc_info:
+            entry["error"] = "".join(traceback.format_exception_only(*record.exc_info[:2])).strip()
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal, with the request id when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s%(ids)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        rid = request_id_var.get()
+        eid = event_id_var.get()
+        ids = "".join(f" [{label}={value}]" for label, value in (("req", rid), ("event", eid)) if value)
+        record.ids = ids
+        return super().format(record)
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        return JsonFormatter()
+    if fmt == "text":
+        return TextFormatter()
+    raise ValueError(f"unknown log format {fmt!r}: use json or text")
+
+
+def configure_logging(fmt: str = "text", level: str | int = "INFO") -> None:
+    """Root logging to stderr in the chosen format; uvicorn's loggers propagate into it."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(make_formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_askloop", False):
+            root.removeHandler(old)
+    handler._askloop = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+def uvicorn_log_config(fmt: str = "text", level: str = "INFO") -> dict[str, Any]:
+    """A `log_config` for `uvicorn.run` so its own lines come out in the same format."""
+    formatter = "bot.observability.JsonFormatter" if fmt == "json" else "bot.observability.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"askloop": {"()": formatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "askloop"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+        },
+    }
+
+
+def configure_from_settings(settings: Any) -> None:
+    configure_logging(getattr(settings, "log_format", "text"), getattr(settings, "log_level", "INFO"))

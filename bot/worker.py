@@ -1,0 +1,312 @@
+"""Background learning: build and evaluate proposals outside the request path, once across replicas.
+
+Why this shape:
+- Building a proposal replays the golden set through retrieval (seconds of CPU). Doing it inside
+  a Slack request would blow the 3-second ack, so it runs in a background thread of the server
+  (`start_background`) or in its own process (`askloop worker`).
+- Several replicas run the same loop; a database lock makes sure one of them does the work:
+  a PostgreSQL advisory lock (`pg_try_advisory_lock`, released by the server if the holder dies)
+  or, on SQLite — whose replicas necessarily share one machine — an exclusive lock on a file
+  beside the database. Neither holds a database transaction, so answering and voting never wait.
+- When to run is decided from the database, so all replicas agree: after `learn_after_votes`
+  new validated votes or approved corrections, or every `learn_interval` seconds when there is
+  anything new. Each run leaves an audit event ("worker.learn"), which is also the "last run" mark.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from bot import observability
+from feedback import models
+from feedback.drift import engine_of
+
+log = logging.getLogger("askloop.worker")
+
+LOCK_NAME = "askloop.learning"
+RUN_ACTION = "worker.learn"
+
+
+# -- the lock -----------------------------------------------------------------------------------
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class DatabaseLock:
+    """A non-blocking, process-spanning lock named `name`, held for the duration of a `with`."""
+
+    _memory_locks: dict[str, threading.Lock] = {}
+
+    def __init__(self, engine: Engine, name: str = LOCK_NAME) -> None:
+        self.engine = engine
+        self.name = name
+
+    @contextmanager
+    def try_hold(self) -> Iterator[bool]:
+        """Yields True when this caller holds the lock, False when someone else does."""
+        backend = self.engine.url.get_backend_name()
+        if backend == "postgresql":
+            with self._postgres() as held:
+                yield held
+        elif backend == "sqlite":
+            with self._sqlite() as held:
+                yield held
+        else:
+            raise RuntimeError(f"no background-work lock for the {backend} backend")
+
+    @contextmanager
+    def _postgres(self) -> Iterator[bool]:
+        key = _advisory_key(self.name)
+        with self.engine.connect() as conn:
+            held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()  # the lock is session-level: no transaction stays open while we work
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+                    except Exception:  # connection lost: the server released the lock with it
+                        log.warning("could not release the advisory lock; the server drops it with the session")
+                        conn.invalidate()
+
+    @contextmanager
+    def _sqlite(self) -> Iterator[bool]:
+        database = make_url(str(self.engine.url)).database
+        if not database or database == ":memory:":
+            lock = self._memory_locks.setdefault(self.name, threading.Lock())
+            held = lock.acquire(blocking=False)
+            try:
+                yield held
+            finally:
+                if held:
+                    lock.release()
+            return
+        path = Path(database).with_name(Path(database).name + f".{self.name}.lock")
+        with open(path, "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            try:
+                yield held
+            finally:
+                if held:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# -- when to run --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Backlog:
+    """What happened since the last run, as the database tells every replica."""
+
+    last_run: datetime | None
+    new_votes: int
+    new_corrections: int
+
+    @property
+    def new_inputs(self) -> int:
+        return self.new_votes + self.new_corrections
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def backlog(engine: Engine) -> Backlog:
+    with engine.connect() as conn:
+        last = _utc(conn.execute(
+            select(func.max(models.AuditEvent.at)).where(models.AuditEvent.action == RUN_ACTION)
+        ).scalar_one_or_none())
+        votes = select(func.count()).select_from(models.VoteEvent).where(
+            models.VoteEvent.counted.is_(True), models.VoteEvent.value != 0
+        )
+        corrections = select(func.count()).select_from(models.Correction).where(
+            models.Correction.status == "approved"
+        )
+        if last is not None:
+            votes = votes.where(models.VoteEvent.at > last)
+            corrections = corrections.where(models.Correction.decided_at > last)
+        return Backlog(last, int(conn.execute(votes).scalar_one()), int(conn.execute(corrections).scalar_one()))
+
+
+def is_due(state: Backlog, after_votes: int, interval: float, now: datetime | None = None) -> bool:
+    """Due after `after_votes` new inputs, or when `interval` has passed and anything is new."""
+    if state.new_inputs == 0:
+        return False
+    if after_votes > 0 and state.new_inputs >= after_votes:
+        return True
+    if interval > 0:
+        if state.last_run is None:
+            return True
+        now = now or datetime.now(timezone.utc)
+        return (now - state.last_run).total_seconds() >= interval
+    return False
+
+
+# -- the job ------------------------------------------------------------------------------------
+@dataclass
+class RunReport:
+    outcome: str  # built | nothing | skipped_locked | not_due | failed
+    detail: str = ""
+    proposal_id: int | None = None
+    seconds: float = 0.0
+    backlog: Backlog | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Job = Callable[[], Any]
+
+
+def learning_job(services: Any, store: Any, created_by: str = "worker") -> Job:
+    """The learning engine's build-and-evaluate step, bound to these services and store.
+
+    Imported lazily: the worker runs (and reports "no learning engine") before the engine exists.
+    """
+
+    def run() -> Any:
+        try:
+            from feedback import learning
+        except ImportError as exc:
+            raise RuntimeError("the learning engine (feedback.learning) is not installed") from exc
+        for name in ("build_and_evaluate", "propose", "run_learning", "build_proposal"):
+            entry = getattr(learning, name, None)
+            if callable(entry):
+                return _call_flexibly(entry, services=services, store=store, created_by=created_by)
+        engine_cls = getattr(learning, "LearningEngine", None)
+        if engine_cls is not None:
+            engine = _call_flexibly(engine_cls, services=services, store=store)
+            for name in ("build_and_evaluate", "propose", "run", "build_proposal"):
+                method = getattr(engine, name, None)
+                if callable(method):
+                    return _call_flexibly(method, created_by=created_by)
+        raise RuntimeError("feedback.learning has no entry point the worker knows how to call")
+
+    return run
+
+
+def _call_flexibly(fn: Callable[..., Any], **available: Any) -> Any:
+    """Call `fn` with the keyword arguments it declares among `available`."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn(**available)
+    return fn(**{name: value for name, value in available.items() if name in params})
+
+
+def _proposal_id(result: Any) -> int | None:
+    if result is None:
+        return None
+    for candidate in (result, getattr(result, "proposal", None)):
+        pid = getattr(candidate, "id", None) if candidate is not None else None
+        if isinstance(pid, int):
+            return pid
+    if isinstance(result, dict) and isinstance(result.get("proposal_id"), int):
+        return result["proposal_id"]
+    return None
+
+
+class LearningWorker:
+    """Checks the backlog, takes the lock, runs the job, leaves a mark; safe on every replica."""
+
+    def __init__(self, engine: Engine, job: Job, *, after_votes: int = 20, interval: float = 3600.0,
+                 poll: float = 30.0, lock_name: str = LOCK_NAME) -> None:
+        self.engine = engine
+        self.job = job
+        self.after_votes = after_votes
+        self.interval = interval
+        self.poll = poll
+        self.lock = DatabaseLock(engine, lock_name)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_services(cls, services: Any, store: Any, **kwargs: Any) -> LearningWorker:
+        settings = services.settings
+        kwargs.setdefault("after_votes", getattr(settings, "learn_after_votes", 20))
+        kwargs.setdefault("interval", getattr(settings, "learn_interval", 3600.0))
+        kwargs.setdefault("poll", getattr(settings, "learn_poll", 30.0))
+        return cls(engine_of(store), learning_job(services, store), **kwargs)
+
+    def run_once(self, *, force: bool = False) -> RunReport:
+        """One check-and-maybe-run. `force` runs even without new feedback (but still locked)."""
+        start = time.perf_counter()
+        with self.lock.try_hold() as held:
+            if not held:
+                observability.WORKER_RUNS.labels(outcome="skipped_locked").inc()
+                return RunReport("skipped_locked", "another replica is building a proposal")
+            # Checked under the lock: a replica that just finished has already left its mark.
+            state = backlog(self.engine)
+            if not force and not is_due(state, self.after_votes, self.interval):
+                return RunReport("not_due", f"{state.new_inputs} new input(s)", backlog=state)
+            try:
+                result = self.job()
+            except Exception as exc:
+                observability.count_error("worker")
+                observability.WORKER_RUNS.labels(outcome="failed").inc()
+                log.exception("background learning failed")
+                report = RunReport("failed", f"{exc.__class__.__name__}: {exc}", backlog=state)
+            else:
+                pid = _proposal_id(result)
+                outcome = "built" if pid is not None else "nothing"
+                observability.WORKER_RUNS.labels(outcome=outcome).inc()
+                report = RunReport(outcome, "" if pid else "no proposal to make", pid, backlog=state)
+            report.seconds = time.perf_counter() - start
+            self._mark(report)
+            log.info("background learning: %s", report.outcome,
+                     extra={"proposal_id": report.proposal_id, "seconds": round(report.seconds, 3),
+                            "new_inputs": state.new_inputs})
+            return report
+
+    def _mark(self, report: RunReport) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(models.AuditEvent(
+                actor="worker", action=RUN_ACTION, object_type="proposal",
+                object_id=str(report.proposal_id or ""),
+                after={"outcome": report.outcome, "detail": report.detail[:500],
+                       "seconds": round(report.seconds, 3),
+                       "new_inputs": report.backlog.new_inputs if report.backlog else 0},
+            ))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def loop(self) -> None:
+        """Run until `stop()`: never raises, so a database outage only delays learning."""
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # database unreachable, lock failure: try again later
+                observability.count_error("worker")
+                log.warning("background learning check failed: %s", exc)
+            self._stop.wait(self.poll)
+
+    def start_background(self) -> threading.Thread:
+        """Start the loop in a daemon thread (idempotent) — the server's request path never waits on it."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self.loop, name="askloop-worker", daemon=True)
+            self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     moderators: Annotated[list[str], NoDecode] = Field(default_factory=list)
     moderator_group: str | None = None
     review_channel: str | None = None
+    vote_limit_per_hour: int = Field(default=30, ge=0)  # counted votes per user per hour
+    asker_vote_weight: float = Field(default=1.0, ge=0.0)  # weight of the asker's own vote
+    other_vote_weight: float = Field(default=1.0, ge=0.0)  # weight of everyone else's vote
+    tuning_cache_seconds: float = Field(default=2.0, ge=0.0)  # how long a replica caches the active version
 
     # -- operations (docs/operations.md) ------------------------------------------------------
     log_format: Literal["text", "json"] = "text"

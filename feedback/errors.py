@@ -1,0 +1,37 @@
+"""Errors of the feedback store, each with a message fit to show a person as-is.
+
+Interfaces (CLI, shell, Slack) catch `FeedbackError` and print its message on one line; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FeedbackError(Exception):
+    """Base class: the request was refused and nothing changed."""
+
+
+class UnknownAnswer(FeedbackError):
+    def __init__(self, answer_id: object) -> None:
+        super().__init__(f"there is no answer #{answer_id} (it may have been given by another bot)")
+        self.answer_id = answer_id
+
+
+class PermissionDenied(FeedbackError):
+    """The user is not a moderator (or otherwise may not do this)."""
+
+
+class InvalidFeedback(FeedbackError):
+    """Malformed input: a vote that is not +1/-1, an empty correction, a bad id."""
+
+
+class NotFound(FeedbackError):
+    """A correction, proposal, version or user that does not exist."""
+
+
+class InvalidState(FeedbackError):
+    """The object exists but is not in a state that allows this (e.g. approving twice)."""
+
+
+class OutdatedSchema(FeedbackError):
+    """The database schema is older (or newer) than this version of askloop expects."""

@@ -1,0 +1,246 @@
+"""Plain value objects the store returns: detached from any database session, safe to keep.
+
+They are frozen dataclasses; `record["field"]` works too, and `as_dict()` gives JSON-ready data
+(datetimes as ISO 8601 strings), so interfaces can print or serialise them without the ORM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Record:
+    def __getitem__(self, name: str) -> Any:
+        if name not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class ShownDoc(_Record):
+    rank: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    source: str
+    score: float
+    base_score: float
+
+
+@dataclass(frozen=True)
+class AnswerRecord(_Record):
+    id: int
+    question: str
+    asker: str
+    origin: str
+    created_at: datetime
+    tuning_version: int | None
+    abstained: bool
+    answer_text: str
+    shown: list[ShownDoc] = field(default_factory=list)
+    channel: str | None = None
+    thread_ts: str | None = None
+    message_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class VoteOutcome(_Record):
+    vote_id: int
+    answer_id: int
+    user: str
+    value: int
+    counted: bool
+    weight: float
+    why: str
+    replaced: bool = False  # True when it replaced this user's earlier vote
+
+
+@dataclass(frozen=True)
+class VoteRecord(_Record):
+    id: int
+    answer_id: int
+    user: str
+    value: int
+    counted: bool
+    weight: float
+    why: str
+    source: str
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CorrectionRecord(_Record):
+    id: int
+    answer_id: int
+    user: str
+    text: str | None
+    source_ref: str | None
+    status: str  # pending | approved | rejected
+    created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    original_text: str | None = None
+    original_source_ref: str | None = None
+    question: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"c{self.id}"
+
+
+@dataclass(frozen=True)
+class ProposalRecord(_Record):
+    id: int
+    summary: str
+    diff: dict[str, Any]
+    payload: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    status: str  # pending | evaluated | failing | approved | rejected | applied
+    created_by: str
+    created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    override: bool = False
+    applied_version: int | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"p{self.id}"
+
+
+@dataclass(frozen=True)
+class VersionRecord(_Record):
+    number: int
+    payload: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    proposal_id: int | None
+    note: str | None = None
+    active: bool = False
+
+
+@dataclass(frozen=True)
+class AuditRecord(_Record):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class GoldenQuestion(_Record):
+    id: int
+    question: str
+    doc_ids: list[str]
+    added_by: str
+    origin: str
+    correction_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrainingVote(_Record):
+    answer_id: int
+    question: str
+    asker: str
+    user: str
+    value: int
+    weight: float
+    shown: list[ShownDoc]
+    at: datetime
+    tuning_version: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainingCorrection(_Record):
+    correction_id: int
+    answer_id: int
+    question: str
+    user: str
+    doc_id: str | None  # a knowledge-base document the correction points to
+    url: str | None  # or an outside URL
+    text: str | None  # better answer text, if given
+    at: datetime  # when it was approved
+    shown: list[ShownDoc] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainingFeedback(_Record):
+    votes: list[TrainingVote]
+    corrections: list[TrainingCorrection]
+
+
+@dataclass(frozen=True)
+class ReviewItem(_Record):
+    ref: str  # c12 | p3
+    kind: str  # correction | proposal
+    id: int
+    status: str
+    summary: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewPage(_Record):
+    items: list[ReviewItem]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class WindowStats(_Record):
+    window: str  # 24h | 7d | 30d | all
+    answers: int
+    abstained: int
+    up: int
+    down: int
+
+    @property
+    def satisfaction(self) -> float | None:
+        """Share of 👍 among votes; None when nobody voted."""
+        total = self.up + self.down
+        return self.up / total if total else None
+
+
+@dataclass(frozen=True)
+class StoreStats(_Record):
+    windows: list[WindowStats]
+    pending_corrections: int
+    open_proposals: int
+    active_version: int | None
+    versions: int
+    flagged_users: int
+    golden_questions: int

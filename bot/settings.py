@@ -71,6 +71,8 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "ASKLOOP_SLACK_API_URL"),
     )
+    slack_looking_after: float = Field(default=1.5, ge=0.0)  # seconds before "looking…" (0: always)
+    slack_native_feedback: bool = True  # Slack's feedback_buttons; plain buttons when False
 
     @field_validator("moderators", mode="before")
     @classmethod

@@ -16,9 +16,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 
 from feedback import models
+from feedback.store import OPEN_PROPOSAL_STATES  # proposals still waiting for a moderator
 
-# Proposals still waiting for a moderator's decision.
-OPEN_PROPOSAL_STATES = ("pending", "evaluated", "failing")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""Server mode for real: a `chroma run` server behind ASKLOOP_CHROMA_URL, and what happens when
+it goes away mid-run (answers fail politely, feedback is still recorded, recovery is automatic).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.chroma_server import chroma_server  # noqa: F401  (module-scoped fixture)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def server_services(chroma_server, home, monkeypatch, embedder, tiny_corpus):  # noqa: F811
+    """Services pointed at the Chroma server (own collection per test), tiny corpus ingested."""
+    from bot.services import Services
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("ASKLOOP_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("ASKLOOP_COLLECTION", f"ops-{uuid.uuid4().hex[:10]}")
+    services = Services(load_settings())
+    report = services.ingestor.run([tiny_corpus])
+    assert report.chunks_added == 6
+    return services
+
+
+def test_server_mode_ingests_and_answers_through_the_http_client(server_services, chroma_server):  # noqa: F811
+    import chromadb
+
+    from retrieval.store import ChunkStore
+
+    store = server_services.store
+    assert isinstance(store, ChunkStore)
+    assert store._client.get_settings().chroma_api_impl == "chromadb.api.fastapi.FastAPI"
+    assert server_services.settings.chroma_url == chroma_server.url
+
+    answer = server_services.answer("how do I connect to the VPN?")
+    assert not answer.abstained
+    assert answer.hits[0].doc_id == "vpn"
+    assert "WireGuard" in answer.text
+
+    # The chunks live on the server, not in the local data dir: a second client sees them.
+    other = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+    collection = other.get_collection(server_services.settings.collection)
+    assert collection.count() == store.count() == 6
+    assert not server_services.settings.chroma_path.exists()
+
+
+def test_chroma_down_fails_politely_keeps_feedback_and_recovers(
+    server_services, chroma_server, postgres_url  # noqa: F811
+):
+    from feedback.store import FeedbackStore
+    from retrieval.store import StoreUnavailable
+    from tests.ops_support import scratch_database
+
+    with scratch_database(postgres_url) as url:
+        store = FeedbackStore(url, moderators=["UMOD"])
+        store.upgrade()
+        before = server_services.answer("when is the on-call handover?")
+        record = store.record_answer(
+            question=before.question, asker="UASK", origin="test", hits=before.hits,
+            answer_text=before.text, abstained=before.abstained,
+            tuning_version=before.tuning_version,
+        )
+
+        chroma_server.stop()
+        try:
+            with pytest.raises(StoreUnavailable) as failure:
+                server_services.answer("how do I submit expenses?")
+            message = str(failure.value)
+            assert "vector store" in message and "Chroma" in message
+            assert "Traceback" not in message and "\n" not in message
+
+            # Feedback does not need the vector store: votes and corrections still land.
+            outcome = store.vote(record.id, "UVOTER", +1, source="test")
+            assert outcome.counted
+            correction = store.suggest_correction(record.id, "UVOTER", text="Handover is in #ops.")
+            assert correction.status == "pending"
+        finally:
+            chroma_server.start()
+
+        # Same port, same path: the service recovers by itself, data intact.
+        after = server_services.answer("how do I submit expenses?")
+        assert after.hits[0].doc_id == "expenses"
+        assert not after.abstained
+        votes = store.training_feedback().votes
+        assert [(v.user, v.value) for v in votes] == [("UVOTER", 1)]
+        store.engine.dispose()
+
+
+def test_bot_starting_while_chroma_is_down_recovers_when_it_comes_up(
+    chroma_server, home, monkeypatch, embedder  # noqa: F811
+):
+    """A replica that starts before the Chroma server is up keeps trying instead of dying."""
+    from bot.services import Services
+    from bot.settings import load_settings
+    from retrieval.store import StoreUnavailable
+
+    monkeypatch.setenv("ASKLOOP_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("ASKLOOP_COLLECTION", f"ops-{uuid.uuid4().hex[:10]}")
+    services = Services(load_settings())
+    chroma_server.stop()
+    try:
+        with pytest.raises(StoreUnavailable, match="cannot reach the Chroma server"):
+            services.answer("anything?")
+    finally:
+        chroma_server.start()
+    assert services.store.count() == 0  # opened now that the server is back

@@ -17,8 +17,14 @@ _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 _PAGE = re.compile(r"\f\[page (\d+)\]\n")
 
 
-def chunk_id(doc_id: str, position: int) -> str:
-    return hashlib.sha1(f"{doc_id}\x00{position}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
+def chunk_id(doc_id: str, position: int, fingerprint: str = "") -> str:
+    """Same document, same content, same chunking → same id; any change → new ids.
+
+    New content never overwrites old chunks in place, so a failed re-ingest leaves the old
+    version whole, and an answer that recorded a chunk id points at the text it showed.
+    """
+    key = f"{doc_id}\x00{fingerprint}\x00{position}"
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 class Chunker:
@@ -62,7 +68,7 @@ class Chunker:
                 position = len(chunks)
                 chunks.append(
                     Chunk(
-                        chunk_id=chunk_id(document.doc_id, position),
+                        chunk_id=chunk_id(document.doc_id, position, fingerprint),
                         doc_id=document.doc_id,
                         text=piece,
                         title=document.title,
@@ -70,6 +76,7 @@ class Chunker:
                         section=section,
                         position=position,
                         fingerprint=fingerprint,
+                        origin=document.origin,
                     )
                 )
         return chunks

@@ -7,7 +7,9 @@ embedded again and a changed one overwrites its chunks in place.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from retrieval.types import Chunk, SourceDocument
 ENCODE_BATCH = 512
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Ingestor:
             if existing:
                 report.documents_updated += 1
                 report.chunks_updated += len(chunks)
+                report.chunks_removed += max(0, len(existing["chunk_ids"]) - len(chunks))
                 new_ids = {c.chunk_id for c in chunks}
                 stale[document.doc_id] = [i for i in existing["chunk_ids"] if i not in new_ids]
             else:
@@ -102,17 +106,50 @@ class Ingestor:
         return to_write, stale
 
     def write(self, chunks: Sequence[Chunk], progress: Progress | None = None) -> None:
-        total = len(chunks)
+        """Embed and store `chunks`: all of them, or (after a failure) none.
+
+        Chunks are embedded in length order, so each model batch pads little (what the bare
+        encoder gains by sorting all its input), and each batch's upsert runs in a thread while
+        the next batch is embedded. On any failure, including Ctrl-C, what was written is
+        deleted again before the error goes on: new content never overwrote old chunks (ids
+        include the fingerprint), so the store is back to its previous state.
+        """
+        ordered = sorted(chunks, key=lambda c: len(embedding_text(c)))
+        total = len(ordered)
         done = 0
         if progress:
             progress(0, total)
-        for start in range(0, total, ENCODE_BATCH):
-            batch = chunks[start : start + ENCODE_BATCH]
-            vectors = self.embedder.encode([embedding_text(c) for c in batch])
-            self.store.upsert(batch, vectors)
-            done += len(batch)
-            if progress:
-                progress(done, total)
+        written: list[str] = []
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="askloop-upsert") as pool:
+                pending: Future[None] | None = None
+                pending_size = 0
+                for start in range(0, total, ENCODE_BATCH):
+                    batch = ordered[start : start + ENCODE_BATCH]
+                    vectors = self.embedder.encode([embedding_text(c) for c in batch])
+                    if pending is not None:
+                        pending.result()
+                        done += pending_size
+                        if progress:
+                            progress(done, total)
+                    written.extend(c.chunk_id for c in batch)
+                    pending, pending_size = pool.submit(self.store.upsert, batch, vectors), len(batch)
+                if pending is not None:
+                    pending.result()
+                    done += pending_size
+                    if progress:
+                        progress(done, total)
+        except BaseException:
+            self._roll_back(written)
+            raise
+
+    def _roll_back(self, chunk_ids: list[str]) -> None:
+        if not chunk_ids:
+            return
+        try:
+            self.store.delete_chunks(chunk_ids)
+        except Exception:  # the store is down: the next ingest repairs (see document_index)
+            log.warning("could not roll back %d chunks after a failed ingest", len(chunk_ids))
 
     def prune(
         self, ingested_files: set[str], kept_ids: set[str], report: IngestReport
@@ -122,9 +159,10 @@ class Ingestor:
         for doc_id, entry in self.store.document_index().items():
             if doc_id in kept_ids:
                 continue
-            source = entry["source"]
-            path = source.split("#", 1)[0]
-            origin_gone = not Path(path).exists() if path.startswith("/") else False
+            # `origin` is the file; older chunks only have `source` (a path, path#id or a URL)
+            path = entry.get("origin") or entry["source"].split("#", 1)[0]
+            is_file = path.startswith("/")
+            origin_gone = is_file and not Path(path).exists()
             dropped_from_file = path in ingested_files
             if origin_gone or dropped_from_file:
                 removed.append(doc_id)
@@ -155,10 +193,10 @@ class Ingestor:
                 documents.append(document)
         chunks, stale = self.plan(documents, report)
         self.write(chunks, progress)
+        # Only now that every new chunk is stored do the replaced versions go.
         leftovers = [chunk_id for ids in stale.values() for chunk_id in ids]
         if leftovers:
             self.store.delete_chunks(leftovers)
-            report.chunks_removed += len(leftovers)
         if prune:
             self.prune(ingested_files, seen_ids, report)
         return report

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from retrieval.types import SourceDocument
@@ -209,10 +209,13 @@ def load_jsonl(path: Path) -> LoadResult:
 
 
 def load_file(path: Path) -> LoadResult:
+    """Documents of one file, each remembering the file as its `origin`."""
     suffix = path.suffix.lower()
     try:
         if suffix in JSONL_SUFFIXES:
-            return load_jsonl(path)
+            result = load_jsonl(path)
+            documents = [replace(d, origin=str(path)) for d in result.documents]
+            return LoadResult(path, documents, result.problems)
         if suffix in MARKDOWN_SUFFIXES:
             document = load_markdown(path)
         elif suffix in HTML_SUFFIXES:
@@ -227,7 +230,7 @@ def load_file(path: Path) -> LoadResult:
         return LoadResult(path, [], [exc])
     if not document.text.strip():
         return LoadResult(path, [], [LoadError(path, "file is empty")])
-    return LoadResult(path, [document], [])
+    return LoadResult(path, [replace(document, origin=str(path))], [])
 
 
 def load_all(paths: Iterable[Path]) -> Iterator[LoadResult]:

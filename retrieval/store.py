@@ -42,6 +42,7 @@ def _chunk_from(chunk_id: str, text: str | None, meta: dict[str, Any] | None) ->
         section=str(meta.get("section", "")),
         position=int(meta.get("position", 0) or 0),
         fingerprint=str(meta.get("fingerprint", "")),
+        origin=str(meta.get("origin", "")),
     )
 
 
@@ -142,7 +143,11 @@ class ChunkStore:
         return int(self._call("counting chunks", lambda c: c.count()))
 
     def document_index(self) -> dict[str, dict[str, Any]]:
-        """doc_id → {fingerprint, source, chunk_ids}: what ingest compares new files against."""
+        """doc_id → {fingerprint, source, origin, title, chunk_ids}: what ingest compares against.
+
+        A document whose chunks disagree on the fingerprint (a write that failed halfway and
+        could not be rolled back) gets an empty fingerprint, so the next ingest rewrites it.
+        """
         index: dict[str, dict[str, Any]] = {}
         total = self.count()
         page = 5000
@@ -154,15 +159,19 @@ class ChunkStore:
             for chunk_id, meta in zip(result["ids"], result["metadatas"] or []):
                 meta = meta or {}
                 doc_id = str(meta.get("doc_id", ""))
+                fingerprint = str(meta.get("fingerprint", ""))
                 entry = index.setdefault(
                     doc_id,
                     {
-                        "fingerprint": str(meta.get("fingerprint", "")),
+                        "fingerprint": fingerprint,
                         "source": str(meta.get("source", "")),
+                        "origin": str(meta.get("origin", "")),
                         "title": str(meta.get("title", "")),
                         "chunk_ids": [],
                     },
                 )
+                if entry["fingerprint"] != fingerprint:
+                    entry["fingerprint"] = ""
                 entry["chunk_ids"].append(chunk_id)
         return index
 

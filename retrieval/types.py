@@ -19,6 +19,7 @@ class SourceDocument:
     text: str
     kind: str = "text"
     fingerprint: str = ""
+    origin: str = ""  # the file it was loaded from (for --prune); `source` may be a URL
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Chunk:
     section: str = ""
     position: int = 0
     fingerprint: str = ""
+    origin: str = ""
 
     def metadata(self) -> dict[str, str | int]:
         return {
@@ -40,6 +42,7 @@ class Chunk:
             "section": self.section,
             "position": self.position,
             "fingerprint": self.fingerprint,
+            "origin": self.origin,
         }
 
 

@@ -1,0 +1,238 @@
+"""The ingest pipeline against a real embedded Chroma store and the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import retrieval.ingest as ingest_module
+from retrieval.store import StoreUnavailable
+from retrieval.types import Chunk
+from tests.conftest import TINY_CORPUS
+from tests.retrieval_support import write_corpus, write_pdf
+
+
+def all_chunks(store) -> dict[str, Chunk]:
+    return {c.chunk_id: c for c in store.get_chunks(sorted(store.document_index()))}
+
+
+def snapshot(store) -> dict[str, tuple[str, str, str]]:
+    return {i: (c.doc_id, c.text, c.fingerprint) for i, c in all_chunks(store).items()}
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path: Path) -> Path:
+    """One file of every supported kind, plus a binary and a non-UTF-8 file."""
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "guide.md").write_text(
+        "# Onboarding\n\nWelcome.\n\n## Accounts\n\nAsk IT for a laptop.\n\n## Payroll\n\nPaid monthly.\n",
+        encoding="utf-8",
+    )
+    (folder / "notes.txt").write_text("The office closes at 19:00 on Fridays.\n", encoding="utf-8")
+    (folder / "travel.html").write_text(
+        "<html><head><title>Travel policy</title></head><body><h1>Travel</h1>"
+        "<p>Fly economy on trips under six hours.</p></body></html>",
+        encoding="utf-8",
+    )
+    write_pdf(folder / "backups.pdf", [["Backups run nightly at 02:00."]], title="Backup policy")
+    write_corpus(folder / "faq" / "corpus.jsonl", TINY_CORPUS)
+    (folder / "blob.txt").write_bytes(b"\x7fELF\x00\x00\x01binary")
+    (folder / "old.md").write_bytes("R\xe9sum\xe9 of the old process".encode("latin-1"))
+    return folder
+
+
+def test_ingest_every_kind_with_metadata_and_counts(services, mixed_folder: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    report = services.ingestor.run([mixed_folder], progress=lambda d, t: calls.append((d, t)))
+
+    assert report.files == 5
+    assert report.documents_added == 4 + len(TINY_CORPUS)
+    assert report.documents_updated == report.documents_skipped == 0
+    problems = {Path(p.path).name: p.reason for p in report.problems}
+    assert problems == {
+        "blob.txt": "binary file, not text",
+        "old.md": "not UTF-8 text (bad byte at offset 1)",
+    }
+    assert not report.nothing_ingested
+
+    chunks = all_chunks(services.store)
+    assert len(chunks) == report.chunks_added == services.store.count()
+    assert calls[0] == (0, len(chunks)) and calls[-1] == (len(chunks), len(chunks))
+
+    guide = str((mixed_folder / "guide.md").resolve())
+    by_doc: dict[str, list[Chunk]] = {}
+    for chunk in chunks.values():
+        by_doc.setdefault(chunk.doc_id, []).append(chunk)
+    assert {c.section for c in by_doc[guide]} == {"Onboarding", "Onboarding › Accounts", "Onboarding › Payroll"}
+    assert all(c.title == "Onboarding" and c.source == guide for c in by_doc[guide])
+    [pdf] = by_doc[str((mixed_folder / "backups.pdf").resolve())]
+    assert (pdf.title, pdf.section) == ("Backup policy", "page 1")
+    [html] = by_doc[str((mixed_folder / "travel.html").resolve())]
+    assert (html.title, html.section, html.text) == ("Travel policy", "Travel", "Fly economy on trips under six hours.")
+    [vpn] = by_doc["vpn"]  # BEIR _id is the document id
+    corpus = (mixed_folder / "faq" / "corpus.jsonl").resolve()
+    assert (vpn.title, vpn.source, vpn.origin) == ("Connecting to the VPN", f"{corpus}#vpn", str(corpus))
+    # nothing from the failed files
+    assert not any(c.source.endswith(("blob.txt", "old.md")) for c in chunks.values())
+
+
+def test_reingest_unchanged_changes_nothing(services, mixed_folder: Path) -> None:
+    services.ingestor.run([mixed_folder])
+    before = snapshot(services.store)
+    report = services.ingestor.run([mixed_folder])
+    assert report.documents_skipped == len({c[0] for c in before.values()})
+    assert report.documents_added == report.documents_updated == 0
+    assert report.chunks_added == report.chunks_updated == report.chunks_removed == 0
+    assert snapshot(services.store) == before
+
+
+def test_changed_file_replaces_its_chunks(services, tmp_path: Path) -> None:
+    path = tmp_path / "policy.md"
+    long_text = "\n\n".join(f"## Rule {i}\n\nRule {i} says something different." for i in range(6))
+    path.write_text(f"# Policy\n\n{long_text}\n", encoding="utf-8")
+    services.ingestor.run([path])
+    assert services.store.count() == 6
+
+    path.write_text("# Policy\n\n## Rule 0\n\nOnly one rule is left now.\n", encoding="utf-8")
+    report = services.ingestor.run([path])
+    assert (report.documents_updated, report.chunks_updated, report.chunks_removed) == (1, 1, 5)
+    [chunk] = all_chunks(services.store).values()
+    assert chunk.text == "Only one rule is left now."
+    assert services.store.count() == 1
+
+
+def test_changed_corpus_entry_is_updated_others_skipped(services, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", TINY_CORPUS)
+    services.ingestor.run([corpus])
+    changed = [dict(d) for d in TINY_CORPUS]
+    changed[0]["text"] = "The VPN now uses a new client called Tunnelblick."
+    write_corpus(corpus, changed)
+    report = services.ingestor.run([corpus])
+    assert (report.documents_updated, report.documents_skipped) == (1, len(TINY_CORPUS) - 1)
+    [vpn] = services.store.get_chunks(["vpn"])
+    assert "Tunnelblick" in vpn.text
+
+
+def test_prune_removes_deleted_files_and_dropped_entries(services, tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "keep.md").write_text("# Keep\n\nThis stays.\n", encoding="utf-8")
+    (folder / "gone.md").write_text("# Gone\n\nThis file will be deleted.\n", encoding="utf-8")
+    corpus = write_corpus(folder / "corpus.jsonl", TINY_CORPUS)
+    services.ingestor.run([folder])
+    (folder / "gone.md").unlink()
+    write_corpus(corpus, [d for d in TINY_CORPUS if d["_id"] != "deploy"])
+
+    report = services.ingestor.run([folder])  # without --prune nothing goes
+    assert report.documents_removed == 0
+    assert str((folder / "gone.md").resolve()) in services.store.document_index()
+
+    report = services.ingestor.run([folder], prune=True)
+    assert report.documents_removed == 2
+    assert report.chunks_removed == 2
+    docs = set(services.store.document_index())
+    assert "deploy" not in docs and str((folder / "gone.md").resolve()) not in docs
+    assert str((folder / "keep.md").resolve()) in docs and "vpn" in docs
+
+
+def test_prune_follows_the_corpus_file_even_when_sources_are_urls(services, tmp_path: Path) -> None:
+    records = [
+        {"_id": "w1", "title": "Wiki one", "text": "First wiki page.", "url": "https://wiki.example/1"},
+        {"_id": "w2", "title": "Wiki two", "text": "Second wiki page.", "url": "https://wiki.example/2"},
+    ]
+    corpus = write_corpus(tmp_path / "wiki.jsonl", records)
+    services.ingestor.run([corpus])
+    write_corpus(corpus, records[:1])
+    report = services.ingestor.run([corpus], prune=True)
+    assert report.documents_removed == 1
+    assert set(services.store.document_index()) == {"w1"}
+
+
+def test_a_failed_file_leaves_no_chunks_and_nothing_ingested_is_flagged(services, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00\x00garbage")
+    report = services.ingestor.run([bad, tmp_path / "missing.md"])
+    assert report.nothing_ingested
+    assert [Path(p.path).name for p in report.problems] == ["missing.md", "bad.txt"]
+    assert services.store.count() == 0
+
+
+def test_store_failure_mid_write_leaves_the_old_state(services, tmp_path: Path, monkeypatch) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl", TINY_CORPUS)
+    services.ingestor.run([corpus])
+    before = snapshot(services.store)
+
+    changed = [dict(d, text=d["text"] + " Updated.") for d in TINY_CORPUS[:3]] + TINY_CORPUS[3:]
+    changed.append({"_id": "new", "title": "New", "text": "A brand new document."})
+    write_corpus(corpus, changed)
+
+    monkeypatch.setattr(ingest_module, "ENCODE_BATCH", 2)
+    store = services.store
+    real_upsert = store.upsert
+    calls = {"n": 0}
+
+    def flaky_upsert(chunks, vectors):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise StoreUnavailable("the vector store failed while writing chunks (test)")
+        real_upsert(chunks, vectors)
+
+    monkeypatch.setattr(store, "upsert", flaky_upsert)
+    with pytest.raises(StoreUnavailable):
+        services.ingestor.run([corpus])
+    assert calls["n"] == 2
+    assert snapshot(store) == before
+
+    monkeypatch.setattr(store, "upsert", real_upsert)
+    report = services.ingestor.run([corpus])
+    assert (report.documents_updated, report.documents_added) == (3, 1)
+    assert len(snapshot(store)) == len(TINY_CORPUS) + 1
+
+
+def test_interrupt_while_embedding_rolls_back(services, tiny_corpus: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ingest_module, "ENCODE_BATCH", 2)
+    embedder = services.ingestor.embedder
+    real_encode = embedder.encode
+    calls = {"n": 0}
+
+    def interrupted(texts, batch_size=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_encode(texts, batch_size)
+
+    monkeypatch.setattr(embedder, "encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        services.ingestor.run([tiny_corpus])
+    assert services.store.count() == 0
+
+
+def test_half_written_document_is_repaired_by_the_next_ingest(services, tiny_corpus: Path) -> None:
+    services.ingestor.run([tiny_corpus])
+    [vpn] = services.store.get_chunks(["vpn"])
+    stray = Chunk("stray", "vpn", "stale text", vpn.title, vpn.source, fingerprint="old", origin=vpn.origin)
+    services.store.upsert([stray], np.asarray([services.embedder.encode_one("stale text")]))
+    assert services.store.document_index()["vpn"]["fingerprint"] == ""
+
+    report = services.ingestor.run([tiny_corpus])
+    assert report.documents_updated == 1
+    assert [c.text for c in services.store.get_chunks(["vpn"])] == [TINY_CORPUS[0]["text"]]
+
+
+def test_duplicate_ids_across_corpus_files_are_reported(services, tmp_path: Path) -> None:
+    first = write_corpus(tmp_path / "a" / "corpus.jsonl", TINY_CORPUS[:2])
+    second = write_corpus(tmp_path / "b" / "corpus.jsonl", TINY_CORPUS[1:3])
+    report = services.ingestor.run([first, second])
+    assert report.documents_added == 3
+    assert [p.reason for p in report.problems] == [f"duplicate document id {TINY_CORPUS[1]['_id']!r}"]
+
+
+def test_report_as_dict_is_json(services, tiny_corpus: Path) -> None:
+    data = json.loads(json.dumps(services.ingestor.run([tiny_corpus]).as_dict()))
+    assert data["documents"]["added"] == len(TINY_CORPUS)
+    assert data["chunks"]["added"] == len(TINY_CORPUS)
+    assert data["problems"] == []

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     )
     slack_looking_after: float = Field(default=1.5, ge=0.0)  # seconds before "looking…" (0: always)
     slack_native_feedback: bool = True  # Slack's feedback_buttons; plain buttons when False
+    slack_review_poll: float = Field(default=30.0, ge=0.0)  # seconds between review-queue checks (0: off)
 
     @field_validator("moderators", mode="before")
     @classmethod

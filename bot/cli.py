@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.cli_app import app
 from bot.commands import knowledge  # noqa: F401  (registers its commands)
+from bot.commands import feedback  # noqa: F401
 
 
 def main() -> None:

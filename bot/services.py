@@ -6,9 +6,14 @@ the terminal and one given in Slack take exactly the same path.
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
+import threading
+import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
 from retrieval.answer import Answer, extractive_answer, llm_answer, load_chat_model
@@ -19,15 +24,38 @@ from retrieval.search import KnowledgeBase
 from retrieval.store import ChunkStore, open_client
 from retrieval.tuning import NoTuning, Tuning
 
+if TYPE_CHECKING:
+    from feedback.records import VersionRecord
+    from feedback.store import FeedbackStore
+
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+log = logging.getLogger(__name__)
+
+
+def local_user() -> str:
+    """Who is at the keyboard, for answers asked from the terminal."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "local"
+
 
 class Services:
-    def __init__(self, settings: Settings, chat_model: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        chat_model: Any = None,
+        *,
+        is_moderator: Callable[[str], bool] | None = None,
+    ) -> None:
         self.settings = settings
         self._chat_model = chat_model
+        self._is_moderator = is_moderator  # e.g. Slack usergroup membership, besides ASKLOOP_MODERATORS
+        self._tuning_lock = threading.Lock()
+        self._tuning_cache: tuple[float, int | None, Tuning] | None = None
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -57,16 +85,91 @@ class Services:
             self._chat_model = load_chat_model(self.settings.llm)
         return self._chat_model
 
-    def tuning(self) -> Tuning:
-        """The active tuning version; the base index until feedback has been applied."""
-        return NoTuning()
+    @cached_property
+    def feedback(self) -> "FeedbackStore":
+        """The feedback store, on a schema this version understands (or a clear refusal).
 
-    def answer(self, question: str, k: int | None = None) -> Answer:
+        A brand-new embedded SQLite database gets its schema created on first use; an existing
+        database that is behind is refused with OutdatedSchema ("run `askloop db upgrade`"), so
+        nothing writes to a schema it does not match.
+        """
+        from feedback.db import is_sqlite
+        from feedback.store import FeedbackStore
+
+        store = FeedbackStore.from_settings(self.settings, is_moderator=self._is_moderator)
+        if is_sqlite(store.url) and store.is_empty():
+            store.upgrade()
+        store.check_schema()
+        return store
+
+    def tuning(self) -> Tuning:
+        """The active tuning version (the base index until feedback has been applied).
+
+        The version number is re-read at most every `tuning_cache_seconds`, so every replica
+        switches within seconds of an apply or rollback; a version is only decoded when it changes.
+        """
+        ttl = self.settings.tuning_cache_seconds
+        now = time.monotonic()
+        with self._tuning_lock:
+            cached = self._tuning_cache
+            if cached is not None and now - cached[0] < ttl:
+                return cached[2]
+            number = self.feedback.active_version_number()
+            if cached is not None and cached[1] == number:
+                self._tuning_cache = (now, number, cached[2])
+                return cached[2]
+            version = self.feedback.active_version() if number is not None else None
+            tuning = self._build_tuning(version)
+            self._tuning_cache = (now, version.number if version else None, tuning)
+            return tuning
+
+    @staticmethod
+    def _build_tuning(version: "VersionRecord | None") -> Tuning:
+        if version is None:
+            return NoTuning()
+        try:
+            from retrieval.learned import tuning_from_payload
+        except ImportError:  # the learning engine is not installed: serve the base index
+            log.warning("tuning version %s is active but retrieval.learned is unavailable", version.number)
+            return NoTuning()
+        return tuning_from_payload(version.payload, version.number)
+
+    def answer(
+        self,
+        question: str,
+        k: int | None = None,
+        *,
+        asker: str | None = None,
+        origin: str = "cli",
+        channel: str | None = None,
+        thread_ts: str | None = None,
+        record: bool = True,
+    ) -> Answer:
+        """Answer and record it (question, shown sources, tuning version) for feedback.
+
+        The answer's id is in `answer.extras["answer_id"]`; `record=False` is for replays that
+        must not look like questions people asked.
+        """
         tuning = self.tuning()
         result = self.knowledge_base.search(question, k or self.settings.top_k, tuning)
         threshold = self.settings.answer_threshold
         if self.chat_model is not None:
-            return llm_answer(
+            answer = llm_answer(
                 self.chat_model, result.question, result.hits, threshold, result.tuning_version
             )
-        return extractive_answer(result.question, result.hits, threshold, result.tuning_version)
+        else:
+            answer = extractive_answer(result.question, result.hits, threshold, result.tuning_version)
+        if record:
+            recorded = self.feedback.record_answer(
+                question=answer.question,
+                asker=asker or local_user(),
+                origin=origin,
+                hits=answer.hits,
+                answer_text=answer.text,
+                abstained=answer.abstained,
+                tuning_version=answer.tuning_version,
+                channel=channel,
+                thread_ts=thread_ts,
+            )
+            answer.extras["answer_id"] = recorded.id
+        return answer

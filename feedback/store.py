@@ -1008,7 +1008,7 @@ class FeedbackStore:
         def work(session: Session) -> bool:
             statement = self._upsert(m.ProcessedEvent).values(event_id=event_id, at=_now())
             statement = statement.on_conflict_do_nothing(index_elements=["event_id"])
-            return session.execute(statement).rowcount == 1
+            return session.execute(statement.returning(m.ProcessedEvent.event_id)).first() is not None
 
         return self._write(work)
 

@@ -82,13 +82,18 @@ def ask(
     k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50, help="How many sources.")] = None,
 ) -> None:
     """Answer one question from the knowledge base."""
+    from bot.services import local_user
+
     services = get_services()
     with friendly_errors():
-        answer = services.answer(question, k)
+        answer = services.answer(question, k, asker=local_user(), origin="cli")
+    answer_id = answer.extras.get("answer_id")
     if as_json:
-        print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        print(json.dumps(answer.as_dict() | {"answer_id": answer_id}, ensure_ascii=False))
     else:
         print_answer(answer)
+        if answer_id is not None:
+            console.print(f"\n[dim]answer #{answer_id} — vote with `askloop vote {answer_id} +1` or -1[/]")
 
 
 @app.command()
@@ -99,14 +104,18 @@ def shell(
     from bot.cli_app import EXPECTED_ERRORS
     from bot.shell import Shell
 
+    from bot.services import local_user
+
     services = get_services()
     with friendly_errors():
         services.store  # fail fast, with one line, when the store cannot be opened
+        services.feedback  # ... or the feedback database is missing or outdated
+    who = user or local_user()
     runner = Shell(
         services,
-        user=user or None,
+        user=who,
         console=console,
-        ask=services.answer,
+        ask=lambda question: services.answer(question, asker=who, origin="cli"),
         show=print_answer,
         errors=tuple(EXPECTED_ERRORS),
     )

@@ -1,0 +1,395 @@
+"""`askloop db|review|versions|rollback|flag|unflag|stats|audit|export|vote|correct`: the feedback
+loop from the command line.
+
+Commands that act as a person take `--user` (default: your OS user name); the store refuses
+moderator actions from anyone not in ASKLOOP_MODERATORS, with one line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_app import app, console, expected, fail, friendly_errors, get_services, get_settings
+from bot.services import local_user
+import bot.shell_feedback  # noqa: F401  (registers the shell's feedback commands)
+from feedback.errors import FeedbackError, InvalidFeedback
+
+expected(FeedbackError)
+
+db_app = typer.Typer(help="The feedback database: create or upgrade its schema, check it.", no_args_is_help=True)
+review_app = typer.Typer(help="Pending corrections (c12) and proposals (p3): list, approve, reject, apply.",
+                         invoke_without_command=True)
+app.add_typer(db_app, name="db")
+app.add_typer(review_app, name="review")
+
+UserOption = Annotated[str, typer.Option("--user", "-u", help="Who you are (default: your OS user name).")]
+NoteOption = Annotated[str | None, typer.Option("--note", help="A note kept with the decision and in the audit log.")]
+_SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _who(user: str) -> str:
+    return user.strip() or local_user()
+
+
+def _store() -> Any:
+    return get_services().feedback
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """`c12` → ("correction", 12); `p3` → ("proposal", 3)."""
+    match = re.fullmatch(r"\s*([cCpP])\s*#?(\d+)\s*", ref or "")
+    if not match:
+        raise InvalidFeedback(f"{ref!r} is not a review id: use c<number> for a correction or p<number> for a proposal")
+    return ("correction" if match.group(1).lower() == "c" else "proposal"), int(match.group(2))
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """`2026-11-01` (or any ISO date/time, UTC if no zone) or a span back from now: `7d`, `24h`, `30m`."""
+    if not text:
+        return None
+    now = now or datetime.now(timezone.utc)
+    span = _SPAN.match(text.strip().lower())
+    if span:
+        return now - timedelta(**{_UNITS[span.group(2)]: int(span.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidFeedback(f"--since {text!r}: give a date like 2026-11-01 or a span like 7d, 24h") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def parse_vote(text: str) -> int:
+    value = {"+1": 1, "1": 1, "up": 1, "👍": 1, "+": 1, "-1": -1, "down": -1, "👎": -1, "-": -1}.get(text.strip().lower())
+    if value is None:
+        raise InvalidFeedback(f"{text!r} is not a vote: use +1 / up or -1 / down")
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+# -- db -----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the feedback schema, or bring it up to date (safe to run again)."""
+    from feedback.store import FeedbackStore
+
+    settings = get_settings()
+    with friendly_errors():
+        store = FeedbackStore.from_settings(settings)
+        try:
+            before, after = store.upgrade()
+        except Exception as exc:  # unreachable server, wrong credentials: say where
+            fail(f"could not upgrade {store.engine.url.render_as_string(hide_password=True)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+        where = escape(store.engine.url.render_as_string(hide_password=True))
+    if before == after:
+        console.print(f"feedback database {where} is up to date (revision {after})")
+    else:
+        console.print(f"feedback database {where} upgraded: {before or 'empty'} → {after}")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Exit 0 when the schema is current, 1 with a message when it needs `askloop db upgrade`."""
+    from feedback.store import FeedbackStore
+
+    settings = get_settings()
+    with friendly_errors():
+        store = FeedbackStore.from_settings(settings)
+        revision = store.check_schema()
+    console.print(f"feedback database schema is current (revision {revision})")
+
+
+# -- review ---------------------------------------------------------------------------------
+
+
+@review_app.callback()
+def review(
+    ctx: typer.Context,
+    page: Annotated[int, typer.Option(min=1, help="Which page.")] = 1,
+    per_page: Annotated[int, typer.Option(min=1, max=200, help="Items per page.")] = 20,
+) -> None:
+    """List what waits for a moderator: pending corrections and open proposals, oldest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with friendly_errors():
+        result = _store().pending_review(page, per_page)
+    if not result.total:
+        console.print("nothing to review")
+        return
+    table = Table(title=f"Pending review — page {result.page} of {result.pages} ({result.total} item(s))")
+    for column in ("id", "status", "by", "when", "what"):
+        table.add_column(column, overflow="fold")
+    for item in result.items:
+        table.add_row(item.ref, item.status, escape(item.created_by), _when(item.created_at), escape(item.summary))
+    console.print(table)
+    if result.page < result.pages:
+        console.print(f"[dim]next: askloop review --page {result.page + 1}[/]")
+    console.print("[dim]decide: askloop review approve ID [--note ...] | askloop review reject ID[/]")
+
+
+@review_app.command("show")
+def review_show(ref: Annotated[str, typer.Argument(help="c12 or p3")]) -> None:
+    """Everything about one correction or proposal."""
+    with friendly_errors():
+        kind, number = parse_ref(ref)
+        store = _store()
+        record = store.get_correction(number) if kind == "correction" else store.get_proposal(number)
+    console.print_json(json.dumps(record.as_dict(), ensure_ascii=False))
+
+
+@review_app.command("approve")
+def review_approve(
+    ref: Annotated[str, typer.Argument(help="c12 (a correction) or p3 (a proposal)")],
+    note: NoteOption = None,
+    text: Annotated[str | None, typer.Option("--text", help="Corrections: approve this text instead (edit, then approve).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead (doc:ID or URL).")] = None,
+    override: Annotated[bool, typer.Option("--override", help="Proposals: approve even though it failed (or skipped) its evaluation; audited.")] = False,
+    apply: Annotated[bool, typer.Option("--apply/--no-apply", help="Proposals: make it the active version right away.")] = True,
+    user: UserOption = "",
+) -> None:
+    """Approve a correction (optionally edited) or a proposal (and, by default, apply it)."""
+    who = _who(user)
+    with friendly_errors():
+        kind, number = parse_ref(ref)
+        store = _store()
+        if kind == "correction":
+            if override:
+                raise InvalidFeedback("--override is for proposals; corrections have no evaluation to override")
+            record = store.approve_correction(number, who, note=note, text=text, source_ref=source)
+            edited = " (edited)" if text is not None or source is not None else ""
+            console.print(f"c{record.id} approved{edited}: it will be part of the next proposal")
+            return
+        if text is not None or source is not None:
+            raise InvalidFeedback("--text and --source edit corrections, not proposals")
+        proposal = store.approve_proposal(number, who, note=note, override=override)
+        console.print(f"p{proposal.id} approved" + (" with override (audited)" if proposal.override else ""))
+        if apply:
+            version = store.apply_proposal(number, who)
+            console.print(f"version {version.number} is now active (roll back with `askloop rollback N`)")
+
+
+@review_app.command("apply")
+def review_apply(ref: Annotated[str, typer.Argument(help="p3")], user: UserOption = "") -> None:
+    """Make an approved proposal the active version (a new, immutable version)."""
+    with friendly_errors():
+        kind, number = parse_ref(ref)
+        if kind != "proposal":
+            raise InvalidFeedback("only proposals are applied; approved corrections go into the next proposal")
+        version = _store().apply_proposal(number, _who(user))
+    console.print(f"version {version.number} is now active (roll back with `askloop rollback N`)")
+
+
+@review_app.command("reject")
+def review_reject(
+    ref: Annotated[str, typer.Argument(help="c12 or p3")], note: NoteOption = None, user: UserOption = ""
+) -> None:
+    """Reject a correction or a proposal."""
+    with friendly_errors():
+        kind, number = parse_ref(ref)
+        store = _store()
+        if kind == "correction":
+            store.reject_correction(number, _who(user), note=note)
+        else:
+            store.reject_proposal(number, _who(user), note=note)
+    console.print(f"{ref.strip().lower()} rejected")
+
+
+# -- versions -------------------------------------------------------------------------------
+
+
+@app.command()
+def versions() -> None:
+    """Tuning versions, oldest first; the active one is marked."""
+    with friendly_errors():
+        rows = _store().versions()
+    if not rows:
+        console.print("no tuning versions yet: answers come from the base index")
+        return
+    table = Table(title="Tuning versions")
+    for column in ("", "version", "created", "by", "proposal", "summary"):
+        table.add_column(column, overflow="fold")
+    for v in rows:
+        table.add_row("▶" if v.active else "", str(v.number), _when(v.created_at), escape(v.created_by),
+                      f"p{v.proposal_id}" if v.proposal_id else "—", escape(v.note or ""))
+    console.print(table)
+    if not any(v.active for v in rows):
+        console.print("active: the base index (version 0, no tuning)")
+
+
+@app.command()
+def rollback(
+    version: Annotated[int, typer.Argument(min=0, help="The version to make active again (0 = base index, no tuning).")],
+    user: UserOption = "",
+) -> None:
+    """Make an earlier tuning version active again (moderators only)."""
+    with friendly_errors():
+        record = _store().rollback(version, _who(user))
+    console.print(f"version {record.number} is active again" if record else "the base index (no tuning) is active again")
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+@app.command()
+def flag(
+    target: Annotated[str, typer.Argument(metavar="USER", help="The user whose votes should stop counting.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = "",
+    user: UserOption = "",
+) -> None:
+    """Flag a user: their votes are still stored but count zero (moderators only)."""
+    with friendly_errors():
+        _store().flag_user(target, _who(user), reason)
+    console.print(f"{escape(target)} flagged: their votes count zero from now on")
+
+
+@app.command()
+def unflag(
+    target: Annotated[str, typer.Argument(metavar="USER")],
+    user: UserOption = "",
+) -> None:
+    """Lift a flag (moderators only)."""
+    with friendly_errors():
+        _store().unflag_user(target, _who(user))
+    console.print(f"{escape(target)} unflagged")
+
+
+# -- votes and corrections from the terminal -------------------------------------------------
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def vote(
+    answer_id: Annotated[int, typer.Argument(help="The answer's number (shown by `askloop ask`).")],
+    value: Annotated[str, typer.Argument(help="+1 / up or -1 / down")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (useful on a 👎).")] = None,
+    user: UserOption = "",
+) -> None:
+    """Vote on an answer: one vote per user per answer, a later one replaces it."""
+    with friendly_errors():
+        outcome = _store().vote(answer_id, _who(user), parse_vote(value), source="cli", reason=reason)
+    verb = "replaced your vote" if outcome.replaced else "recorded"
+    counted = f"counts with weight {outcome.weight:g}" if outcome.counted else "stored but not counted"
+    console.print(f"{'👍' if outcome.value > 0 else '👎'} {verb} on answer #{answer_id}: {counted} ({escape(outcome.why)})")
+
+
+@app.command()
+def unvote(answer_id: Annotated[int, typer.Argument()], user: UserOption = "") -> None:
+    """Withdraw your vote on an answer."""
+    with friendly_errors():
+        removed = _store().remove_vote(answer_id, _who(user))
+    console.print("vote removed" if removed else "you had not voted on that answer")
+
+
+@app.command()
+def correct(
+    answer_id: Annotated[int, typer.Argument(help="The answer's number.")],
+    text: Annotated[str | None, typer.Argument(help="The better answer text.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="A better source: doc:ID or a URL.")] = None,
+    user: UserOption = "",
+) -> None:
+    """Suggest a better answer and/or source; a moderator reviews it (`askloop review`)."""
+    with friendly_errors():
+        record = _store().suggest_correction(answer_id, _who(user), text=text, source_ref=source)
+    console.print(f"thanks — correction c{record.id} is waiting for a moderator")
+
+
+# -- stats, audit, export -------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Answers, satisfaction (share of 👍 among votes) over time, pending work, thresholds in force."""
+    services = get_services()
+    settings = services.settings
+    with friendly_errors():
+        numbers = services.feedback.stats()
+    thresholds = {
+        "answer_threshold": settings.answer_threshold,
+        "top_k": settings.top_k,
+        "vote_limit_per_hour": settings.vote_limit_per_hour,
+        "asker_vote_weight": settings.asker_vote_weight,
+        "other_vote_weight": settings.other_vote_weight,
+    }
+    if as_json:
+        data = numbers.as_dict()
+        for window, raw in zip(data["windows"], numbers.windows):
+            window["satisfaction"] = raw.satisfaction
+        print(json.dumps(data | {"thresholds": thresholds}, ensure_ascii=False))
+        return
+    table = Table(title="Answers and satisfaction")
+    for column in ("window", "answers", "no match", "votes", "👍", "👎", "satisfaction"):
+        table.add_column(column, justify="right")
+    for w in numbers.windows:
+        table.add_row(w.window, str(w.answers), str(w.abstained), str(w.up + w.down), str(w.up), str(w.down), _pct(w.satisfaction))
+    console.print(table)
+    console.print(
+        f"pending: {numbers.pending_corrections} correction(s), {numbers.open_proposals} open proposal(s) — `askloop review`"
+    )
+    console.print(
+        f"active version: {numbers.active_version if numbers.active_version is not None else '0 (base index)'}"
+        f" of {numbers.versions}; golden questions: {numbers.golden_questions}; flagged users: {numbers.flagged_users}"
+    )
+    console.print("thresholds: " + ", ".join(f"{k}={v}" for k, v in thresholds.items()))
+
+
+@app.command()
+def audit(
+    since: Annotated[str | None, typer.Option("--since", help="A date (2026-11-01) or a span back from now (7d, 24h).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many (the most recent).")] = 200,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action or family (vote, proposal.apply, ...).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Who did what, when, to which object (append-only), oldest first."""
+    with friendly_errors():
+        events = _store().audit(parse_since(since), limit, action=action)
+    if as_json:
+        for event in events:
+            print(json.dumps(event.as_dict(), ensure_ascii=False))
+        return
+    if not events:
+        console.print("no audit events" + (f" since {since}" if since else ""))
+        return
+    for e in events:
+        change = ""
+        if e.before is not None or e.after is not None:
+            change = f" {json.dumps(e.before, ensure_ascii=False)} → {json.dumps(e.after, ensure_ascii=False)}"
+        note = f" — {e.note}" if e.note else ""
+        console.print(escape(f"{_when(e.at)}  {e.actor}  {e.action}  {e.object_type}:{e.object_id}{change}{note}"))
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl (one object per answer) or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")] = None,
+) -> None:
+    """Every answer with the sources shown, its votes and corrections, to take elsewhere."""
+    from feedback.export import FORMATS
+
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    with friendly_errors():
+        store = _store()
+        if output is None:
+            count = store.export(fmt, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                count = store.export(fmt, handle)
+    if output is not None:
+        console.print(f"{count} answer(s) written to {escape(str(output))}")

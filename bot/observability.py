@@ -301,13 +301,13 @@ def _event_id_from(body: bytes, content_type: str) -> str | None:
 
 
 def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: Callable[[], Any] | None = None,
-               threshold: float | None = None) -> Callable[..., Any]:
+               threshold: float | None = None, gauge_ttl: float = 15.0) -> Callable[..., Any]:
     """Wrap an ASGI app: serve `/metrics`, time every request, bind a request id to its logs.
 
     The request id comes from `X-Request-Id` when a proxy sets one, else a new one; it is sent
     back as `X-Request-Id`. The Slack `event_id` is read from the (small) body and bound too.
     Pass `services` to also time retrieval, and `store_factory` (returning the FeedbackStore)
-    to expose the database-backed gauges.
+    to expose the database-backed gauges (re-read at most every `gauge_ttl` seconds).
     """
     metrics_app = make_asgi_app(registry=REGISTRY)
     track_feedback_writes()
@@ -315,7 +315,8 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
         instrument_services(services)
     if store_factory is not None:
         register_feedback_gauges(
-            store_factory, threshold if threshold is not None else _default_threshold(services)
+            store_factory, threshold if threshold is not None else _default_threshold(services),
+            ttl=gauge_ttl,
         )
 
     async def instrumented(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
@@ -369,7 +370,7 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
             try:
                 await app(scope, replay, send_with_id)
             except Exception:
-                count_error("http")
+                status = 500  # what the server answers; counted once, below
                 log.exception("unhandled error serving %s", path)
                 raise
             finally:

@@ -50,45 +50,47 @@ def test_server_mode_ingests_and_answers_through_the_http_client(server_services
 
 
 def test_chroma_down_fails_politely_keeps_feedback_and_recovers(
-    server_services, chroma_server, postgres_url  # noqa: F811
+    server_services, chroma_server, postgres_url, monkeypatch  # noqa: F811
 ):
+    from bot.services import Services
+    from bot.settings import load_settings
     from feedback.store import FeedbackStore
     from retrieval.store import StoreUnavailable
     from tests.ops_support import scratch_database
 
     with scratch_database(postgres_url) as url:
-        store = FeedbackStore(url, moderators=["UMOD"])
-        store.upgrade()
-        before = server_services.answer("when is the on-call handover?")
-        record = store.record_answer(
-            question=before.question, asker="UASK", origin="test", hits=before.hits,
-            answer_text=before.text, abstained=before.abstained,
-            tuning_version=before.tuning_version,
-        )
+        FeedbackStore(url).upgrade()  # what the compose file's `migrate` service does
+        monkeypatch.setenv("ASKLOOP_DATABASE_URL", url)
+        services = Services(load_settings())  # the bot: Chroma server + PostgreSQL
+        store = services.feedback
+        before = services.answer("when is the on-call handover?", asker="UASK", origin="test")
+        answer_id = before.extras["answer_id"]
 
         chroma_server.stop()
         try:
             with pytest.raises(StoreUnavailable) as failure:
-                server_services.answer("how do I submit expenses?")
+                services.answer("how do I submit expenses?", asker="UASK", origin="test")
             message = str(failure.value)
             assert "vector store" in message and "Chroma" in message
             assert "Traceback" not in message and "\n" not in message
 
             # Feedback does not need the vector store: votes and corrections still land.
-            outcome = store.vote(record.id, "UVOTER", +1, source="test")
+            outcome = store.vote(answer_id, "UVOTER", +1, source="test")
             assert outcome.counted
-            correction = store.suggest_correction(record.id, "UVOTER", text="Handover is in #ops.")
+            correction = store.suggest_correction(answer_id, "UVOTER", text="Handover is in #ops.")
             assert correction.status == "pending"
         finally:
             chroma_server.start()
 
         # Same port, same path: the service recovers by itself, data intact.
-        after = server_services.answer("how do I submit expenses?")
+        after = services.answer("how do I submit expenses?", asker="UASK", origin="test")
         assert after.hits[0].doc_id == "expenses"
         assert not after.abstained
         votes = store.training_feedback().votes
         assert [(v.user, v.value) for v in votes] == [("UVOTER", 1)]
-        store.engine.dispose()
+        # The failed question recorded nothing; the two answered ones are there.
+        assert [a.question for a in store.answers()] == [after.question, before.question]
+        store.close()
 
 
 def test_bot_starting_while_chroma_is_down_recovers_when_it_comes_up(

@@ -1,0 +1,463 @@
+"""The feedback store's rules, each on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from feedback.errors import InvalidFeedback, InvalidState, NotFound, PermissionDenied, UnknownAnswer
+from feedback.store import FeedbackStore
+from feedback.validation import VotePolicy
+from tests.feedback_support import MODERATOR, answer, hits, pg_database_url, pg_migrated_url, sqlite_template, store, store_url  # noqa: F401
+
+
+def audit_actions(store: FeedbackStore) -> list[str]:
+    return [e.action for e in store.audit(limit=10000)]
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def test_answer_records_what_was_shown(store):
+    a = answer(store, hits=hits("vpn", "laptop", "deploy"), tuning_version=None, channel="C1", thread_ts="1.1")
+    got = store.get_answer(a.id)
+    assert got.question == "how do I connect to the VPN?" and got.asker == "U_ASKER"
+    assert [(s.rank, s.doc_id) for s in got.shown] == [(1, "vpn"), (2, "laptop"), (3, "deploy")]
+    assert got.shown[0].score == pytest.approx(0.9) and got.shown[0].base_score == pytest.approx(0.8)
+    assert got.shown[0]["doc_id"] == "vpn"  # dict-style access works too
+    assert got.channel == "C1" and got.created_at.tzinfo is not None
+
+
+def test_attach_message_and_lookup(store):
+    a = answer(store)
+    b = answer(store)
+    assert store.answer_for_message("C1", "111.2") is None
+    store.attach_message(a.id, "C1", "111.2")
+    assert store.answer_for_message("C1", "111.2").id == a.id
+    with pytest.raises(InvalidFeedback):
+        store.attach_message(b.id, "C1", "111.2")  # one message, one answer
+    with pytest.raises(UnknownAnswer):
+        store.attach_message(9999, "C1", "5.5")
+    with pytest.raises(UnknownAnswer):
+        store.get_answer(9999)
+
+
+def test_empty_question_is_refused(store):
+    with pytest.raises(InvalidFeedback):
+        answer(store, question="   ")
+
+
+# -- votes ----------------------------------------------------------------------------------
+
+
+def test_one_vote_per_user_later_replaces_removal_removes(store):
+    a = answer(store)
+    first = store.vote(a.id, "U1", 1)
+    second = store.vote(a.id, "U1", -1)
+    assert not first.replaced and second.replaced and first.vote_id == second.vote_id
+    store.vote(a.id, "U2", 1)
+    votes = {v.user: v.value for v in store.votes_for(a.id)}
+    assert votes == {"U1": -1, "U2": 1}
+    assert store.remove_vote(a.id, "U1") is True
+    assert store.remove_vote(a.id, "U1") is False
+    assert {v.user for v in store.votes_for(a.id)} == {"U2"}
+    history = [(e["user"], e["value"], e["action"]) for e in store.vote_history(a.id)]
+    assert history == [("U1", 1, "cast"), ("U1", -1, "replace"), ("U2", 1, "cast"), ("U1", 0, "remove")]
+
+
+def test_vote_on_unknown_answer_is_refused_and_changes_nothing(store):
+    with pytest.raises(UnknownAnswer, match="no answer #424242"):
+        store.vote(424242, "U1", 1)
+    with pytest.raises(UnknownAnswer):
+        store.remove_vote(424242, "U1")
+    assert store.vote_history() == [] and audit_actions(store) == []
+
+
+@pytest.mark.parametrize("bad", [0, 2, -2, True])
+def test_vote_value_must_be_plus_or_minus_one(store, bad):
+    a = answer(store)
+    with pytest.raises(InvalidFeedback):
+        store.vote(a.id, "U1", bad)
+    assert store.votes_for(a.id) == []
+
+
+def test_rate_limit_stops_counting_but_keeps_raw_votes(store_url):
+    s = FeedbackStore(store_url, policy=VotePolicy(max_votes_per_hour=3))
+    try:
+        answers = [answer(s) for _ in range(5)]
+        t0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+        outcomes = [s.vote(a.id, "U1", 1, at=t0 + timedelta(minutes=i)) for i, a in enumerate(answers)]
+        assert [o.counted for o in outcomes] == [True, True, True, False, False]
+        assert outcomes[-1].weight == 0 and "rate limit" in outcomes[-1].why
+        assert len(s.vote_history(user="U1")) == 5  # every raw vote kept
+        assert len(s.votes_for(answers[4].id)) == 1
+        # an hour later the user counts again; other users were never limited
+        assert s.vote(answers[0].id, "U1", -1, at=t0 + timedelta(minutes=61)).counted
+        assert s.vote(answers[4].id, "U2", 1, at=t0 + timedelta(minutes=4)).counted
+        # training data only has counted votes
+        counted = {(v.user, v.answer_id) for v in s.training_feedback().votes}
+        assert ("U1", answers[4].id) not in counted and ("U1", answers[0].id) in counted
+    finally:
+        s.close()
+
+
+def test_asker_vote_is_weighted_by_policy(store_url):
+    s = FeedbackStore(store_url, policy=VotePolicy(asker_weight=0.25, other_weight=1.5))
+    try:
+        a = answer(s, asker="U_ASKER")
+        own = s.vote(a.id, "U_ASKER", 1)
+        other = s.vote(a.id, "U_OTHER", -1)
+        assert (own.counted, own.weight) == (True, 0.25) and "asker" in own.why
+        assert (other.counted, other.weight) == (True, 1.5)
+        weights = {v.user: v.weight for v in s.training_feedback().votes}
+        assert weights == {"U_ASKER": 0.25, "U_OTHER": 1.5}
+    finally:
+        s.close()
+
+
+def test_asker_weight_zero_keeps_vote_but_does_not_count(store_url):
+    s = FeedbackStore(store_url, policy=VotePolicy(asker_weight=0.0))
+    try:
+        a = answer(s, asker="U_ASKER")
+        outcome = s.vote(a.id, "U_ASKER", 1)
+        assert not outcome.counted and outcome.weight == 0
+        assert len(s.votes_for(a.id)) == 1 and s.training_feedback().votes == []
+    finally:
+        s.close()
+
+
+def test_flagged_user_counts_zero_and_raw_vote_is_kept(store):
+    a = answer(store)
+    store.vote(a.id, "U_BAD", 1)
+    store.flag_user("U_BAD", MODERATOR, "vote brigading")
+    assert store.is_flagged("U_BAD")
+    outcome = store.vote(a.id, "U_BAD", -1)
+    assert (outcome.counted, outcome.weight) == (False, 0.0) and "flagged" in outcome.why
+    assert [v.value for v in store.votes_for(a.id)] == [-1]
+    assert store.training_feedback().votes == []  # earlier counted vote excluded too while flagged
+    store.unflag_user("U_BAD", MODERATOR)
+    assert store.vote(a.id, "U_BAD", 1).counted
+    assert ["user.flag", "user.unflag"] == [x for x in audit_actions(store) if x.startswith("user.")]
+
+
+# -- corrections ----------------------------------------------------------------------------
+
+
+def test_correction_lifecycle_approve_adds_golden_question(store):
+    a = answer(store)
+    c = store.suggest_correction(a.id, "U2", text="Use the WireGuard profile", source_ref="doc:vpn")
+    assert c.status == "pending" and c.ref == f"c{c.id}"
+    assert [i.ref for i in store.pending_review().items] == [c.ref]
+    approved = store.approve_correction(c.id, MODERATOR, note="right")
+    assert (approved.status, approved.decided_by, approved.note) == ("approved", MODERATOR, "right")
+    assert store.pending_review().total == 0
+    golden = store.golden_set()
+    assert [(g.question, g.doc_ids, g.correction_id) for g in golden] == [(a.question, ["vpn"], c.id)]
+    [tc] = store.training_feedback().corrections
+    assert (tc.doc_id, tc.url, tc.text, tc.question) == ("vpn", None, "Use the WireGuard profile", a.question)
+    with pytest.raises(InvalidState, match="already approved"):
+        store.approve_correction(c.id, MODERATOR)
+    with pytest.raises(InvalidState):
+        store.reject_correction(c.id, MODERATOR)
+
+
+def test_edit_then_approve_keeps_the_original(store):
+    a = answer(store)
+    c = store.suggest_correction(a.id, "U2", text="wrong-ish text", source_ref="https://example.org/vpn")
+    edited = store.approve_correction(c.id, MODERATOR, text="the right text", source_ref="doc:vpn")
+    assert (edited.text, edited.source_ref) == ("the right text", "doc:vpn")
+    assert (edited.original_text, edited.original_source_ref) == ("wrong-ish text", "https://example.org/vpn")
+    event = [e for e in store.audit() if e.action == "correction.edit_approve"][0]
+    assert event.before["text"] == "wrong-ish text" and event.after["text"] == "the right text"
+
+
+def test_reject_correction_and_url_source(store):
+    a = answer(store)
+    c = store.suggest_correction(a.id, "U2", source_ref="https://wiki.example.org/VPN")
+    rejected = store.reject_correction(c.id, MODERATOR, note="outdated page")
+    assert rejected.status == "rejected" and store.golden_set() == []
+    assert store.training_feedback().corrections == []
+    c2 = store.suggest_correction(a.id, "U2", source_ref="https://wiki.example.org/VPN")
+    store.approve_correction(c2.id, MODERATOR)
+    [tc] = store.training_feedback().corrections
+    assert (tc.doc_id, tc.url) == (None, "https://wiki.example.org/VPN")
+    assert store.golden_set() == []  # a URL is not a document of the knowledge base
+
+
+@pytest.mark.parametrize(
+    "text, source",
+    [(None, None), ("  ", ""), ("x" * 5000, None), (None, "ftp://x.org/a"), (None, "two words"), (None, "doc:")],
+)
+def test_bad_corrections_are_refused(store, text, source):
+    a = answer(store)
+    with pytest.raises(InvalidFeedback):
+        store.suggest_correction(a.id, "U2", text=text, source_ref=source)
+    assert store.corrections() == []
+
+
+def test_correction_on_unknown_answer_is_refused(store):
+    with pytest.raises(UnknownAnswer):
+        store.suggest_correction(31337, "U2", text="better")
+
+
+# -- moderators -----------------------------------------------------------------------------
+
+
+def test_only_moderators_decide_and_nothing_changes_otherwise(store):
+    a = answer(store)
+    c = store.suggest_correction(a.id, "U2", text="better")
+    p = store.create_proposal(summary="boost vpn", diff={"boost": {"vpn": 0.1}}, payload={"x": 1}, created_by="learner")
+    store.record_evaluation(p.id, {"ndcg@10": {"before": 0.5, "after": 0.6}}, True)
+    before_audit = audit_actions(store)
+    attempts = [
+        lambda: store.approve_correction(c.id, "U2"),
+        lambda: store.approve_correction(c.id, "U2", text="mine"),
+        lambda: store.reject_correction(c.id, "U2"),
+        lambda: store.flag_user("U3", "U2", "spite"),
+        lambda: store.unflag_user("U3", "U2"),
+        lambda: store.approve_proposal(p.id, "U2"),
+        lambda: store.reject_proposal(p.id, "U2"),
+        lambda: store.apply_proposal(p.id, "U2"),
+        lambda: store.rollback(0, "U2"),
+        lambda: store.approve_correction(c.id, ""),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionDenied, match="not a moderator"):
+            attempt()
+    assert store.get_correction(c.id).status == "pending"
+    assert store.get_proposal(p.id).status == "evaluated"
+    assert not store.is_flagged("U3") and store.versions() == []
+    assert audit_actions(store) == before_audit
+
+
+def test_moderator_callback_extends_the_configured_set(store_url):
+    s = FeedbackStore(store_url, moderators=["U_A"], is_moderator=lambda u: u == "U_GROUP")
+    try:
+        assert s.is_moderator("U_A") and s.is_moderator("U_GROUP") and not s.is_moderator("U_X")
+        s.require_moderator("U_GROUP")
+        with pytest.raises(PermissionDenied):
+            s.require_moderator("U_X")
+    finally:
+        s.close()
+
+
+# -- proposals and versions -----------------------------------------------------------------
+
+
+def new_proposal(store, payload=None, passed=True):
+    p = store.create_proposal(summary="learned from 12 votes", diff={"boosts": {"vpn": 0.2}},
+                              payload=payload or {"kind": "none", "n": 1}, created_by="learner")
+    if passed is not None:
+        p = store.record_evaluation(p.id, {"ndcg@10": {"before": 0.5, "after": 0.55}}, passed)
+    return p
+
+
+def test_proposal_lifecycle_and_apply_creates_active_version(store):
+    p = store.create_proposal(summary="s", diff={"a": 1}, payload={"kind": "none", "n": 1}, created_by="learner")
+    assert p.status == "pending" and p.ref == f"p{p.id}"
+    with pytest.raises(InvalidState):
+        store.apply_proposal(p.id, MODERATOR)  # not approved
+    p = store.record_evaluation(p.id, {"metric": 1}, True)
+    assert p.status == "evaluated" and p.evaluation == {"metric": 1}
+    p = store.approve_proposal(p.id, MODERATOR, note="looks good")
+    assert (p.status, p.override) == ("approved", False)
+    v = store.apply_proposal(p.id, MODERATOR)
+    assert (v.number, v.payload, v.proposal_id, v.active) == (1, {"kind": "none", "n": 1}, p.id, True)
+    assert store.get_proposal(p.id).status == "applied" and store.get_proposal(p.id).applied_version == 1
+    assert store.active_version().number == 1
+    with pytest.raises(InvalidState):
+        store.apply_proposal(p.id, MODERATOR)  # applied once only
+    with pytest.raises(InvalidState):
+        store.reject_proposal(p.id, MODERATOR)
+    actions = audit_actions(store)
+    for expected in ("proposal.create", "proposal.evaluate", "proposal.approve", "proposal.apply", "version.activate"):
+        assert expected in actions
+
+
+def test_failing_proposal_needs_an_audited_override(store):
+    p = new_proposal(store, passed=False)
+    assert p.status == "failing"
+    with pytest.raises(InvalidState, match="--override"):
+        store.approve_proposal(p.id, MODERATOR)
+    assert store.get_proposal(p.id).status == "failing"
+    p = store.approve_proposal(p.id, MODERATOR, override=True, note="the gate is too strict here")
+    assert (p.status, p.override) == ("approved", True)
+    [event] = [e for e in store.audit() if e.action == "proposal.approve_override"]
+    assert event.actor == MODERATOR and event.before == {"status": "failing"} and event.note
+
+
+def test_unevaluated_proposal_needs_override_and_reject_works(store):
+    p = new_proposal(store, passed=None)
+    with pytest.raises(InvalidState, match="not been evaluated"):
+        store.approve_proposal(p.id, MODERATOR)
+    assert store.reject_proposal(p.id, MODERATOR, note="no").status == "rejected"
+    with pytest.raises(InvalidState):
+        store.approve_proposal(p.id, MODERATOR, override=True)
+    with pytest.raises(NotFound):
+        store.get_proposal(999)
+
+
+def test_bad_proposal_input_is_refused(store):
+    with pytest.raises(InvalidFeedback):
+        store.create_proposal(summary="", diff={}, payload={}, created_by="x")
+    with pytest.raises(InvalidFeedback):
+        store.create_proposal(summary="s", diff={}, payload={"bad": object()}, created_by="x")
+    with pytest.raises(InvalidFeedback):
+        store.create_proposal(summary="s", diff=[], payload={}, created_by="x")  # type: ignore[arg-type]
+    assert store.proposals() == []
+
+
+def test_failure_inside_apply_leaves_previous_version_active(store, monkeypatch):
+    first = new_proposal(store, payload={"kind": "none", "v": 1})
+    store.approve_proposal(first.id, MODERATOR)
+    store.apply_proposal(first.id, MODERATOR)
+    second = new_proposal(store, payload={"kind": "none", "v": 2})
+    store.approve_proposal(second.id, MODERATOR)
+    audit_before = audit_actions(store)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    # the new version row is already inserted (flushed) when the switch fails
+    monkeypatch.setattr(FeedbackStore, "_activate", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        store.apply_proposal(second.id, MODERATOR)
+    monkeypatch.undo()
+    assert store.active_version().number == 1 and store.active_version().payload == {"kind": "none", "v": 1}
+    assert [v.number for v in store.versions()] == [1]
+    assert store.get_proposal(second.id).status == "approved"
+    assert audit_actions(store) == audit_before
+    # and it can be applied once the fault is gone
+    assert store.apply_proposal(second.id, MODERATOR).number == 2
+
+
+def test_rollback_to_any_earlier_version_and_base(store):
+    for n in (1, 2, 3):
+        p = new_proposal(store, payload={"kind": "none", "v": n})
+        store.approve_proposal(p.id, MODERATOR)
+        assert store.apply_proposal(p.id, MODERATOR).number == n
+    assert store.active_version().number == 3
+    assert store.rollback(1, MODERATOR).number == 1
+    assert store.active_version().payload == {"kind": "none", "v": 1}
+    assert [v.number for v in store.versions() if v.active] == [1]
+    assert store.rollback(2, MODERATOR).number == 2
+    with pytest.raises(InvalidState):
+        store.rollback(2, MODERATOR)
+    with pytest.raises(NotFound):
+        store.rollback(7, MODERATOR)
+    assert store.rollback(0, MODERATOR) is None and store.active_version() is None
+    # versions are immutable: rollbacks never create or alter one
+    assert [(v.number, v.payload["v"]) for v in store.versions()] == [(1, 1), (2, 2), (3, 3)]
+    rollbacks = [e for e in store.audit() if e.action == "version.rollback"]
+    assert [(e.before, e.after) for e in rollbacks] == [
+        ({"active": 3}, {"active": 1}), ({"active": 1}, {"active": 2}), ({"active": 2}, {"active": None})
+    ]
+    # the next apply continues the numbering
+    p = new_proposal(store)
+    store.approve_proposal(p.id, MODERATOR)
+    assert store.apply_proposal(p.id, MODERATOR).number == 4
+
+
+# -- audit, review, stats, export, events ------------------------------------------------------
+
+
+def test_every_state_change_is_audited_with_who_what_when(store):
+    a = answer(store)
+    store.vote(a.id, "U1", 1)
+    store.vote(a.id, "U1", -1)
+    store.remove_vote(a.id, "U1")
+    c = store.suggest_correction(a.id, "U2", text="t")
+    store.reject_correction(c.id, MODERATOR)
+    store.flag_user("U9", MODERATOR, "spam")
+    store.add_golden("how to deploy?", ["deploy"], MODERATOR)
+    events = store.audit()
+    assert [e.action for e in events] == [
+        "vote.cast", "vote.replace", "vote.remove", "correction.suggest", "correction.reject", "user.flag", "golden.add"
+    ]
+    assert all(e.at.tzinfo is not None and e.actor for e in events)
+    assert events[1].before["value"] == 1 and events[1].after["value"] == -1
+    assert events[4].object_type == "correction" and events[4].object_id == str(c.id)
+    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert store.audit(since=future) == []
+    assert [e.action for e in store.audit(action="vote")] == ["vote.cast", "vote.replace", "vote.remove"]
+    assert len(store.audit(limit=2)) == 2 and store.audit(limit=2)[-1].action == "golden.add"
+
+
+def test_pending_review_is_paged(store):
+    a = answer(store)
+    for i in range(5):
+        store.suggest_correction(a.id, f"U{i}", text=f"text {i}")
+    new_proposal(store)
+    first = store.pending_review(1, 4)
+    second = store.pending_review(2, 4)
+    assert first.total == 6 and first.pages == 2 and len(first.items) == 4 and len(second.items) == 2
+    refs = [i.ref for i in first.items + second.items]
+    assert len(set(refs)) == 6 and refs[-1].startswith("p")
+
+
+def test_stats_satisfaction_over_windows(store):
+    now = datetime.now(timezone.utc)
+    a, b = answer(store), answer(store)
+    store.vote(a.id, "U1", 1, at=now - timedelta(hours=1))
+    store.vote(a.id, "U2", 1, at=now - timedelta(hours=2))
+    store.vote(b.id, "U3", -1, at=now - timedelta(days=3))
+    store.vote(b.id, "U4", -1, at=now - timedelta(days=40))
+    store.suggest_correction(a.id, "U2", text="t")
+    numbers = store.stats(now=now)
+    by = {w.window: w for w in numbers.windows}
+    assert (by["24h"].up, by["24h"].down, by["24h"].satisfaction) == (2, 0, 1.0)
+    assert by["7d"].satisfaction == pytest.approx(2 / 3)
+    assert by["all"].satisfaction == pytest.approx(0.5) and by["all"].answers == 2
+    assert numbers.pending_corrections == 1 and numbers.active_version is None
+
+
+def test_export_jsonl_and_csv(store):
+    import csv
+    import io
+
+    a = answer(store, hits=hits("vpn", "laptop"))
+    answer(store, question="second question?")
+    store.vote(a.id, "U1", 1)
+    store.vote(a.id, "U2", -1, reason="old")
+    store.suggest_correction(a.id, "U2", text="better", source_ref="doc:vpn")
+    lines = store.export("jsonl").splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["question"] == a.question and first["asker"] == "U_ASKER"
+    assert [s["doc_id"] for s in first["sources"]] == ["vpn", "laptop"]
+    assert [(v["user"], v["value"]) for v in first["votes"]] == [("U1", 1), ("U2", -1)]
+    assert all("time" in v for v in first["votes"])
+    assert first["corrections"][0]["text"] == "better" and first["corrections"][0]["status"] == "pending"
+    rows = list(csv.DictReader(io.StringIO(store.export("csv"))))
+    assert len(rows) == 2 and rows[0]["up"] == "1" and rows[0]["down"] == "1"
+    assert rows[0]["sources"] == "vpn laptop" and json.loads(rows[0]["votes"])[1]["user"] == "U2"
+    with pytest.raises(InvalidFeedback):
+        store.export("xml")
+
+
+def test_claim_event_once(store):
+    assert store.claim_event("Ev1") is True
+    assert store.claim_event("Ev1") is False
+    assert store.claim_event("Ev2") is True
+    with pytest.raises(InvalidFeedback):
+        store.claim_event("")
+
+
+def test_golden_set(store):
+    g = store.add_golden("how do I deploy?", ["deploy", " "], "U_MOD")
+    assert g.doc_ids == ["deploy"] and store.golden_set()[0].question == "how do I deploy?"
+    with pytest.raises(InvalidFeedback):
+        store.add_golden("q", [], "U_MOD")
+
+
+def test_training_feedback_since(store):
+    a = answer(store)
+    old = datetime.now(timezone.utc) - timedelta(days=10)
+    store.vote(a.id, "U1", 1, at=old)
+    store.vote(a.id, "U2", -1)
+    recent = store.training_feedback(since=datetime.now(timezone.utc) - timedelta(days=1))
+    assert [v.user for v in recent.votes] == ["U2"]
+    assert [s.doc_id for s in recent.votes[0].shown] == ["vpn", "laptop"]
+    assert len(store.training_feedback().votes) == 2

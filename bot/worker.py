@@ -176,41 +176,63 @@ class RunReport:
 Job = Callable[[], Any]
 
 
-def learning_job(services: Any, store: Any, created_by: str = "worker") -> Job:
-    """The learning engine's build-and-evaluate step, bound to these services and store.
+def learning_job(services: Any, store: Any, created_by: str = "worker", strategy: str = "askloop") -> Job:
+    """Build a proposal from validated feedback, record it, and evaluate it when a gate exists.
 
-    Imported lazily: the worker runs (and reports "no learning engine") before the engine exists.
+    Returns the new ProposalRecord, or None when the feedback yields nothing new (the same
+    payload is already live or already waiting for review) — so a schedule never piles up
+    identical proposals. The learning engine is imported lazily: the worker runs, and reports
+    what is missing, even in an install without it.
     """
 
     def run() -> Any:
-        try:
-            from feedback import learning
-        except ImportError as exc:
-            raise RuntimeError("the learning engine (feedback.learning) is not installed") from exc
-        for name in ("build_and_evaluate", "propose", "run_learning", "build_proposal"):
-            entry = getattr(learning, name, None)
-            if callable(entry):
-                return _call_flexibly(entry, services=services, store=store, created_by=created_by)
-        engine_cls = getattr(learning, "LearningEngine", None)
-        if engine_cls is not None:
-            engine = _call_flexibly(engine_cls, services=services, store=store)
-            for name in ("build_and_evaluate", "propose", "run", "build_proposal"):
-                method = getattr(engine, name, None)
-                if callable(method):
-                    return _call_flexibly(method, created_by=created_by)
-        raise RuntimeError("feedback.learning has no entry point the worker knows how to call")
+        from feedback.learning import LearningEngine
+
+        learned = LearningEngine(services.embedder).build(store.training_feedback(), strategy)
+        payload_id = learned.payload.get("id")
+        empty = not learned.memories and not learned.payload.get("passages")
+        if learned.strategy == "none" or empty or _already_known(store, payload_id):
+            return None
+        proposal = store.create_proposal(
+            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by
+        )
+        evaluate = _gate(services, store)
+        if evaluate is not None:
+            evaluate(proposal)
+        return store.get_proposal(proposal.id)
 
     return run
 
 
-def _call_flexibly(fn: Callable[..., Any], **available: Any) -> Any:
-    """Call `fn` with the keyword arguments it declares among `available`."""
-    import inspect
+def _already_known(store: Any, payload_id: Any) -> bool:
+    if not payload_id:
+        return False
+    active = store.active_version()
+    if active is not None and active.payload.get("id") == payload_id:
+        return True
+    from feedback.store import OPEN_PROPOSAL_STATES
 
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return fn(**available)
-    return fn(**{name: value for name, value in available.items() if name in params})
+    return any(
+        p.payload.get("id") == payload_id for p in store.proposals() if p.status in OPEN_PROPOSAL_STATES
+    )
+
+
+def _gate(services: Any, store: Any) -> Callable[[Any], Any] | None:
+    """The evaluation gate's "evaluate this proposal and record the result", if installed."""
+    try:
+        from feedback import gate
+    except ImportError:
+        log.warning("no evaluation gate installed: proposals stay pending until evaluated by hand")
+        return None
+    for name in ("evaluate_proposal", "evaluate_and_record", "run_gate"):
+        entry = getattr(gate, name, None)
+        if callable(entry):
+            return lambda proposal: _call_flexibly(
+                entry, proposal=proposal, proposal_id=proposal.id, store=store, services=services,
+                knowledge_base=services.knowledge_base, settings=services.settings,
+            )
+    log.warning("feedback.gate has no entry point the worker knows; proposals stay pending")
+    return None
 
 
 def _proposal_id(result: Any) -> int | None:
@@ -258,6 +280,8 @@ class LearningWorker:
             state = backlog(self.engine)
             if not force and not is_due(state, self.after_votes, self.interval):
                 return RunReport("not_due", f"{state.new_inputs} new input(s)", backlog=state)
+            # The mark carries the start time: input arriving while the job runs counts next time.
+            started_at = datetime.now(timezone.utc)
             try:
                 result = self.job()
             except Exception as exc:
@@ -271,16 +295,16 @@ class LearningWorker:
                 observability.WORKER_RUNS.labels(outcome=outcome).inc()
                 report = RunReport(outcome, "" if pid else "no proposal to make", pid, backlog=state)
             report.seconds = time.perf_counter() - start
-            self._mark(report)
+            self._mark(report, started_at)
             log.info("background learning: %s", report.outcome,
                      extra={"proposal_id": report.proposal_id, "seconds": round(report.seconds, 3),
                             "new_inputs": state.new_inputs})
             return report
 
-    def _mark(self, report: RunReport) -> None:
+    def _mark(self, report: RunReport, started_at: datetime) -> None:
         with Session(self.engine) as session, session.begin():
             session.add(models.AuditEvent(
-                actor="worker", action=RUN_ACTION, object_type="proposal",
+                at=started_at, actor="worker", action=RUN_ACTION, object_type="proposal",
                 object_id=str(report.proposal_id or ""),
                 after={"outcome": report.outcome, "detail": report.detail[:500],
                        "seconds": round(report.seconds, 3),

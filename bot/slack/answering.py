@@ -1,0 +1,175 @@
+"""Questions in, threaded answers out: mentions, DMs, thread follow-ups and `/askloop <q>`.
+
+The answer is computed in a worker thread; when it takes longer than `slack_looking_after`
+seconds (always, with a chat model configured) a "looking…" reply is posted first and then
+replaced with `chat.update`, so nobody stares at silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import blocks as kit
+from bot.slack.deps import BotDeps, blocking, log
+from feedback.errors import FeedbackError
+from retrieval.answer import Answer
+from retrieval.search import EmptyKnowledgeBase, QuestionError
+
+_USER = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]*))?>")
+_SPECIAL = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
+_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+
+
+def question_from(text: str, bot_user_id: str | None) -> str:
+    """The question as a person wrote it: our mention removed, Slack's markup made readable.
+
+    `<!channel>` becomes the plain words "@channel" (which cannot ping anyone), and Slack's
+    `&amp;`/`&lt;`/`&gt;` become the characters the user typed.
+    """
+    text = text or ""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    text = _USER.sub(lambda m: "@" + (m.group(2) or m.group(1)), text)
+    text = _SPECIAL.sub(lambda m: "@" + (m.group(2) or m.group(1)).lstrip("@"), text)
+    text = _CHANNEL.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    text = _LINK.sub(lambda m: m.group(1) if not m.group(2) else f"{m.group(2)} ({m.group(1)})", text)
+    text = html.unescape(text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@dataclass
+class Outcome:
+    """What to post: a rendered answer, or a short notice when there is no answer."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+    answer: Answer | None = None
+    answer_id: int | None = None
+
+
+def compute(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,
+            thread_ts: str | None) -> tuple[Answer, int | None]:
+    """Answer and record it (synchronous: runs in a worker thread)."""
+    services = deps.services
+    if deps.records_answers:
+        answer = services.answer(question, None, asker=user, origin=origin, channel=channel,
+                                 thread_ts=thread_ts)
+        return answer, answer.extras.get("answer_id")
+    answer = services.answer(question)
+    record = deps.store.record_answer(
+        question=answer.question, asker=user, origin=origin, hits=list(answer.hits),
+        answer_text=answer.text, abstained=answer.abstained,
+        tuning_version=answer.tuning_version, channel=channel, thread_ts=thread_ts,
+    )
+    return answer, record.id
+
+
+async def produce(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,
+                  thread_ts: str | None) -> Outcome:
+    """The answer as a message; a one-line notice for bad questions; an apology on failure."""
+    if not question:
+        text = "Ask me a question after the mention, e.g. “@askloop how do I connect to the VPN?”"
+        return Outcome(text, kit.notice_message(text)[1])
+    try:
+        answer, answer_id = await blocking(compute, deps, question, user, origin, channel, thread_ts)
+    except (QuestionError, EmptyKnowledgeBase, FeedbackError) as exc:
+        text = f"I can't answer that: {kit.escape(exc)}"
+        return Outcome(text, kit.notice_message(text)[1])
+    except Exception:  # Chroma down, database down, a bug: log it, apologise, never a traceback
+        log.exception("answering failed (channel=%s, thread=%s)", channel, thread_ts)
+        return Outcome(kit.APOLOGY, kit.notice_message(kit.APOLOGY)[1])
+    text, blocks = kit.answer_message(answer, answer_id, native_feedback=deps.native_feedback,
+                                      question=question)
+    return Outcome(text, blocks, answer, answer_id)
+
+
+async def send(deps: BotDeps, client: AsyncWebClient, channel: str, outcome: Outcome, *,
+               thread_ts: str | None = None, update_ts: str | None = None) -> str:
+    """Post (or update) the message; fall back to plain buttons if Slack rejects native ones."""
+    for _ in range(2):
+        try:
+            if update_ts:
+                response = await client.chat_update(channel=channel, ts=update_ts,
+                                                    text=outcome.text, blocks=outcome.blocks)
+            else:
+                response = await client.chat_postMessage(
+                    channel=channel, thread_ts=thread_ts, text=outcome.text,
+                    blocks=outcome.blocks, unfurl_links=False, unfurl_media=False)
+            return str(response["ts"])
+        except SlackApiError as exc:
+            rejected = exc.response.get("error") in {"invalid_blocks", "invalid_blocks_format"}
+            if not (rejected and deps.native_feedback and outcome.answer is not None):
+                raise
+            log.warning("Slack rejected the native feedback buttons; using plain buttons")
+            deps.native_feedback = False
+            outcome.text, outcome.blocks = kit.answer_message(
+                outcome.answer, outcome.answer_id, native_feedback=False,
+                question=outcome.answer.question)
+    raise AssertionError("unreachable")
+
+
+async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: str,
+                           thread_ts: str | None, question: str, user: str, origin: str) -> None:
+    """The whole flow for one question; every failure ends as a short message in the thread."""
+    looking_ts: str | None = None
+    task = asyncio.ensure_future(produce(deps, question, user, origin, channel, thread_ts))
+    try:
+        delay = 0.0 if deps.settings.llm else deps.settings.slack_looking_after
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(task), timeout=delay) if delay > 0 \
+                else None
+        except asyncio.TimeoutError:
+            outcome = None
+        if outcome is None and not task.done():
+            text, blocks = kit.notice_message(kit.LOOKING)
+            response = await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                                     text=text, blocks=blocks)
+            looking_ts = str(response["ts"])
+        outcome = await task
+        ts = await send(deps, client, channel, outcome, thread_ts=thread_ts, update_ts=looking_ts)
+        if thread_ts:
+            deps.answered_threads.add(f"{channel}:{thread_ts}")
+        if outcome.answer_id is not None:
+            await blocking(deps.store.attach_message, outcome.answer_id, channel, ts)
+    except Exception:
+        log.exception("could not deliver the answer (channel=%s, thread=%s)", channel, thread_ts)
+        try:
+            text, blocks = kit.notice_message(kit.APOLOGY)
+            if looking_ts:
+                await client.chat_update(channel=channel, ts=looking_ts, text=text, blocks=blocks)
+            else:
+                await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
+                                              blocks=blocks)
+        except Exception:
+            log.exception("could not post the apology either")
+
+
+async def bot_in_thread(deps: BotDeps, client: AsyncWebClient, channel: str, thread_ts: str,
+                        bot_user_id: str | None, bot_id: str | None) -> bool:
+    """Whether the bot has replied in this thread (so follow-ups there are for it).
+
+    Asked of Slack (`conversations.replies`), which every replica sees the same way; threads this
+    process answered are remembered so the common case costs no call.
+    """
+    key = f"{channel}:{thread_ts}"
+    if key in deps.answered_threads:
+        return True
+    try:
+        response = await client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
+    except SlackApiError as exc:
+        log.warning("conversations.replies failed for %s: %s", key, exc.response.get("error"))
+        return False
+    for message in response.get("messages") or []:
+        if (bot_user_id and message.get("user") == bot_user_id) or \
+                (bot_id and message.get("bot_id") == bot_id):
+            deps.answered_threads.add(key)
+            return True
+    return False

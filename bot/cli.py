@@ -7,6 +7,7 @@ from bot.commands import knowledge  # noqa: F401  (registers its commands)
 from bot.commands import feedback  # noqa: F401
 from bot.commands import serve  # noqa: F401
 from bot.commands import ops  # noqa: F401
+from bot.commands import evaluation  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,193 @@
+"""`askloop learn`, `askloop golden add|list`, `askloop eval`: learning, its gate, its measurement."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
+from feedback.datasets import DatasetError
+from feedback.metrics import METRICS
+from retrieval.learned import PayloadError
+
+expected(DatasetError, PayloadError)
+
+golden_app = typer.Typer(help="Golden questions: known good sources every proposal is checked against.",
+                         no_args_is_help=True)
+app.add_typer(golden_app, name="golden")
+
+
+def _who(user: str | None) -> str:
+    from bot.cli_app import get_settings  # noqa: F401  (settings errors surface first)
+
+    return user or os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
+def _feedback_store():  # type: ignore[no-untyped-def]
+    services = get_services()
+    with friendly_errors():
+        return services, services.feedback
+
+
+@app.command()
+def learn(
+    user: Annotated[str, typer.Option(help="Who creates the proposal (default: your OS user name).")] = "",
+    strategy: Annotated[str, typer.Option(help="askloop (default) or doc-boost (baseline).")] = "askloop",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the proposal and its evaluation as JSON.")] = False,
+) -> None:
+    """Build a proposal from validated feedback, evaluate it, and show what it would change."""
+    from feedback.errors import FeedbackError
+    from feedback.gate import GateConfig, evaluate_proposal, render_evaluation
+    from feedback.learning import STRATEGIES, LearningEngine, doubtful_votes
+
+    expected(FeedbackError)
+    if strategy not in STRATEGIES or strategy == "none":
+        fail(f"unknown strategy {strategy!r}: use askloop or doc-boost")
+    services, store = _feedback_store()
+    with friendly_errors():
+        feedback = store.training_feedback()
+        if not feedback.votes and not feedback.corrections:
+            fail("no validated feedback yet: nothing to learn (votes must count; corrections must be approved)")
+        engine = LearningEngine(services.embedder)
+        learned = engine.build(feedback, strategy, doubtful_votes(store))
+        proposal = store.create_proposal(
+            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)
+        )
+        proposal = evaluate_proposal(
+            store, services.knowledge_base, proposal, GateConfig.from_settings(services.settings)
+        )
+    if as_json:
+        print(json.dumps({"proposal": proposal.id, "status": proposal.status, "summary": proposal.summary,
+                          "diff": proposal.diff, "evaluation": proposal.evaluation}, ensure_ascii=False))
+        return
+    console.print(f"[bold]Proposal p{proposal.id}[/] ({proposal.status})")
+    console.print(escape(proposal.summary))
+    console.print()
+    console.print(escape(render_evaluation(proposal.evaluation or {})))
+    next_step = (
+        f"approve with `askloop review approve p{proposal.id}`"
+        if proposal.status == "evaluated"
+        else f"it failed the gate: approving needs `askloop review approve p{proposal.id} --override` (audited)"
+    )
+    console.print(f"\n[dim]{next_step}[/]")
+
+
+@golden_app.command("add")
+def golden_add(
+    question: Annotated[str, typer.Argument(help="The question, as people ask it.")],
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids that answer it (see `askloop ask --json`).")],
+    user: Annotated[str, typer.Option(help="Who adds it (default: your OS user name).")] = "",
+) -> None:
+    """Add a golden question: every proposal must not make it worse."""
+    from feedback.errors import FeedbackError
+
+    expected(FeedbackError)
+    services, store = _feedback_store()
+    with friendly_errors():
+        known = set(services.store.document_index())
+        unknown = [d for d in doc_ids if d not in known]
+        if unknown:
+            fail(f"unknown document id {unknown[0]!r}: it is not in the knowledge base")
+        golden = store.add_golden(question, list(doc_ids), _who(user))
+    console.print(f"golden question g{golden.id} added: “{escape(golden.question)}” → {', '.join(golden.doc_ids)}")
+
+
+@golden_app.command("list")
+def golden_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The golden set (manual ones and those from approved corrections)."""
+    _, store = _feedback_store()
+    with friendly_errors():
+        golden = store.golden_set()
+    if as_json:
+        print(json.dumps([g.as_dict() for g in golden], ensure_ascii=False))
+        return
+    if not golden:
+        console.print("no golden questions yet: add one with `askloop golden add \"QUESTION\" DOC_ID`")
+        return
+    table = Table("id", "question", "documents", "origin", "added by")
+    for g in golden:
+        table.add_row(f"g{g.id}", escape(g.question), escape(", ".join(g.doc_ids)), g.origin, escape(g.added_by))
+    console.print(table)
+
+
+def render_eval_table(result: dict) -> Table:  # type: ignore[type-arg]
+    table = Table(title=f"{result['dataset']} — test questions", show_lines=False)
+    table.add_column("strategy")
+    for metric in METRICS:
+        table.add_column(f"{metric} before", justify="right")
+        table.add_column(f"{metric} after", justify="right")
+    for name, figures in result["strategies"].items():
+        row = [name]
+        for metric in METRICS:
+            b, a = figures["before"][metric], figures["after"][metric]
+            colour = "green" if a > b + 1e-9 else "red" if a < b - 1e-9 else ""
+            row += [f"{b:.3f}", f"[{colour}]{a:.3f}[/]" if colour else f"{a:.3f}"]
+        table.add_row(*row)
+    return table
+
+
+@app.command("eval")
+def eval_command(
+    dataset_dir: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (+ qrels/feedback.tsv).")],
+    simulate_feedback: Annotated[bool, typer.Option("--simulate-feedback", help="Ask the feedback questions and vote/correct as simulated users.")] = False,
+    noise: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of flipping each simulated vote.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for the noise.")] = 0,
+    strategy: Annotated[str, typer.Option(help="Comma list of: none, doc-boost, askloop.")] = "none,doc-boost,askloop",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Draw before/after per strategy into this PNG.")] = None,
+    home: Annotated[Path | None, typer.Option(help="Data dir to use (default: a fresh temporary one).")] = None,
+    feedback_share: Annotated[float, typer.Option(min=0.01, max=1.0, help="Share of information needs that get feedback (the rest measure harm).")] = 1.0,
+) -> None:
+    """Measure retrieval on a BEIR data set, before and after (simulated) feedback."""
+    from bot.cli_app import get_settings
+    from feedback.evaluation import EvalOptions, plot_results, run_eval
+    from feedback.gate import GateConfig
+
+    settings = get_settings()
+    strategies = [s.strip() for s in strategy.split(",") if s.strip()]
+    options = EvalOptions(
+        simulate=simulate_feedback, noise=noise, seed=seed, strategies=strategies, home=home,
+        feedback_share=feedback_share, gate=GateConfig.from_settings(settings),
+    )
+    try:
+        options.check()
+    except ValueError as exc:
+        fail(str(exc))
+
+    def log(message: str) -> None:
+        if not as_json:
+            err_console.print(f"[dim]{escape(message)}…[/]")
+
+    with friendly_errors():
+        result = run_eval(dataset_dir, options, settings=settings, log=log)
+    if plot is not None:
+        plot_results(result, plot)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    console.print(render_eval_table(result))
+    counts = result["counts"]
+    if simulate_feedback:
+        console.print(
+            f"feedback: {counts.get('questions', 0)} question(s), {counts.get('votes_up', 0)}👍 "
+            f"{counts.get('votes_down', 0)}👎 ({counts.get('votes_flipped', 0)} flipped by noise), corrections "
+            f"{counts.get('corrections_approved', 0)} approved / {counts.get('corrections_rejected', 0)} rejected"
+        )
+        for name, gate in counts.get("gate", {}).items():
+            console.print(f"  {name}: gate {gate['gate']}" + (", applied" if gate.get("applied") else ""))
+        for name, parts in result.get("split", {}).items():
+            text = "; ".join(
+                f"{part.replace('_', ' ')} (n={v['n']}): hit@1 {v['before']['hit@1']:.3f} → {v['after']['hit@1']:.3f}"
+                for part, v in parts.items()
+            )
+            console.print(f"  {name} split: {text}")
+    if plot is not None:
+        console.print(f"plot written to {plot}")

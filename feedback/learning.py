@@ -1,0 +1,417 @@
+"""The learning engine: validated feedback in, a reviewable Proposal out.
+
+Its only input is `FeedbackStore.training_feedback()`: counted, weighted votes and approved
+corrections. Every one becomes a *memory* (the question it was given on, a document, a signed
+weight); the payload stores them compactly and `retrieval.learned` applies them at query time
+(see that module for the query-aware kernel and the bounds). The engine also:
+
+* bounds influence before anything is stored: each vote weighs at most its policy weight, each
+  user's memories together at most `user_cap`, each document's at most `doc_cap`;
+* turns corrected text without a document into a passage that lives in the tuning (with its
+  vector and provenance) and corrections citing a document into candidates for similar questions;
+* trains a small residual query adapter when enough validated pairs exist, and keeps it only if
+  it helps on a held-out part of the feedback (`feedback.adapter`);
+* explains itself: a `diff` (structured) and a `summary` (one screen) saying what would change
+  and which feedback caused it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from feedback.records import ShownDoc, TrainingFeedback
+from retrieval.learned import (
+    KIND_ASKLOOP,
+    KIND_DOC_BOOST,
+    PASSAGE_PREFIX,
+    PAYLOAD_FORMAT,
+    MemoryParams,
+    encode_matrix,
+)
+
+STRATEGIES = ("none", "doc-boost", "askloop")
+
+
+class Encoder(Protocol):
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LearningParams:
+    """One global set of knobs (never fitted per data set); all visible in each proposal."""
+
+    memory: MemoryParams = field(default_factory=MemoryParams)
+    up_weight: float = 1.0  # 👍 on the top document
+    down_weight: float = 1.0  # 👎 on the top document
+    correction_weight: float = 3.0  # an approved correction's cited document or text
+    user_cap: float = 30.0  # total |weight| of one user's memories
+    doc_cap: float = 60.0  # total |weight| of one document's memories
+    adapter_min_pairs: int = 200  # validated (question, document) pairs before an adapter is tried
+    rejected_fix_factor: float = 0.25  # a 👎 whose proposed fix a moderator rejected is doubtful
+    center_prior: int = 20  # the centre is shrunk toward 0 when few questions are remembered
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "memory"}
+        return data | {"memory": self.memory.as_dict()}
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One piece of validated feedback, as retrieval will use it."""
+
+    question: str
+    doc_id: str
+    weight: float
+    origin: str  # "vote" | "correction"
+    ref: str  # a12 (answer 12's vote) | c3 (correction 3)
+    user: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    doc_id: str
+    title: str
+    text: str
+    question: str
+    correction_id: int
+    source: str | None = None
+
+
+@dataclass
+class LearnedProposal:
+    """What the engine would apply: the payload, plus the diff and summary a moderator reads."""
+
+    strategy: str
+    payload: dict[str, Any]
+    diff: dict[str, Any]
+    summary: str
+    memories: list[Memory] = field(default_factory=list)
+
+
+def _top(shown: Sequence[ShownDoc | dict[str, Any]]) -> str | None:
+    if not shown:
+        return None
+    first = min(shown, key=lambda s: s["rank"] if isinstance(s, dict) else s.rank)
+    doc_id = first["doc_id"] if isinstance(first, dict) else first.doc_id
+    return str(doc_id) if doc_id else None
+
+
+def is_document_ref(ref: str | None) -> bool:
+    return bool(ref) and "://" not in str(ref)
+
+
+def collect_memories(
+    feedback: TrainingFeedback,
+    params: LearningParams,
+    doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
+) -> tuple[list[Memory], list[Passage], dict[str, int]]:
+    """Votes and corrections → memories and passages, with the per-user and per-document caps.
+
+    `doubtful`: (answer id, user) pairs whose 👎 came with a correction a moderator rejected;
+    such a 👎 counts `rejected_fix_factor` of a normal one.
+    Returns (memories, passages, counts of what was skipped or discounted and why).
+    """
+    skipped: dict[str, int] = defaultdict(int)
+    memories: list[Memory] = []
+    passages: list[Passage] = []
+    for vote in feedback.votes:
+        doc = _top(vote.shown)
+        if doc is None:
+            skipped["vote on an answer that showed no document"] += 1
+            continue
+        if doc.startswith(PASSAGE_PREFIX):
+            skipped["vote on a corrected passage (already learned)"] += 1
+            continue
+        base = params.up_weight if vote.value > 0 else -params.down_weight
+        weight = base * min(1.0, max(0.0, float(vote.weight)))
+        if vote.value < 0 and (vote.answer_id, vote.user) in doubtful:
+            weight *= params.rejected_fix_factor
+            skipped["👎 discounted: its proposed fix was rejected"] += 1
+        if weight == 0:
+            skipped["vote with weight 0"] += 1
+            continue
+        memories.append(Memory(vote.question, doc, weight, "vote", f"a{vote.answer_id}", vote.user))
+    for correction in feedback.corrections:
+        ref = correction.doc_id or (correction.url if is_document_ref(correction.url) else None)
+        if ref:
+            memories.append(
+                Memory(
+                    correction.question,
+                    str(ref),
+                    params.correction_weight,
+                    "correction",
+                    f"c{correction.correction_id}",
+                    correction.user,
+                )
+            )
+        elif correction.text and correction.text.strip():
+            doc_id = f"{PASSAGE_PREFIX}{correction.correction_id}"
+            passages.append(
+                Passage(
+                    doc_id,
+                    f"Correction #{correction.correction_id}",
+                    correction.text.strip(),
+                    correction.question,
+                    correction.correction_id,
+                    correction.url,
+                )
+            )
+            memories.append(
+                Memory(
+                    correction.question,
+                    doc_id,
+                    params.correction_weight,
+                    "correction",
+                    f"c{correction.correction_id}",
+                    correction.user,
+                )
+            )
+        else:
+            skipped["correction with neither document nor text"] += 1
+    memories = _cap(memories, lambda m: m.user, params.user_cap)
+    memories = _cap(memories, lambda m: m.doc_id, params.doc_cap)
+    return memories, passages, dict(skipped)
+
+
+def _cap(memories: list[Memory], key: Callable[[Memory], str], cap: float) -> list[Memory]:
+    """Scale down every group whose total |weight| exceeds `cap` (keeps the group's shape)."""
+    totals: dict[str, float] = defaultdict(float)
+    for memory in memories:
+        totals[key(memory)] += abs(memory.weight)
+    out = []
+    for memory in memories:
+        total = totals[key(memory)]
+        if total > cap:
+            memory = replace(memory, weight=memory.weight * cap / total)
+        out.append(memory)
+    return out
+
+
+def _embed(
+    encoder: Encoder, texts: list[str], cache: dict[str, np.ndarray] | None
+) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    cache = cache if cache is not None else {}
+    missing = [t for t in texts if t not in cache]
+    if missing:
+        for text, vector in zip(missing, encoder.encode(missing)):
+            cache[text] = np.asarray(vector, dtype=np.float32)
+    return np.stack([cache[t] for t in texts]).astype(np.float32)
+
+
+def _payload_id(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class LearningEngine:
+    """Builds proposals. `encoder` embeds questions (the bot's own embedder)."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        params: LearningParams | None = None,
+        *,
+        vector_cache: dict[str, np.ndarray] | None = None,
+        adapter_trainer: Callable[..., Any] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.params = params or LearningParams()
+        self.vector_cache = vector_cache if vector_cache is not None else {}
+        self.adapter_trainer = adapter_trainer
+
+    # -- strategies -----------------------------------------------------------------------------
+    def build(
+        self,
+        feedback: TrainingFeedback,
+        strategy: str = "askloop",
+        doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
+    ) -> LearnedProposal:
+        if strategy == "askloop":
+            return self.build_askloop(feedback, doubtful)
+        if strategy == "doc-boost":
+            return self.build_doc_boost(feedback)
+        if strategy == "none":
+            payload = {"kind": "none", "format": PAYLOAD_FORMAT}
+            payload["id"] = _payload_id(payload)
+            return LearnedProposal("none", payload, {"strategy": "none"}, "No change (strategy none).")
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+
+    def build_doc_boost(self, feedback: TrainingFeedback) -> LearnedProposal:
+        """The per-document baseline: +1 per 👍 or approved correction, −1 per 👎, any question."""
+        boosts: dict[str, float] = defaultdict(float)
+        for vote in feedback.votes:
+            doc = _top(vote.shown)
+            if doc:
+                boosts[doc] += 1.0 if vote.value > 0 else -1.0
+        for correction in feedback.corrections:
+            ref = correction.doc_id or (correction.url if is_document_ref(correction.url) else None)
+            if ref:
+                boosts[str(ref)] += 1.0
+        boosts = {d: b for d, b in boosts.items() if b}
+        payload: dict[str, Any] = {"kind": KIND_DOC_BOOST, "format": PAYLOAD_FORMAT, "boosts": boosts}
+        payload["id"] = _payload_id(payload)
+        diff = {"strategy": "doc-boost", "documents": [{"doc_id": d, "boost": b} for d, b in sorted(boosts.items())]}
+        summary = f"Per-document boosts for {len(boosts)} document(s), applied to every question."
+        return LearnedProposal("doc-boost", payload, diff, summary)
+
+    def build_askloop(
+        self,
+        feedback: TrainingFeedback,
+        doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
+    ) -> LearnedProposal:
+        params = self.params
+        memories, passages, skipped = collect_memories(feedback, params, doubtful)
+        questions = sorted({m.question for m in memories} | {p.question for p in passages})
+        question_index = {q: i for i, q in enumerate(questions)}
+        vectors = _embed(self.encoder, questions, self.vector_cache)
+        payload: dict[str, Any] = {
+            "kind": KIND_ASKLOOP,
+            "format": PAYLOAD_FORMAT,
+            "params": params.memory.as_dict(),
+            "dim": int(vectors.shape[1]) if len(questions) else 0,
+            "memories": {
+                "questions": encode_matrix(vectors) if len(questions) else None,
+                "question_index": [question_index[m.question] for m in memories],
+                "doc_ids": [m.doc_id for m in memories],
+                "weights": [round(float(m.weight), 4) for m in memories],
+                "refs": [m.ref for m in memories],
+            },
+            "passages": [
+                {
+                    "doc_id": p.doc_id,
+                    "title": p.title,
+                    "text": p.text,
+                    "question": p.question,
+                    "correction_id": p.correction_id,
+                    "source": p.source,
+                }
+                for p in passages
+            ],
+        }
+        if len(questions):
+            n = len(questions)
+            center = vectors.mean(axis=0) * (n / (n + params.center_prior))
+            payload["center"] = encode_matrix(center, "float32")
+        if passages:
+            payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
+        adapter_note = f"no query adapter: fewer than {params.adapter_min_pairs} validated pairs"
+        if self.adapter_trainer is not None:
+            result = self.adapter_trainer(memories, self.vector_cache, params)
+            adapter_note = result.note
+            if result.matrix is not None:
+                payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
+        payload["id"] = _payload_id(payload)
+        diff = describe(memories, passages, skipped, params, adapter_note)
+        return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
+
+    # -- through the store -------------------------------------------------------------------------
+    def propose(self, store: Any, created_by: str, strategy: str = "askloop", since: Any = None) -> Any:
+        """Build from the store's validated feedback and record a pending Proposal."""
+        learned = self.build(store.training_feedback(since=since), strategy, doubtful_votes(store))
+        return store.create_proposal(
+            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by
+        )
+
+
+def doubtful_votes(store: Any) -> frozenset[tuple[int, str]]:
+    """(answer id, user) of corrections a moderator rejected: that user's 👎 there is doubtful."""
+    try:
+        rejected = store.corrections(status="rejected")
+    except AttributeError:  # a store without the listing: nothing is discounted
+        return frozenset()
+    return frozenset((c.answer_id, c.user) for c in rejected)
+
+
+# -- explaining a proposal ---------------------------------------------------------------------------
+def describe(
+    memories: Iterable[Memory],
+    passages: list[Passage],
+    skipped: dict[str, int],
+    params: LearningParams,
+    adapter_note: str,
+) -> dict[str, Any]:
+    """Per document: net weight, votes up/down, corrections, and the questions behind them."""
+    per_doc: dict[str, dict[str, Any]] = {}
+    users: set[str] = set()
+    total = 0
+    for memory in memories:
+        total += 1
+        users.add(memory.user)
+        entry = per_doc.setdefault(
+            memory.doc_id,
+            {"doc_id": memory.doc_id, "net": 0.0, "up": 0, "down": 0, "corrections": [], "questions": [], "refs": []},
+        )
+        entry["net"] += memory.weight
+        if memory.origin == "correction":
+            entry["corrections"].append(memory.ref)
+        elif memory.weight > 0:
+            entry["up"] += 1
+        else:
+            entry["down"] += 1
+        if memory.question not in entry["questions"] and len(entry["questions"]) < 3:
+            entry["questions"].append(memory.question)
+        if len(entry["refs"]) < 8:
+            entry["refs"].append(memory.ref)
+    documents = sorted(per_doc.values(), key=lambda e: -abs(e["net"]))
+    for entry in documents:
+        entry["net"] = round(entry["net"], 3)
+    return {
+        "strategy": "askloop",
+        "memories": total,
+        "users": len(users),
+        "documents": documents,
+        "passages": [
+            {"doc_id": p.doc_id, "correction": f"c{p.correction_id}", "question": p.question, "text": p.text[:200]}
+            for p in passages
+        ],
+        "skipped": skipped,
+        "adapter": adapter_note,
+        "params": params.as_dict(),
+    }
+
+
+def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
+    """One screen: what would change, why, and the thresholds in force."""
+    documents = diff["documents"]
+    raised = [d for d in documents if d["net"] > 0 and not d["doc_id"].startswith(PASSAGE_PREFIX)]
+    lowered = [d for d in documents if d["net"] < 0]
+    memory = diff["params"]["memory"]
+    lines = [
+        f"{diff['memories']} piece(s) of validated feedback from {diff['users']} user(s): "
+        f"{len(raised)} document(s) raised, {len(lowered)} lowered, {len(diff['passages'])} corrected "
+        f"passage(s) added — each only for questions similar to the ones asked "
+        f"(similarity ≥ {memory['tau']:.2f}; at most ±{memory['cap']:.1f}σ per document).",
+    ]
+    shown = 0
+    for entry in documents:
+        if shown >= max_lines:
+            lines.append(f"… and {len(documents) - shown} more document(s) (see the diff).")
+            break
+        why = []
+        if entry["up"]:
+            why.append(f"{entry['up']}👍")
+        if entry["down"]:
+            why.append(f"{entry['down']}👎")
+        if entry["corrections"]:
+            why.append("corrections " + ", ".join(entry["corrections"][:3]))
+        direction = "↑" if entry["net"] > 0 else "↓"
+        question = entry["questions"][0] if entry["questions"] else ""
+        lines.append(
+            f"{direction} {entry['doc_id']} ({entry['net']:+.1f}; {'; '.join(why)}) for questions like “{question[:70]}”"
+        )
+        shown += 1
+    for passage in diff["passages"][:3]:
+        lines.append(f"+ passage from {passage['correction']} for “{passage['question'][:70]}”")
+    if diff["skipped"]:
+        lines.append("not used: " + "; ".join(f"{n} {why}" for why, n in diff["skipped"].items()))
+    lines.append(diff["adapter"])
+    return "\n".join(lines)

@@ -1,0 +1,368 @@
+"""Learned tunings: what an applied TuningVersion does to retrieval.
+
+A tuning version's payload is plain JSON written by the learning engine (`feedback.learning`).
+This module turns it into a `retrieval.tuning.Tuning` and knows nothing of where it came from:
+
+* `LearnedTuning` (kind ``askloop``) — query-aware memory. Every validated vote or approved
+  correction is a *memory*: the question it was given on (a vector), a document, a signed
+  weight. A new question moves a document by the kernel-weighted sum of that document's
+  memories, so feedback counts for questions similar to the one it was given on, in
+  proportion to that similarity, and for nothing else. Adjustments are added in units of the
+  candidates' own score spread (MiniLM cosines cluster: a fixed boost either does nothing or
+  swamps the ranking) and bounded by a tanh cap per document.
+  Approved corrections also *augment*: their cited document becomes a candidate for similar
+  questions, and corrected free text becomes a passage retrievable for similar questions.
+  An optional residual linear *query adapter* maps the question vector before the search.
+* `DocBoostTuning` (kind ``doc-boost``) — the per-document boost some products use, whatever
+  the question: kept as a baseline for `askloop eval --strategy doc-boost`.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from retrieval.tuning import NoTuning, Tuning
+from retrieval.types import Hit
+
+PAYLOAD_FORMAT = 1
+KIND_ASKLOOP = "askloop"
+KIND_DOC_BOOST = "doc-boost"
+PASSAGE_PREFIX = "correction:"
+
+
+class PayloadError(ValueError):
+    """A tuning payload that cannot be decoded (wrong kind, format, shapes)."""
+
+
+# -- compact vectors in JSON ----------------------------------------------------------------------
+def encode_matrix(matrix: np.ndarray, dtype: str = "float16") -> dict[str, Any]:
+    """A matrix as base64 of its raw bytes: ~4x smaller than JSON numbers, exact to float16."""
+    array = np.ascontiguousarray(np.asarray(matrix, dtype=dtype))
+    return {
+        "dtype": dtype,
+        "shape": list(array.shape),
+        "data": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
+
+
+def decode_matrix(blob: dict[str, Any]) -> np.ndarray:
+    try:
+        raw = base64.b64decode(blob["data"])
+        array = np.frombuffer(raw, dtype=np.dtype(blob["dtype"])).reshape(blob["shape"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadError(f"malformed vector block in tuning payload: {exc}") from exc
+    return array.astype(np.float32)
+
+
+# -- the parameters every learned tuning carries (visible in each proposal) -------------------------
+@dataclass(frozen=True)
+class MemoryParams:
+    """How strongly, and for which questions, a memory moves a document.
+
+    kernel(s) = max(0, (s - tau) / (1 - tau)) ** power for the cosine s between the new question
+    and the remembered one, both first centred on the remembered questions' mean (questions to
+    one team share a topic, which pushes all their raw cosines up; centring removes it); a document's summed adjustment a becomes cap * tanh(a / cap) spread
+    units, where `spread` is the standard deviation of the candidates' base scores (at least
+    `min_spread`).
+    """
+
+    tau: float = 0.55
+    tau_negative: float = 0.7  # 👎 memories: only for near-repeats of the question
+    power: float = 2.0
+    cap: float = 4.0
+    scale: float = 1.0
+    min_spread: float = 0.02
+    candidate_threshold: float = 0.3  # kernel above which a corrected document joins the candidates
+    max_extra: int = 5
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "MemoryParams":
+        data = data or {}
+        fields = cls.__dataclass_fields__
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in fields:
+                values[key] = int(value) if key == "max_extra" else float(value)
+        return cls(**values)
+
+
+def kernel(similarity: np.ndarray, tau: float, power: float) -> np.ndarray:
+    """0 below tau, rising to 1 for an identical question."""
+    x = np.clip((np.asarray(similarity, dtype=np.float32) - tau) / max(1e-6, 1.0 - tau), 0.0, 1.0)
+    return x**power
+
+
+def bounded(adjustment: np.ndarray, cap: float) -> np.ndarray:
+    """Soft cap: linear for small sums, never beyond ±cap however many votes pile up."""
+    return cap * np.tanh(np.asarray(adjustment, dtype=np.float32) / cap)
+
+
+def spread_of(scores: np.ndarray, floor: float) -> float:
+    if len(scores) < 2:
+        return floor
+    return max(floor, float(np.std(scores)))
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass(frozen=True)
+class CorrectionPassage:
+    """Corrected text that lives in the tuning itself, keyed by the question that was asked."""
+
+    doc_id: str
+    title: str
+    text: str
+    question: str
+    correction_id: int | None
+
+
+class LearnedTuning:
+    """Query-aware memory + augmentation + optional query adapter (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        version: int | None,
+        params: MemoryParams,
+        questions: np.ndarray,
+        memory_question: np.ndarray,
+        memory_doc: list[str],
+        memory_weight: np.ndarray,
+        passages: list[CorrectionPassage] | None = None,
+        passage_vectors: np.ndarray | None = None,
+        adapter: np.ndarray | None = None,
+        center: np.ndarray | None = None,
+    ) -> None:
+        self.version = version
+        self.params = params
+        self.center = None if center is None else np.asarray(center, dtype=np.float32).reshape(-1)
+        questions = np.asarray(questions, dtype=np.float32).reshape(len(questions), -1)
+        self.questions = self._centred(questions)
+        self.memory_question = np.asarray(memory_question, dtype=np.int64)
+        self.memory_weight = np.asarray(memory_weight, dtype=np.float32)
+        self.memory_tau = np.where(self.memory_weight < 0, params.tau_negative, params.tau).astype(np.float32)
+        self.docs = sorted(set(memory_doc))
+        index = {d: i for i, d in enumerate(self.docs)}
+        self.memory_doc = np.asarray([index[d] for d in memory_doc], dtype=np.int64)
+        self.passages = {p.doc_id: p for p in passages or []}
+        self.passage_vectors = passage_vectors
+        self.adapter = adapter
+
+    def _centred(self, vectors: np.ndarray) -> np.ndarray:
+        if self.center is None or vectors.size == 0:
+            return vectors
+        shifted = vectors - self.center
+        norms = np.linalg.norm(shifted, axis=-1, keepdims=True)
+        return shifted / np.maximum(norms, 1e-6)
+
+    # -- the core: one matrix product per question ------------------------------------------------
+    def similarities(self, query: np.ndarray) -> np.ndarray:
+        """Centred cosine between this question and every remembered question."""
+        return self.questions @ self._centred(np.asarray(query, dtype=np.float32))
+
+    def adjustments(self, query: np.ndarray) -> dict[str, float]:
+        """Bounded adjustment per document (in spread units) for this question; zeros omitted."""
+        if len(self.memory_weight) == 0:
+            return {}
+        p = self.params
+        similarity = self.similarities(query)[self.memory_question]
+        x = np.clip((similarity - self.memory_tau) / np.maximum(1e-6, 1.0 - self.memory_tau), 0.0, 1.0)
+        contributions = x**p.power * self.memory_weight
+        if not np.any(contributions):
+            return {}
+        totals = np.bincount(self.memory_doc, weights=contributions, minlength=len(self.docs))
+        capped = bounded(p.scale * totals, p.cap)
+        return {self.docs[i]: float(capped[i]) for i in np.flatnonzero(capped)}
+
+    def transform_query(self, query: np.ndarray) -> np.ndarray:
+        if self.adapter is None:
+            return query
+        return _unit(np.asarray(query, dtype=np.float32) @ self.adapter).astype(np.float32)
+
+    def extra_doc_ids(self, query: np.ndarray) -> list[str]:
+        """Documents that corrections (or strong votes) tie to questions like this one."""
+        p = self.params
+        wanted = [
+            (a, d)
+            for d, a in self.adjustments(query).items()
+            if a >= p.candidate_threshold and not d.startswith(PASSAGE_PREFIX)
+        ]
+        return [d for _, d in sorted(wanted, reverse=True)[: p.max_extra]]
+
+    def extra_hits(self, query: np.ndarray) -> list[Hit]:
+        if not self.passages or self.passage_vectors is None:
+            return []
+        p = self.params
+        adjustments = self.adjustments(query)
+        hits = []
+        ids = list(self.passages)
+        similarities = self.passage_vectors @ np.asarray(query, dtype=np.float32)
+        for doc_id, similarity in zip(ids, similarities):
+            if adjustments.get(doc_id, 0.0) < p.candidate_threshold:
+                continue
+            passage = self.passages[doc_id]
+            hits.append(
+                Hit(
+                    doc_id=doc_id,
+                    title=passage.title,
+                    source=f"correction #{passage.correction_id}"
+                    if passage.correction_id is not None
+                    else "correction",
+                    score=float(similarity),
+                    passage=passage.text,
+                    chunk_id=doc_id,
+                    base_score=float(similarity),
+                    reasons=(f"corrected answer to “{passage.question}”",),
+                )
+            )
+        return hits
+
+    def rerank(self, query: np.ndarray, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return []
+        adjustments = self.adjustments(query)
+        if not adjustments:
+            return sorted(hits, key=lambda h: h.score, reverse=True)
+        spread = spread_of(np.array([h.score for h in hits]), self.params.min_spread)
+        out = []
+        for hit in hits:
+            a = adjustments.get(hit.doc_id, 0.0)
+            if a == 0.0:
+                out.append(hit)
+                continue
+            reason = f"feedback {'+' if a > 0 else ''}{a:.2f}σ"
+            out.append(hit.rescored(hit.score + a * spread, reason))
+        return sorted(out, key=lambda h: h.score, reverse=True)
+
+
+class DocBoostTuning:
+    """One boost per document, whatever the question (a baseline, not what askloop does).
+
+    The multiplier 2·sigmoid(boost / 3) is 1 with no votes, tends to 2 with many upvotes and to
+    0 with many downvotes, as in the per-document boosts of some open-source assistants.
+    """
+
+    def __init__(self, version: int | None, boosts: dict[str, float]) -> None:
+        self.version = version
+        self.boosts = dict(boosts)
+
+    @staticmethod
+    def multiplier(boost: float) -> float:
+        return 2.0 / (1.0 + math.exp(-boost / 3.0))
+
+    def transform_query(self, query: np.ndarray) -> np.ndarray:
+        return query
+
+    def extra_doc_ids(self, query: np.ndarray) -> list[str]:
+        return []
+
+    def extra_hits(self, query: np.ndarray) -> list[Hit]:
+        return []
+
+    def rerank(self, query: np.ndarray, hits: list[Hit]) -> list[Hit]:
+        out = []
+        for hit in hits:
+            boost = self.boosts.get(hit.doc_id)
+            if boost:
+                out.append(hit.rescored(hit.score * self.multiplier(boost), f"doc boost {boost:+g}"))
+            else:
+                out.append(hit)
+        return sorted(out, key=lambda h: h.score, reverse=True)
+
+
+# -- payload → Tuning (memoised per version: the bot calls this on every question) -----------------
+def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuning:
+    params = MemoryParams.from_dict(payload.get("params"))
+    memories = payload.get("memories") or {}
+    if memories.get("questions"):
+        questions = decode_matrix(memories["questions"])
+    else:
+        questions = np.zeros((0, int(payload.get("dim", 0) or 0)), dtype=np.float32)
+    memory_question = list(memories.get("question_index", []))
+    memory_doc = [str(d) for d in memories.get("doc_ids", [])]
+    memory_weight = list(memories.get("weights", []))
+    if not (len(memory_question) == len(memory_doc) == len(memory_weight)):
+        raise PayloadError("tuning payload: memory columns differ in length")
+    if memory_question and max(memory_question) >= len(questions):
+        raise PayloadError("tuning payload: a memory points past the question vectors")
+    passages = [
+        CorrectionPassage(
+            doc_id=str(p["doc_id"]),
+            title=str(p.get("title", "Correction")),
+            text=str(p.get("text", "")),
+            question=str(p.get("question", "")),
+            correction_id=p.get("correction_id"),
+        )
+        for p in payload.get("passages", [])
+    ]
+    passage_vectors = decode_matrix(payload["passage_vectors"]) if passages else None
+    adapter_blob = payload.get("adapter")
+    adapter = decode_matrix(adapter_blob["matrix"]) if adapter_blob else None
+    center = decode_matrix(payload["center"]) if payload.get("center") else None
+    return LearnedTuning(
+        center=center,
+        version=version,
+        params=params,
+        questions=questions,
+        memory_question=np.asarray(memory_question, dtype=np.int64),
+        memory_doc=memory_doc,
+        memory_weight=np.asarray(memory_weight, dtype=np.float32),
+        passages=passages,
+        passage_vectors=passage_vectors,
+        adapter=adapter,
+    )
+
+
+def _decode(payload: dict[str, Any], version: int | None) -> Tuning:
+    if not payload:
+        return NoTuning(version)
+    kind = payload.get("kind", KIND_ASKLOOP)
+    if kind == KIND_ASKLOOP:
+        return _decode_askloop(payload, version)
+    if kind == KIND_DOC_BOOST:
+        return DocBoostTuning(version, {str(k): float(v) for k, v in payload.get("boosts", {}).items()})
+    if kind == "none":
+        return NoTuning(version)
+    raise PayloadError(f"unknown tuning kind {kind!r}")
+
+
+_CACHE: "OrderedDict[tuple[int, str], Tuning]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 8
+
+
+def tuning_from_payload(payload: dict[str, Any] | None, version: int | None) -> Tuning:
+    """The Tuning a version's payload describes; decoded once per (version, payload id).
+
+    Versions are immutable, so a decoded version can be reused for every question. The payload's
+    content hash (`id`, written by the learning engine) is part of the key because several
+    feedback databases (say, one per evaluated strategy) each have their own version 1.
+    """
+    identity = str((payload or {}).get("id", ""))
+    if version is None or not identity:
+        return _decode(payload or {}, version)
+    key = (version, identity)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
+            return cached
+    tuning = _decode(payload or {}, version)
+    with _CACHE_LOCK:
+        _CACHE[key] = tuning
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return tuning

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine, case, delete, func, or_
+from sqlalchemy import Engine, and_, case, delete, func, insert, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -369,11 +369,9 @@ class FeedbackStore:
         when = utc(at) or _now()
 
         def work(session: Session) -> VoteOutcome:
-            answer = session.get(m.Answer, answer_id)
-            if answer is None:
-                raise UnknownAnswer(answer_id)
-            flagged = session.get(m.FlaggedUser, user) is not None
-            recent = session.exec(
+            # One round trip for everything the decision needs (votes are the hot path).
+            flagged_q = select(func.count()).select_from(m.FlaggedUser).where(m.FlaggedUser.user_id == user)
+            recent_q = (
                 select(func.count())
                 .select_from(m.VoteEvent)
                 .where(
@@ -382,15 +380,25 @@ class FeedbackStore:
                     m.VoteEvent.at > when - timedelta(hours=1),
                     m.VoteEvent.at <= when,
                 )
-            ).one()
-            decision = self.policy.decide(
-                voter=user, asker=answer.asker, flagged=flagged, counted_last_hour=int(recent)
             )
-            before = session.exec(
-                select(m.Vote.value, m.Vote.counted, m.Vote.weight).where(
-                    m.Vote.answer_id == answer_id, m.Vote.user_id == user
+            row = session.execute(
+                select(
+                    m.Answer.asker,
+                    flagged_q.scalar_subquery(),
+                    recent_q.scalar_subquery(),
+                    m.Vote.value,
+                    m.Vote.counted,
+                    m.Vote.weight,
                 )
+                .select_from(m.Answer)
+                .outerjoin(m.Vote, and_(m.Vote.answer_id == m.Answer.id, m.Vote.user_id == user))
+                .where(m.Answer.id == answer_id)
             ).first()
+            if row is None:
+                raise UnknownAnswer(answer_id)
+            asker, flagged, recent = row[0], bool(row[1]), int(row[2])
+            before = None if row[3] is None else (row[3], row[4], row[5])
+            decision = self.policy.decide(voter=user, asker=asker, flagged=flagged, counted_last_hour=recent)
             fields = dict(
                 value=value,
                 counted=decision.counted,
@@ -406,28 +414,18 @@ class FeedbackStore:
             ).returning(m.Vote.id)
             vote_id = session.execute(statement).scalar_one()
             action = "replace" if before is not None else "cast"
-            session.add(
-                m.VoteEvent(
-                    answer_id=answer_id,
-                    user_id=user,
-                    value=value,
-                    action=action,
-                    counted=decision.counted,
-                    weight=decision.weight,
-                    why=decision.why,
-                    source=source,
-                    reason=reason,
-                    at=when,
+            session.execute(
+                insert(m.VoteEvent).values(
+                    answer_id=answer_id, user_id=user, value=value, action=action, counted=decision.counted,
+                    weight=decision.weight, why=decision.why, source=source, reason=reason, at=when,
                 )
             )
-            self._audit(
-                session,
-                user,
-                f"vote.{action}",
-                "answer",
-                answer_id,
-                before=None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
-                after={"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
+            session.execute(
+                insert(m.AuditEvent).values(
+                    at=_now(), actor=user, action=f"vote.{action}", object_type="answer", object_id=str(answer_id),
+                    before=None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
+                    after={"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
+                )
             )
             return VoteOutcome(
                 vote_id=vote_id,

@@ -67,11 +67,12 @@ class KnowledgeBase:
     ) -> SearchResult:
         """Search with a precomputed question vector (batch evaluation embeds all at once)."""
         tuning = tuning or NoTuning()
-        if self.store.count() == 0:
-            raise EmptyKnowledgeBase()
         query = tuning.transform_query(vector)
         n = min(max(k * CHUNKS_PER_DOC, MIN_CANDIDATE_CHUNKS), MAX_CANDIDATE_CHUNKS)
-        hits = fold_to_documents(self.store.query(query, n))
+        matches = self.store.query(query, n)
+        if not matches:  # an unfiltered search finds nothing only in an empty store
+            raise EmptyKnowledgeBase()
+        hits = fold_to_documents(matches)
         wanted = [d for d in tuning.extra_doc_ids(vector) if d not in {h.doc_id for h in hits}]
         if wanted:
             hits = merge_hits(hits, fold_to_documents(self.store.query(query, len(wanted) * 4, wanted)))

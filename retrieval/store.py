@@ -178,13 +178,16 @@ class ChunkStore:
     def query(
         self, embedding: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
     ) -> list[ChunkMatch]:
-        """The `n` chunks nearest to `embedding`, optionally only from the given documents."""
-        total = self.count()
-        if total == 0 or n <= 0:
+        """The `n` chunks nearest to `embedding`, optionally only from the given documents.
+
+        No `count()` first: Chroma returns fewer results (or none) when it has fewer, and a
+        count costs more than the search itself on a large collection (a SQL COUNT per call).
+        """
+        if n <= 0:
             return []
         kwargs: dict[str, Any] = {
             "query_embeddings": [np.asarray(embedding, dtype=np.float32)],
-            "n_results": min(n, total),
+            "n_results": n,
             "include": ["documents", "metadatas", "distances"],
         }
         if doc_ids:

@@ -215,3 +215,218 @@ def test_long_answer_fits_slack_limits():
             assert all(len(e["text"]) <= 2000 for e in block["elements"])
     assert "<!channel>" not in json.dumps(blocks) and "<!here>" not in json.dumps(blocks)
     assert "|>" not in json.dumps(blocks)
+
+
+# -- votes --------------------------------------------------------------------------------------
+
+
+def votes(store: Any, answer_id: int) -> dict[str, int]:
+    return {v.user: v.value for v in store.votes_for(answer_id)}
+
+
+def test_reactions_vote_and_unvote_and_other_messages_are_ignored(slack, stub, store):
+    channel, asker, voter = unique("C"), unique("U"), unique("U")
+    call, event = ask(slack, stub, "how do I submit expenses?", channel, asker)
+    ts = answer_ts(stub, call)
+    answer_id = wait_until(lambda: store.answer_for_message(channel, ts)).id
+    slack.event(reaction("+1", user=voter, channel=channel, ts=ts))
+    wait_until(lambda: votes(store, answer_id).get(voter) == 1)
+    slack.event(reaction("thumbsdown", user=voter, channel=channel, ts=ts))
+    wait_until(lambda: votes(store, answer_id).get(voter) == -1)
+    # removing the 👍 the user no longer holds changes nothing; removing the 👎 withdraws it
+    slack.event(reaction("+1", user=voter, channel=channel, ts=ts, added=False))
+    time.sleep(0.3)
+    assert votes(store, answer_id).get(voter) == -1
+    slack.event(reaction("-1", user=voter, channel=channel, ts=ts, added=False))
+    wait_until(lambda: voter not in votes(store, answer_id))
+    # other reactions, and reactions on the user's own question, are no votes
+    slack.event(reaction("tada", user=voter, channel=channel, ts=ts))
+    slack.event(reaction("+1::skin-tone-3", user=asker, channel=channel, ts=event["ts"]))
+    slack.event(reaction("+1::skin-tone-3", user=asker, channel=channel, ts=ts))
+    wait_until(lambda: votes(store, answer_id).get(asker) == 1)
+    time.sleep(0.3)
+    assert votes(store, answer_id) == {asker: 1}
+
+
+def test_retried_reaction_votes_once(slack, stub, store):
+    channel, voter = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "how do I request holidays?", channel, unique("U"))
+    ts = answer_ts(stub, call)
+    answer_id = wait_until(lambda: store.answer_for_message(channel, ts)).id
+    event = reaction("+1", user=voter, channel=channel, ts=ts)
+    _, event_id = slack.event(event)
+    wait_until(lambda: votes(store, answer_id).get(voter) == 1)
+    slack.event(reaction("-1", user=voter, channel=channel, ts=ts, added=False))  # unrelated
+    removal = reaction("+1", user=voter, channel=channel, ts=ts, added=False)
+    _, removal_id = slack.event(removal)
+    wait_until(lambda: voter not in votes(store, answer_id))
+    # Slack retries the original 👍 delivery: it must not come back as a second vote
+    slack.event(event, event_id=event_id, retry=1)
+    slack.event(removal, event_id=removal_id, retry=1)
+    time.sleep(0.5)
+    assert voter not in votes(store, answer_id)
+    history = store.vote_history(answer_id=answer_id, user=voter)
+    assert [h["action"] for h in history].count("cast") == 1
+
+
+def press(slack: SlackClient, call: Any, action_id: str, user: str, value: str | None = None) -> Any:
+    element = find_action(call["blocks"], action_id)
+    action: dict[str, Any] = {"action_id": action_id, "block_id": "b", "type": element["type"]}
+    if element["type"] == "feedback_buttons":
+        action["value"] = value
+    else:
+        action["value"] = element["value"]
+    msg = {"type": "message", "ts": call.get("ts"), "thread_ts": call.get("thread_ts"),
+           "blocks": call["blocks"], "user": BOT_USER_ID, "bot_id": BOT_ID}
+    response = slack.interactive(block_action(action, user=user, channel=call["channel"],
+                                              message_ts=call.get("ts"), message=msg))
+    assert response.status_code == 200
+    return response
+
+
+def test_buttons_vote_toggle_and_confirm_ephemerally(slack, stub, store):
+    channel, voter = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "when is the on-call handover?", channel, unique("U"))
+    answer_id = answer_id_of(call)
+    feedback = find_action(call["blocks"], kit.FEEDBACK_BUTTONS)
+    up, down = feedback["positive_button"]["value"], feedback["negative_button"]["value"]
+    press(slack, call, kit.FEEDBACK_BUTTONS, voter, up)
+    wait_until(lambda: votes(store, answer_id).get(voter) == 1)
+    confirm = stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == voter)[0]
+    assert confirm["channel"] == channel and "👍" in confirm["text"]
+    press(slack, call, kit.FEEDBACK_BUTTONS, voter, down)
+    wait_until(lambda: votes(store, answer_id).get(voter) == -1)
+    press(slack, call, kit.FEEDBACK_BUTTONS, voter, down)  # pressed again: withdrawn
+    wait_until(lambda: voter not in votes(store, answer_id))
+    stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == voter and "Removed" in c["text"])
+
+
+def test_plain_buttons_when_slack_rejects_native_feedback(slack, stub, store):
+    channel, voter = unique("C"), unique("U")
+    stub.reject_native_feedback = True
+    try:
+        event = mention("how do I get a new laptop?", user=unique("U"), channel=channel)
+        slack.event(event)
+        (call,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
+                                not any(b["type"] == "context_actions" for b in c["blocks"]))
+    finally:
+        stub.reject_native_feedback = False
+    press(slack, call, kit.VOTE_DOWN, voter)
+    answer_id = answer_id_of(call)
+    wait_until(lambda: votes(store, answer_id).get(voter) == -1)
+    assert store.answer_for_message(channel, answer_ts(stub, call)).id == answer_id
+
+
+# -- corrections and moderation -----------------------------------------------------------------
+
+
+def suggest(slack, stub, call, user, text=None, source=None) -> Any:
+    def mine(c: Any) -> bool:
+        return c["view"]["callback_id"] == kit.CORRECTION_MODAL and \
+            json.loads(c["view"]["private_metadata"])["answer_id"] == answer_id_of(call)
+
+    before = len(stub.find("views.open", mine))
+    press(slack, call, kit.SUGGEST, user)
+    opened = stub.wait_for("views.open", mine, count=before + 1)[-1]
+    view = opened["view"]
+    values = {kit.TEXT_BLOCK: {kit.TEXT_INPUT: {"type": "plain_text_input", "value": text}},
+              kit.SOURCE_BLOCK: {kit.SOURCE_INPUT: {"type": "plain_text_input", "value": source}}}
+    return slack.interactive(view_submission(kit.CORRECTION_MODAL, view["private_metadata"],
+                                             values, user=user))
+
+
+def test_correction_modal_validation_and_pending_correction(slack, stub, store):
+    channel, user = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "how do I deploy on a Friday?", channel, unique("U"))
+    answer_id = answer_id_of(call)
+    empty = suggest(slack, stub, call, user)
+    assert empty.status_code == 200
+    assert empty.json()["response_action"] == "errors" and kit.TEXT_BLOCK in empty.json()["errors"]
+    bad = suggest(slack, stub, call, user, text="fine", source="ftp://files/x")
+    assert bad.json()["response_action"] == "errors" and kit.SOURCE_BLOCK in bad.json()["errors"]
+    assert not store.corrections(answer_id=answer_id)
+    ok = suggest(slack, stub, call, user, text="Deploys on Fridays need a lead's OK.",
+                 source="https://wiki.test/deploy")
+    assert ok.status_code == 200 and not ok.content.strip()  # the modal closes
+    (correction,) = store.corrections(answer_id=answer_id)
+    assert correction.status == "pending" and correction.user == user
+    assert correction.source_ref == "https://wiki.test/deploy"
+    stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "waiting" in c["text"])
+    review = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == REVIEW_CHANNEL and
+                           f"Correction #{correction.id} " in c.get("text", ""))[0]
+    blob = review.blob()
+    assert "how do I deploy on a Friday?" in blob and "Deploys on Fridays need" in blob
+    for action_id in (kit.REVIEW_APPROVE, kit.REVIEW_REJECT, kit.REVIEW_EDIT):
+        find_action(review["blocks"], action_id)
+
+
+def review_post(stub: SlackStub, text: str) -> Any:
+    call = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == REVIEW_CHANNEL and
+                         text in c.get("text", ""))[0]
+    ts = next(ts for (ch, ts), m in list(stub.messages.items())
+              if ch == REVIEW_CHANNEL and m.get("text") == call["text"])
+    call.params["ts"] = ts
+    return call
+
+
+def test_non_moderator_is_refused_and_moderator_approves_correction(slack, stub, store):
+    channel, user = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "how long do I have to return my old laptop?", channel, unique("U"))
+    suggest(slack, stub, call, user, text="Within 14 days.", source="doc:laptop")
+    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    review = review_post(stub, f"Correction #{correction.id} ")
+    press(slack, review, kit.REVIEW_APPROVE, user)  # the suggester is no moderator
+    stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "Only moderators" in c["text"])
+    time.sleep(0.3)
+    assert store.get_correction(correction.id).status == "pending"
+    assert not stub.find("chat.update", lambda c: c.get("ts") == review["ts"])
+    press(slack, review, kit.REVIEW_APPROVE, GROUP_MODERATOR)  # a member of the moderator group
+    wait_until(lambda: store.get_correction(correction.id).status == "approved")
+    assert store.get_correction(correction.id).decided_by == GROUP_MODERATOR
+    (update,) = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])
+    blob = update.blob()
+    assert "Approved" in blob and GROUP_MODERATOR in blob and "<!date^" in blob
+    assert not any(b["type"] == "actions" for b in update["blocks"])
+    assert stub.find("usergroups.users.list")
+
+
+def test_moderator_edits_then_approves(slack, stub, store):
+    channel = unique("C")
+    call, _ = ask(slack, stub, "where are holidays requested?", channel, unique("U"))
+    suggest(slack, stub, call, unique("U"), text="In the HR portl.")
+    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    review = review_post(stub, f"Correction #{correction.id} ")
+    press(slack, review, kit.REVIEW_EDIT, MODERATOR)
+    (opened,) = stub.wait_for("views.open", lambda c: c["view"]["callback_id"] == kit.EDIT_MODAL
+                              and f'"correction_id": {correction.id}' in c["view"]["private_metadata"])
+    values = {kit.TEXT_BLOCK: {kit.TEXT_INPUT: {"value": "In the HR portal, two weeks ahead."}},
+              kit.SOURCE_BLOCK: {kit.SOURCE_INPUT: {"value": "doc:holidays"}}}
+    response = slack.interactive(view_submission(kit.EDIT_MODAL, opened["view"]["private_metadata"],
+                                                 values, user=MODERATOR))
+    assert response.status_code == 200
+    approved = wait_until(lambda: (c := store.get_correction(correction.id)).status == "approved" and c)
+    assert approved.text == "In the HR portal, two weeks ahead." and approved.original_text == "In the HR portl."
+    update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
+    assert "Edited and approved" in update.blob()
+
+
+def test_proposal_posted_for_review_and_applied_by_moderator(slack, stub, store):
+    proposal = store.create_proposal(summary="Boost the VPN guide for network questions",
+                                     diff={"boost": {"vpn": 0.05}}, payload={}, created_by="learner")
+    store.record_evaluation(proposal.id, {"ndcg@10 before": 0.61, "ndcg@10 after": 0.66}, True)
+    review = review_post(stub, f"Proposal #{proposal.id} ")
+    assert "ndcg@10 after" in review.blob() and "0.6600" in review.blob()
+    outsider = unique("U")
+    press(slack, review, kit.REVIEW_APPROVE, outsider)
+    stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == outsider)
+    assert store.get_proposal(proposal.id).status == "evaluated"
+    press(slack, review, kit.REVIEW_APPROVE, MODERATOR)
+    applied = wait_until(lambda: (p := store.get_proposal(proposal.id)).status == "applied" and p)
+    assert store.active_version_number() == applied.applied_version
+    update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
+    assert f"applied as version {applied.applied_version}" in update.blob()
+    # the App Home of a moderator lists the version with the queue and stats
+    slack.event({"type": "app_home_opened", "user": MODERATOR, "channel": "D1", "tab": "home",
+                 "event_ts": f"{time.time():.6f}"})
+    home = stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR)[-1]
+    assert f"Version {applied.applied_version}" in home.blob() and "satisfaction" in home.blob()

@@ -235,6 +235,16 @@ def _gate(services: Any, store: Any) -> Callable[[Any], Any] | None:
     return None
 
 
+def _call_flexibly(fn: Callable[..., Any], **available: Any) -> Any:
+    """Call `fn` with the keyword arguments it declares among `available`."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn(**available)
+    return fn(**{name: value for name, value in available.items() if name in params})
+
+
 def _proposal_id(result: Any) -> int | None:
     if result is None:
         return None

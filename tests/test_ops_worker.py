@@ -127,7 +127,7 @@ def test_background_thread_builds_a_real_proposal_from_votes(tiny_services):
     worker.start_background()
     try:
         deadline = datetime.now(timezone.utc) + timedelta(seconds=60)
-        while not store.proposals() and datetime.now(timezone.utc) < deadline:
+        while backlog(store.engine).last_run is None and datetime.now(timezone.utc) < deadline:
             threading.Event().wait(0.05)
             # Answering goes on while the worker thread works.
             tiny_services.answer("how do I submit expenses?", asker="UASK", origin="test")
@@ -136,6 +136,8 @@ def test_background_thread_builds_a_real_proposal_from_votes(tiny_services):
     (proposal,) = store.proposals()
     assert proposal.created_by == "worker"
     assert proposal.payload["id"]
+    # The evaluation gate ran in the background too: the proposal reaches moderators measured.
+    assert proposal.status in ("evaluated", "failing") and proposal.evaluation["golden"] is not None
     # Same feedback again: the identical proposal is not created a second time.
     assert worker.run_once(force=True).outcome == "nothing"
     assert len(store.proposals()) == 1

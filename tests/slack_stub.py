@@ -48,7 +48,7 @@ class SlackStub:
         self.calls: list[Call] = []
         self.usergroups: dict[str, list[str]] = {}
         self.reject_native_feedback = False
-        self._rate_limits: dict[str, list[float]] = {}
+        self._rate_limits: dict[str, list[tuple[float, Callable[[dict[str, Any]], bool]]]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._ts = itertools.count(1)
@@ -69,10 +69,11 @@ class SlackStub:
     def response_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/response/{name}"
 
-    def rate_limit(self, method: str, times: int = 1, retry_after: float = 1) -> None:
-        """The next `times` calls of `method` get HTTP 429 with Retry-After."""
+    def rate_limit(self, method: str, times: int = 1, retry_after: float = 1,
+                   where: Callable[[dict[str, Any]], bool] = lambda params: True) -> None:
+        """The next `times` calls of `method` (matching `where`) get HTTP 429 with Retry-After."""
         with self._lock:
-            self._rate_limits.setdefault(method, []).extend([retry_after] * times)
+            self._rate_limits.setdefault(method, []).extend([(retry_after, where)] * times)
 
     def find(self, method: str, where: Callable[[Call], bool] = lambda c: True) -> list[Call]:
         with self._lock:
@@ -165,9 +166,14 @@ class SlackStub:
         params = await self._params(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") or params.get("token")
+        retry_after = None
         with self._lock:
-            waits = self._rate_limits.get(method)
-            retry_after = waits.pop(0) if waits else None
+            waits = self._rate_limits.get(method) or []
+            for i, (seconds, where) in enumerate(waits):
+                if where(params):
+                    retry_after = seconds
+                    del waits[i]
+                    break
         self._record(Call(method + (":429" if retry_after is not None else ""), params, token))
         if retry_after is not None:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,

@@ -430,3 +430,48 @@ def test_proposal_posted_for_review_and_applied_by_moderator(slack, stub, store)
                  "event_ts": f"{time.time():.6f}"})
     home = stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR)[-1]
     assert f"Version {applied.applied_version}" in home.blob() and "satisfaction" in home.blob()
+
+
+# -- Slack's realities and the slash command ----------------------------------------------------
+
+
+def test_rate_limited_post_is_retried_after_retry_after(slack, stub, store):
+    channel = unique("C")
+    stub.rate_limit("chat.postMessage", times=1, retry_after=1, where=lambda p: p.get("channel") == channel)
+    event = mention("how do I connect to the VPN?", user=unique("U"), channel=channel)
+    slack.event(event)
+    (limited,) = stub.wait_for("chat.postMessage:429", lambda c: c.get("channel") == channel)
+    (posted,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
+    assert posted.at - limited.at >= 0.95  # waited for Retry-After
+    ts = answer_ts(stub, posted)
+    wait_until(lambda: store.answer_for_message(channel, ts))
+
+
+def test_slash_command_question_stats_and_review(slack, stub, store):
+    channel, user = unique("C"), unique("U")
+    response = slack.command("how do I submit expenses?", user=user, channel=channel,
+                             response_url=stub.response_url("q"))
+    assert response.status_code == 200
+    question = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
+                             "asked:" in c.get("text", ""))[0]
+    assert f"<@{user}>" in question["text"]
+    answer = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
+                           c.get("thread_ts") is not None)[0]
+    assert "finance tool" in answer.blob()
+    record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, answer)))
+    assert record.origin == "slack_command" and record.asker == user
+
+    name = unique("stats")
+    slack.command("stats", user=user, channel=channel, response_url=stub.response_url(name))
+    stats = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
+    assert "satisfaction" in stats["text"] and "answer threshold" in stats["text"]
+
+    refused = slack.command("review", user=user, channel=channel, response_url=stub.response_url("r"))
+    assert "Only moderators" in refused.text
+    name = unique("review")
+    slack.command("review", user=MODERATOR, channel=channel, response_url=stub.response_url(name))
+    queue = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
+    assert queue["response_type"] == "ephemeral" and "review" in queue["text"]
+
+    helped = slack.command("", user=user, channel=channel, response_url=stub.response_url("h"))
+    assert "/askloop stats" in helped.text

@@ -52,11 +52,15 @@ def make_client(settings: Settings, *, max_rate_limit_retries: int = 3) -> Async
 
 
 def make_deps(settings: Settings, services: Services | None = None) -> BotDeps:
+    """Services and the feedback store (one engine), with Slack's moderator group as a check."""
     moderators = ModeratorDirectory(settings.moderators, settings.moderator_group)
+    if services is None:
+        services = Services(settings, is_moderator=moderators.contains)
+    store = getattr(services, "feedback", None) or open_store(settings, moderators)
     return BotDeps(
         settings=settings,
-        services=services or Services(settings),
-        store=open_store(settings, moderators),
+        services=services,
+        store=store,
         moderators=moderators,
         native_feedback=settings.slack_native_feedback,
     )

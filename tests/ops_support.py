@@ -98,3 +98,73 @@ def run_askloop(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path
     return subprocess.run(
         [str(ASKLOOP), *args], env=env, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout
     )
+
+
+# -- the Docker files, read as data, so tests run exactly their commands -----------------------
+DOCKER = ROOT / "docker"
+
+
+def compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+
+
+def compose_command(service: str) -> list[str]:
+    return list(compose()["services"][service]["command"])
+
+
+def dockerfile_exec_form(instruction: str) -> list[str]:
+    """The JSON (exec-form) argument list of the Dockerfile's CMD or HEALTHCHECK ... CMD."""
+    import json
+
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.startswith(instruction + " "):
+            return json.loads(line[line.index("[") :])
+    raise AssertionError(f"no {instruction} in docker/Dockerfile")
+
+
+def with_listen(argv: list[str], host: str, port: int) -> list[str]:
+    """The same command listening elsewhere (two replicas cannot share port 3000 on one host)."""
+    out = list(argv)
+    out[out.index("--host") + 1] = host
+    out[out.index("--port") + 1] = str(port)
+    return out
+
+
+class ServiceProcess:
+    """One long-running askloop command (a replica, the worker) with its output in a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> None:
+        self.argv, self.env, self.log_path, self.cwd = argv, env, log_path, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ServiceProcess":
+        argv = [str(ASKLOOP), *self.argv[1:]] if self.argv[0] == "askloop" else self.argv
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def json_lines(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def stop(self, sig: int = 15, timeout: float = 15) -> int | None:
+        import signal as signals
+
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signals.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine, and_, case, delete, func, insert, or_
+from sqlalchemy import Connection, DateTime, Engine, Integer, String, and_, bindparam, case, delete, func, insert, or_, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -64,6 +64,9 @@ STATS_WINDOWS: tuple[tuple[str, timedelta | None], ...] = (
     ("all", None),
 )
 _RETRIES = 8
+_VOTE = m.Vote.__table__  # type: ignore[attr-defined]
+_VOTE_EVENT = m.VoteEvent.__table__  # type: ignore[attr-defined]
+_AUDIT = m.AuditEvent.__table__  # type: ignore[attr-defined]
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -119,6 +122,7 @@ class FeedbackStore:
         self.moderators = frozenset(m_.strip() for m_ in moderators if m_.strip())
         self._is_moderator = is_moderator
         self._upsert = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
+        self._vote_sql: tuple[Any, Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "FeedbackStore":
@@ -163,6 +167,18 @@ class FeedbackStore:
                 with Session(self.engine, expire_on_commit=False) as session:
                     with session.begin():
                         return work(session)
+            except OperationalError as exc:
+                if not _transient(exc) or attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _write_core(self, work: Callable[[Connection], T]) -> T:
+        """Like `_write` on a plain Core connection: for the hot path (votes), no ORM overhead."""
+        for attempt in range(_RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
             except OperationalError as exc:
                 if not _transient(exc) or attempt == _RETRIES - 1:
                     raise
@@ -368,31 +384,10 @@ class FeedbackStore:
             raise InvalidFeedback(f"the reason is too long (the limit is {MAX_TEXT:,} characters)")
         when = utc(at) or _now()
 
-        def work(session: Session) -> VoteOutcome:
-            # One round trip for everything the decision needs (votes are the hot path).
-            flagged_q = select(func.count()).select_from(m.FlaggedUser).where(m.FlaggedUser.user_id == user)
-            recent_q = (
-                select(func.count())
-                .select_from(m.VoteEvent)
-                .where(
-                    m.VoteEvent.user_id == user,
-                    m.VoteEvent.counted == True,  # noqa: E712
-                    m.VoteEvent.at > when - timedelta(hours=1),
-                    m.VoteEvent.at <= when,
-                )
-            )
-            row = session.execute(
-                select(
-                    m.Answer.asker,
-                    flagged_q.scalar_subquery(),
-                    recent_q.scalar_subquery(),
-                    m.Vote.value,
-                    m.Vote.counted,
-                    m.Vote.weight,
-                )
-                .select_from(m.Answer)
-                .outerjoin(m.Vote, and_(m.Vote.answer_id == m.Answer.id, m.Vote.user_id == user))
-                .where(m.Answer.id == answer_id)
+        def work(connection: Connection) -> VoteOutcome:
+            check, upsert = self._vote_statements()
+            row = connection.execute(
+                check, {"answer_id": answer_id, "user": user, "since": when - timedelta(hours=1), "when": when}
             ).first()
             if row is None:
                 raise UnknownAnswer(answer_id)
@@ -400,32 +395,20 @@ class FeedbackStore:
             before = None if row[3] is None else (row[3], row[4], row[5])
             decision = self.policy.decide(voter=user, asker=asker, flagged=flagged, counted_last_hour=recent)
             fields = dict(
-                value=value,
-                counted=decision.counted,
-                weight=decision.weight,
-                why=decision.why,
-                source=source,
-                reason=reason,
-                updated_at=when,
+                answer_id=answer_id, user_id=user, value=value, counted=decision.counted, weight=decision.weight,
+                why=decision.why, source=source, reason=reason,
             )
-            statement = self._upsert(m.Vote).values(answer_id=answer_id, user_id=user, created_at=when, **fields)
-            statement = statement.on_conflict_do_update(
-                index_elements=["answer_id", "user_id"], set_=fields
-            ).returning(m.Vote.id)
-            vote_id = session.execute(statement).scalar_one()
+            vote_id = connection.execute(upsert, fields | {"created_at": when, "updated_at": when}).scalar_one()
             action = "replace" if before is not None else "cast"
-            session.execute(
-                insert(m.VoteEvent).values(
-                    answer_id=answer_id, user_id=user, value=value, action=action, counted=decision.counted,
-                    weight=decision.weight, why=decision.why, source=source, reason=reason, at=when,
-                )
-            )
-            session.execute(
-                insert(m.AuditEvent).values(
-                    at=_now(), actor=user, action=f"vote.{action}", object_type="answer", object_id=str(answer_id),
-                    before=None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
-                    after={"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
-                )
+            connection.execute(insert(_VOTE_EVENT), fields | {"action": action, "at": when})
+            connection.execute(
+                insert(_AUDIT),
+                {
+                    "at": _now(), "actor": user, "action": f"vote.{action}", "object_type": "answer",
+                    "object_id": str(answer_id), "note": None,
+                    "before": None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
+                    "after": {"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
+                },
             )
             return VoteOutcome(
                 vote_id=vote_id,
@@ -438,7 +421,34 @@ class FeedbackStore:
                 replaced=before is not None,
             )
 
-        return self._write(work)
+        return self._write_core(work)
+
+    def _vote_statements(self) -> tuple[Any, Any]:
+        """The vote's two statements, built once: (decision inputs in one query, the upsert)."""
+        if self._vote_sql is None:
+            vote, events, flagged = _VOTE, _VOTE_EVENT, m.FlaggedUser.__table__  # type: ignore[attr-defined]
+            answers = m.Answer.__table__  # type: ignore[attr-defined]
+            user = bindparam("user", type_=String())
+            is_flagged = select(func.count()).select_from(flagged).where(flagged.c.user_id == user)
+            recent = select(func.count()).select_from(events).where(
+                events.c.user_id == user,
+                events.c.counted == true(),
+                events.c.at > bindparam("since", type_=DateTime(timezone=True)),
+                events.c.at <= bindparam("when", type_=DateTime(timezone=True)),
+            )
+            check = (
+                select(answers.c.asker, is_flagged.scalar_subquery(), recent.scalar_subquery(),
+                       vote.c.value, vote.c.counted, vote.c.weight)
+                .select_from(answers.outerjoin(vote, and_(vote.c.answer_id == answers.c.id, vote.c.user_id == user)))
+                .where(answers.c.id == bindparam("answer_id", type_=Integer()))
+            )
+            upsert = self._upsert(vote)
+            changed = ("value", "counted", "weight", "why", "source", "reason", "updated_at")
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["answer_id", "user_id"], set_={c: upsert.excluded[c] for c in changed}
+            ).returning(vote.c.id)
+            self._vote_sql = (check, upsert)
+        return self._vote_sql
 
     def remove_vote(self, answer_id: int, user: str, *, source: str = "cli") -> bool:
         """Withdraw `user`'s vote (a removed reaction); False when there was none."""

@@ -1,0 +1,95 @@
+"""Services: every answer is recorded, and retrieval reads the active tuning version."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from retrieval.tuning import NoTuning
+
+MOD = "mod"
+
+
+class ReversedTuning(NoTuning):
+    """A visible tuning for the test: ranks documents in reverse order of score."""
+
+    def rerank(self, query, hits):
+        return sorted(hits, key=lambda h: h.score)
+
+
+@pytest.fixture()
+def learned(monkeypatch):
+    """A stand-in `retrieval.learned` whose tunings say which payload built them."""
+    calls: list[tuple[dict, int | None]] = []
+    module = types.ModuleType("retrieval.learned")
+
+    def tuning_from_payload(payload, version):
+        calls.append((payload, version))
+        return ReversedTuning(version) if payload.get("reverse") else NoTuning(version)
+
+    module.tuning_from_payload = tuning_from_payload
+    monkeypatch.setitem(sys.modules, "retrieval.learned", module)
+    return calls
+
+
+def apply(store, payload):
+    p = store.create_proposal(summary="t", diff={}, payload=payload, created_by="learner")
+    store.record_evaluation(p.id, {}, True)
+    store.approve_proposal(p.id, MOD)
+    return store.apply_proposal(p.id, MOD).number
+
+
+def make(tiny_services, ttl: float):
+    from bot.services import Services
+
+    settings = tiny_services.settings.model_copy(update={"moderators": [MOD], "tuning_cache_seconds": ttl})
+    return Services(settings)
+
+
+def test_every_answer_is_recorded_with_what_was_shown(tiny_services):
+    answer = tiny_services.answer("how do I connect to the VPN?", 3, asker="U1", origin="slack", channel="C1", thread_ts="1.0")
+    record = tiny_services.feedback.get_answer(answer.extras["answer_id"])
+    assert (record.asker, record.origin, record.channel, record.thread_ts) == ("U1", "slack", "C1", "1.0")
+    assert [s.doc_id for s in record.shown] == [h.doc_id for h in answer.hits]
+    assert record.shown[0].score == pytest.approx(answer.hits[0].score)
+    assert record.answer_text == answer.text and record.abstained == answer.abstained
+    assert record.tuning_version is None
+
+
+def test_active_version_changes_retrieval_and_is_recorded(tiny_services, learned):
+    services = make(tiny_services, ttl=0)
+    plain = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    version = apply(services.feedback, {"reverse": True})
+    tuned = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    assert learned[-1] == ({"reverse": True}, version)
+    assert tuned.tuning_version == version
+    assert services.feedback.get_answer(tuned.extras["answer_id"]).tuning_version == version
+    assert tuned.hits[0].doc_id != plain.hits[0].doc_id  # the tuning really applied
+    services.feedback.rollback(0, MOD)
+    back = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    assert back.tuning_version is None and back.hits[0].doc_id == plain.hits[0].doc_id
+
+
+def test_active_version_is_cached_for_a_short_time(tiny_services, learned):
+    services = make(tiny_services, ttl=3600)
+    other = make(tiny_services, ttl=0)  # another replica, on the same database
+    first = apply(other.feedback, {"n": 1})
+    assert services.tuning().version == first
+    second = apply(other.feedback, {"n": 2})
+    assert services.tuning().version == first  # within the cache time
+    assert other.tuning().version == second
+    services._tuning_cache = None  # the cache time has passed
+    assert services.tuning().version == second
+    decoded = len(learned)
+    other.tuning(), other.tuning()  # the version is re-read each time (ttl 0) but not re-decoded
+    assert len(learned) == decoded
+
+
+def test_without_the_learning_engine_the_base_index_is_served(tiny_services, monkeypatch):
+    monkeypatch.setitem(sys.modules, "retrieval.learned", None)  # import fails
+    services = make(tiny_services, ttl=0)
+    apply(services.feedback, {"n": 1})
+    tuning = services.tuning()
+    assert isinstance(tuning, NoTuning) and tuning.version is None

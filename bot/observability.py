@@ -459,6 +459,18 @@ def configure_logging(fmt: str = "text", level: str | int = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    quiet_chatty_libraries(root.level)
+
+
+# HTTP client libraries log every request at INFO (one line per Chroma query, per Slack call).
+CHATTY_LOGGERS = ("httpx", "httpcore", "chromadb", "urllib3", "slack_sdk.web.async_base_client",
+                  "slack_bolt")
+
+
+def quiet_chatty_libraries(level: int) -> None:
+    """Keep their lines at WARNING and above unless we are debugging."""
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def uvicorn_log_config(fmt: str = "text", level: str = "INFO") -> dict[str, Any]:
@@ -471,6 +483,7 @@ def uvicorn_log_config(fmt: str = "text", level: str = "INFO") -> dict[str, Any]
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "askloop"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
+            **{name: {"level": "DEBUG" if level.upper() == "DEBUG" else "WARNING"} for name in CHATTY_LOGGERS},
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},

@@ -170,6 +170,8 @@ def load_pdf(path: Path) -> SourceDocument:
 def load_jsonl(path: Path) -> LoadResult:
     """A BEIR corpus: one `{"_id", "title", "text"}` object per line; `_id` is the document id."""
     text = _read_text(path)
+    if not text.strip():
+        return LoadResult(path, [], [LoadError(path, "file is empty")])
     documents: list[SourceDocument] = []
     problems: list[LoadError] = []
     seen: set[str] = set()
@@ -203,8 +205,6 @@ def load_jsonl(path: Path) -> LoadResult:
         documents.append(
             SourceDocument(doc_id, title, source, body, "text", fingerprint(title, body, source))
         )
-    if not documents and not problems:
-        problems.append(LoadError(path, "no documents in file"))
     return LoadResult(path, documents, problems)
 
 

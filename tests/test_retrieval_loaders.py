@@ -163,7 +163,7 @@ def test_beir_corpus_bad_lines_reported_with_line_numbers(tmp_path: Path) -> Non
         ("latin1.md", "Caf\xe9 menu".encode("latin-1"), "not UTF-8 text (bad byte at offset 3)"),
         ("empty.md", b"   \n\n", "file is empty"),
         ("broken.pdf", b"%PDF-1.4\nthis is not really a pdf", "malformed PDF"),
-        ("empty.jsonl", b"\n\n", "no documents in file"),
+        ("empty.jsonl", b"\n \n", "file is empty"),
     ],
 )
 def test_bad_files_are_reported_with_a_reason(tmp_path: Path, name: str, content: bytes, reason: str) -> None:

@@ -1,0 +1,136 @@
+"""Answer text: extractive by default, a (fake, offline) chat model when configured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from retrieval.answer import NO_MATCH, PASSAGE_CHARS, extractive_answer, llm_answer, trim_passage
+from retrieval.types import Hit
+from tests.conftest import TINY_CORPUS
+
+LONG = " ".join(
+    f"Sentence {i} of the handbook explains one rule about the release process in some detail."
+    for i in range(40)
+)
+
+
+def hit(doc_id: str, score: float, passage: str = "A short passage.") -> Hit:
+    return Hit(doc_id, doc_id.title(), f"/kb/{doc_id}.md", score, passage, base_score=score)
+
+
+class Recorder(BaseCallbackHandler):
+    """Keeps every prompt a chat model was started with."""
+
+    def __init__(self) -> None:
+        self.prompts: list[list[Any]] = []
+
+    def on_chat_model_start(self, serialized, messages, **kwargs) -> None:
+        self.prompts.extend(messages)
+
+
+def test_trim_keeps_short_text_and_normalises_spaces() -> None:
+    assert trim_passage("  One   sentence.\n\n\n\nTwo.  ") == "One sentence.\n\nTwo."
+
+
+def test_trim_cuts_at_a_sentence_end() -> None:
+    trimmed = trim_passage(LONG)
+    assert len(trimmed) <= PASSAGE_CHARS
+    assert trimmed.endswith("detail.")
+    assert LONG.startswith(trimmed)
+    assert len(trimmed) > PASSAGE_CHARS - 100  # not cut needlessly early
+
+
+def test_trim_without_sentence_ends_cuts_at_a_word_with_ellipsis() -> None:
+    text = "word " * 300
+    trimmed = trim_passage(text, 100)
+    assert trimmed.endswith("word…") and len(trimmed) <= 101
+
+
+def test_extractive_answer_quotes_the_best_passage_with_numbered_sources() -> None:
+    hits = [hit("release", 0.8, LONG), hit("other", 0.5)]
+    answer = extractive_answer("How do releases work?", hits, threshold=0.35)
+    assert not answer.abstained
+    assert answer.text.endswith("[1]") and "[2]" not in answer.text
+    assert answer.text.startswith("Sentence 0 of the handbook")
+    assert len(answer.text) <= PASSAGE_CHARS + 4
+    data = answer.as_dict()
+    assert set(data) == {"answer", "sources", "abstained"}
+    assert [s["doc_id"] for s in data["sources"]] == ["release", "other"]
+    assert set(data["sources"][0]) == {"doc_id", "title", "source", "score", "passage"}
+    assert len(data["sources"][0]["passage"]) <= PASSAGE_CHARS
+
+
+def test_second_passage_only_when_nearly_as_good() -> None:
+    hits = [hit("a", 0.70, "First answer."), hit("b", 0.69, "Second answer.")]
+    answer = extractive_answer("q", hits, threshold=0.35)
+    assert answer.text == "First answer. [1]\n\nSecond answer. [2]"
+
+
+def test_abstains_below_threshold_and_keeps_closest_sources() -> None:
+    hits = [hit("a", 0.30), hit("b", 0.20)]
+    answer = extractive_answer("What is the airspeed of a swallow?", hits, threshold=0.35)
+    assert answer.abstained
+    assert answer.text == NO_MATCH
+    assert [h.doc_id for h in answer.hits] == ["a", "b"]
+    assert answer.as_dict()["abstained"] is True
+    assert extractive_answer("q", [], 0.35).abstained
+
+
+def test_llm_answer_gets_the_passages_and_question() -> None:
+    recorder = Recorder()
+    model = FakeListChatModel(responses=["Use WireGuard [1]."], callbacks=[recorder])
+    hits = [hit("vpn", 0.7, TINY_CORPUS[0]["text"]), hit("laptop", 0.5, TINY_CORPUS[4]["text"])]
+    answer = llm_answer(model, "How do I connect to the VPN?", hits, threshold=0.35, tuning_version=3)
+    assert answer.text == "Use WireGuard [1]."
+    assert (answer.abstained, answer.generated_by, answer.tuning_version) == (False, "llm", 3)
+    [prompt] = recorder.prompts
+    system, human = prompt
+    assert "ONLY the numbered passages" in system.content
+    assert "[1] Vpn\n" + TINY_CORPUS[0]["text"] in human.content
+    assert "[2] Laptop\n" + TINY_CORPUS[4]["text"] in human.content
+    assert human.content.endswith("Question: How do I connect to the VPN?")
+
+
+def test_llm_is_never_called_when_abstaining() -> None:
+    recorder = Recorder()
+    model = FakeListChatModel(responses=["should not appear"], callbacks=[recorder])
+    answer = llm_answer(model, "Unrelated?", [hit("a", 0.1)], threshold=0.35)
+    assert answer.abstained and answer.text == NO_MATCH
+    assert recorder.prompts == []
+
+
+def test_services_use_an_injected_chat_model(settings, embedder, tiny_corpus) -> None:
+    from bot.services import Services
+
+    recorder = Recorder()
+    model = GenericFakeChatModel(messages=iter([AIMessage("File them within 30 days [1].")]), callbacks=[recorder])
+    services = Services(settings, chat_model=model)
+    services.ingestor.run([tiny_corpus])
+
+    answer = services.answer("How long do I have to submit expenses?")
+    assert answer.text == "File them within 30 days [1]."
+    assert answer.generated_by == "llm"
+    assert answer.hits[0].doc_id == "expenses"
+    assert TINY_CORPUS[1]["text"] in recorder.prompts[0][1].content
+
+    abstained = services.answer("zxqv wpfl grrk?")  # nonsense: below the threshold
+    assert abstained.abstained and abstained.text == NO_MATCH
+    assert len(recorder.prompts) == 1  # the model was not asked again
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.9])
+def test_threshold_setting_decides_abstention(monkeypatch, home, embedder, tiny_corpus, threshold) -> None:
+    from bot.services import Services
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("ASKLOOP_ANSWER_THRESHOLD", str(threshold))
+    services = Services(load_settings())
+    services.ingestor.run([tiny_corpus])
+    answer = services.answer("How do I connect to the VPN?")
+    assert answer.abstained is (threshold == 0.9)
+    assert answer.hits[0].doc_id == "vpn"

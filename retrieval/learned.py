@@ -73,10 +73,10 @@ class MemoryParams:
     `min_spread`).
     """
 
-    tau: float = 0.55
+    tau: float = 0.45
     tau_negative: float = 0.7  # 👎 memories: only for near-repeats of the question
-    power: float = 2.0
-    cap: float = 4.0
+    power: float = 1.0
+    cap: float = 2.0
     scale: float = 1.0
     min_spread: float = 0.02
     candidate_threshold: float = 0.3  # kernel above which a corrected document joins the candidates
@@ -149,7 +149,9 @@ class LearnedTuning:
         self.version = version
         self.params = params
         self.center = None if center is None else np.asarray(center, dtype=np.float32).reshape(-1)
-        questions = np.asarray(questions, dtype=np.float32).reshape(len(questions), -1)
+        questions = np.asarray(questions, dtype=np.float32)
+        if questions.ndim != 2:
+            questions = questions.reshape(len(questions), -1) if len(questions) else np.zeros((0, 0), np.float32)
         self.questions = self._centred(questions)
         self.memory_question = np.asarray(memory_question, dtype=np.int64)
         self.memory_weight = np.asarray(memory_weight, dtype=np.float32)
@@ -171,6 +173,8 @@ class LearnedTuning:
     # -- the core: one matrix product per question ------------------------------------------------
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """Centred cosine between this question and every remembered question."""
+        if len(self.questions) == 0:
+            return np.zeros(0, dtype=np.float32)
         return self.questions @ self._centred(np.asarray(query, dtype=np.float32))
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,114 @@
+"""`askloop eval` end to end on a tiny BEIR data set written here (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from feedback.datasets import DatasetError, load_dataset
+from feedback.evaluation import EvalOptions, run_eval
+from feedback.metrics import METRICS
+from tests.conftest import TINY_CORPUS
+
+# Feedback and test questions share information needs (documents); "lunch" has no feedback.
+QUERIES = {
+    "f-vpn": ("Which tool gets me onto the internal network?", "vpn"),
+    "f-exp": ("Who signs off on my restaurant bill?", "expenses"),
+    "f-hol": ("Who has to agree before I take time off?", "holidays"),
+    "f-dep": ("Can I ship code on the last working day of the week?", "deploy"),
+    "t-vpn": ("What tool do I need to reach the internal network?", "vpn"),
+    "t-exp": ("Who must sign off on a restaurant bill?", "expenses"),
+    "t-hol": ("Who needs to agree before I take days off?", "holidays"),
+    "t-dep": ("May I ship code on the last working day of the week?", "deploy"),
+    "t-lap": ("How often do we get new computers?", "laptop"),
+}
+
+
+def write_dataset(root: Path, with_feedback: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in TINY_CORPUS) + "\n", encoding="utf-8")
+    (root / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, (t, _) in QUERIES.items()) + "\n", encoding="utf-8"
+    )
+    header = "query-id\tcorpus-id\tscore\n"
+    test = "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items() if q.startswith("t-"))
+    (root / "qrels" / "test.tsv").write_text(header + test, encoding="utf-8")
+    if with_feedback:
+        fb = "".join(f"{q}\t{d}\t1\n" for q, (_, d) in QUERIES.items() if q.startswith("f-"))
+        (root / "qrels" / "feedback.tsv").write_text(header + fb, encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    return write_dataset(tmp_path / "tiny-beir")
+
+
+def test_simulated_feedback_runs_the_whole_loop(dataset, settings, embedder, tmp_path) -> None:
+    options = EvalOptions(simulate=True, strategies=["none", "doc-boost", "askloop"], home=tmp_path / "evalhome")
+    result = run_eval(dataset, options, settings=settings)
+    assert result["dataset"] == "tiny-beir"
+    assert set(result["strategies"]) == {"none", "doc-boost", "askloop"}
+    for figures in result["strategies"].values():
+        assert set(figures["before"]) == set(METRICS) == set(figures["after"])
+    counts = result["counts"]
+    assert counts["questions"] == 4 and counts["votes_up"] + counts["votes_down"] == 4
+    assert counts["votes_counted"] == 4
+    assert counts["corrections_approved"] == counts["votes_down"]  # clean feedback: every fix is right
+    assert counts["gate"]["askloop"]["gate"] in {"passed", "failing"}
+    # Test questions whose need got no feedback are reported apart, and lose nothing.
+    assert counts["test_with_feedback"] == 4 and counts["test_without_feedback"] == 1
+    no_fb = result["split"]["askloop"]["without_feedback"]
+    assert no_fb["after"]["ndcg@10"] >= no_fb["before"]["ndcg@10"]
+    none = result["strategies"]["none"]
+    assert none["after"] == none["before"]
+    askloop = result["strategies"]["askloop"]
+    assert askloop["after"]["mrr@10"] >= askloop["before"]["mrr@10"]
+    # The run went through the real store: answers, votes and the applied version are on disk.
+    from feedback.store import FeedbackStore
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'evalhome' / 'eval-feedback-askloop.db'}")
+    assert len(store.answers(limit=100)) == 4
+    if counts["gate"]["askloop"]["applied"]:
+        assert store.active_version() is not None
+    store.close()
+
+
+def test_noise_flips_votes_and_wrong_fixes_are_rejected(dataset, settings, embedder, tmp_path) -> None:
+    options = EvalOptions(simulate=True, noise=1.0, seed=3, strategies=["askloop"], home=tmp_path / "noisy")
+    counts = run_eval(dataset, options, settings=settings)["counts"]
+    assert counts["votes_flipped"] == 4
+    assert counts["corrections_approved"] == 0
+    assert counts["corrections_rejected"] == counts["votes_down"]
+
+
+def test_cli_json_and_plot(dataset, home, embedder, tmp_path) -> None:
+    from bot.cli import app
+
+    plot = tmp_path / "plot.png"
+    out = CliRunner().invoke(
+        app, ["eval", str(dataset), "--simulate-feedback", "--strategy", "none,askloop", "--json",
+              "--plot", str(plot), "--home", str(tmp_path / "clihome")],
+    )
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert set(result) >= {"dataset", "strategies", "counts"}
+    assert plot.stat().st_size > 1000
+
+
+def test_bad_input_is_one_clear_line(tmp_path, home) -> None:
+    from bot.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["eval", str(tmp_path / "nowhere")])
+    assert out.exit_code == 1 and "not a folder" in out.output
+    out = runner.invoke(app, ["eval", str(write_dataset(tmp_path / "ds")), "--strategy", "magic"])
+    assert out.exit_code == 1 and "unknown strategy" in out.output
+    broken = write_dataset(tmp_path / "broken")
+    (broken / "qrels" / "test.tsv").write_text("q\td\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="first line"):
+        load_dataset(broken)

@@ -1,0 +1,197 @@
+"""Every learning rule, on plain data: each test fails when its rule breaks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from feedback.learning import LearningEngine, LearningParams, collect_memories
+from retrieval.learned import (
+    DocBoostTuning,
+    LearnedTuning,
+    MemoryParams,
+    PayloadError,
+    kernel,
+    tuning_from_payload,
+)
+from retrieval.tuning import NoTuning
+from tests.learning_support import TableEncoder, correction, feedback, hits, unit, vote
+
+PASSWORD = "how do I reset my password"
+PASSWORD_AGAIN = "I forgot my password, how to change it"
+LUNCH = "where is the canteen"
+
+VECTORS = {
+    PASSWORD: unit(1, 0, 0),
+    PASSWORD_AGAIN: unit(1, 0.25, 0),
+    LUNCH: unit(0, 0, 1),
+}
+
+
+def engine(**overrides: float) -> LearningEngine:
+    return LearningEngine(TableEncoder(VECTORS), LearningParams(**overrides))  # type: ignore[arg-type]
+
+
+def learned(fb, **overrides):  # type: ignore[no-untyped-def]
+    proposal = engine(**overrides).build(fb)
+    return proposal, tuning_from_payload(json.loads(json.dumps(proposal.payload)), None)
+
+
+# -- the kernel ------------------------------------------------------------------------------------
+def test_kernel_is_zero_below_tau_and_one_for_the_same_question() -> None:
+    values = kernel(np.array([0.0, 0.45, 0.5, 0.8, 1.0]), tau=0.45, power=1.0)
+    assert values[0] == 0 and values[1] == 0
+    assert values[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(values) >= 0)
+
+
+# -- query-aware reweighting -----------------------------------------------------------------------
+def test_upvote_raises_its_document_for_similar_questions_only() -> None:
+    _, tuning = learned(feedback([vote(1, PASSWORD, "ann", +1, "sso", "wiki")]))
+    candidates = hits(wiki=0.62, sso=0.60, canteen=0.40)
+    assert [h.doc_id for h in tuning.rerank(VECTORS[PASSWORD_AGAIN], candidates)][0] == "sso"
+    # An unrelated question is left exactly as it was.
+    unrelated = tuning.rerank(VECTORS[LUNCH], candidates)
+    assert [(h.doc_id, h.score) for h in unrelated] == [("wiki", 0.62), ("sso", 0.60), ("canteen", 0.40)]
+
+
+def test_downvote_lowers_the_shown_top_document_for_near_repeats() -> None:
+    _, tuning = learned(feedback([vote(1, PASSWORD, "ann", -1, "wiki", "sso")]))
+    ranked = tuning.rerank(VECTORS[PASSWORD], hits(wiki=0.62, sso=0.61, other=0.40))
+    assert ranked[0].doc_id == "sso"
+    wiki = next(h for h in ranked if h.doc_id == "wiki")
+    assert wiki.score < 0.61 and wiki.reasons
+
+
+def test_adjustment_is_in_units_of_the_candidates_spread() -> None:
+    _, tuning = learned(feedback([vote(1, PASSWORD, "ann", +1, "sso")]))
+    a = tuning.adjustments(VECTORS[PASSWORD])["sso"]
+    tight = tuning.rerank(VECTORS[PASSWORD], hits(sso=0.60, a=0.61, b=0.62))
+    wide = tuning.rerank(VECTORS[PASSWORD], hits(sso=0.30, a=0.60, b=0.90))
+    lift_tight = next(h.score for h in tight if h.doc_id == "sso") - 0.60
+    lift_wide = next(h.score for h in wide if h.doc_id == "sso") - 0.30
+    assert lift_tight == pytest.approx(a * max(0.02, float(np.std([0.60, 0.61, 0.62]))), rel=1e-4)
+    assert lift_wide == pytest.approx(a * float(np.std([0.30, 0.60, 0.90])), rel=1e-4)
+
+
+# -- bounds -----------------------------------------------------------------------------------------
+def test_many_votes_on_one_document_are_capped() -> None:
+    votes = [vote(i, PASSWORD, f"user{i}", +1, "sso") for i in range(200)]
+    _, tuning = learned(feedback(votes))
+    assert tuning.adjustments(VECTORS[PASSWORD])["sso"] <= MemoryParams().cap + 1e-6
+
+
+def test_one_users_total_influence_is_capped() -> None:
+    votes = [vote(i, PASSWORD, "mallory", +1, f"doc{i}") for i in range(100)]
+    memories, _, _ = collect_memories(feedback(votes), LearningParams(user_cap=10.0))
+    assert sum(abs(m.weight) for m in memories) == pytest.approx(10.0)
+
+
+def test_one_documents_total_weight_is_capped() -> None:
+    votes = [vote(i, PASSWORD, f"u{i}", -1, "wiki") for i in range(100)]
+    memories, _, _ = collect_memories(feedback(votes), LearningParams(doc_cap=20.0))
+    assert sum(abs(m.weight) for m in memories if m.doc_id == "wiki") == pytest.approx(20.0)
+
+
+def test_vote_weight_from_the_policy_is_respected_and_bounded() -> None:
+    memories, _, _ = collect_memories(
+        feedback([vote(1, PASSWORD, "a", +1, "sso", weight=0.5), vote(2, PASSWORD, "b", +1, "sso", weight=9.0)]),
+        LearningParams(),
+    )
+    assert [m.weight for m in memories] == [0.5, 1.0]
+
+
+def test_downvote_whose_fix_was_rejected_counts_less() -> None:
+    fb = feedback([vote(7, PASSWORD, "ann", -1, "wiki")])
+    normal, _, _ = collect_memories(fb, LearningParams())
+    doubtful, _, skipped = collect_memories(fb, LearningParams(rejected_fix_factor=0.25), {(7, "ann")})
+    assert doubtful[0].weight == pytest.approx(normal[0].weight * 0.25)
+    assert skipped
+
+
+# -- augmentation -----------------------------------------------------------------------------------
+def test_corrected_document_becomes_a_candidate_for_similar_questions() -> None:
+    _, tuning = learned(feedback(corrections=[correction(3, PASSWORD, "ann", doc_id="sso")]))
+    assert tuning.extra_doc_ids(VECTORS[PASSWORD_AGAIN]) == ["sso"]
+    assert tuning.extra_doc_ids(VECTORS[LUNCH]) == []
+    ranked = tuning.rerank(VECTORS[PASSWORD_AGAIN], hits(wiki=0.7, other=0.65, sso=0.6, x=0.4, y=0.35, z=0.3))
+    assert ranked[0].doc_id == "sso"
+
+
+def test_corrected_text_becomes_a_passage_with_provenance() -> None:
+    text = "Reset it at https://id.example.com/reset; the link expires after 15 minutes."
+    encoder = TableEncoder(VECTORS | {text: unit(1, 0.1, 0)})
+    proposal = LearningEngine(encoder).build(feedback(corrections=[correction(5, PASSWORD, "ann", text=text)]))
+    tuning = tuning_from_payload(proposal.payload, None)
+    extra = tuning.extra_hits(VECTORS[PASSWORD_AGAIN])
+    assert len(extra) == 1
+    assert extra[0].title == "Correction #5" and extra[0].passage == text
+    assert "correction #5" in extra[0].source and PASSWORD in extra[0].reasons[0]
+    assert tuning.extra_hits(VECTORS[LUNCH]) == []
+    assert proposal.diff["passages"][0]["correction"] == "c5"
+
+
+# -- the payload ------------------------------------------------------------------------------------
+def test_payload_is_json_and_decodes_to_the_same_behaviour() -> None:
+    fb = feedback([vote(1, PASSWORD, "ann", +1, "sso")], [correction(2, LUNCH, "bob", doc_id="canteen")])
+    proposal = engine().build(fb)
+    text = json.dumps(proposal.payload)
+    tuning = tuning_from_payload(json.loads(text), 4)
+    assert isinstance(tuning, LearnedTuning) and tuning.version == 4
+    assert tuning.adjustments(VECTORS[LUNCH]).keys() == {"canteen"}
+    assert proposal.payload["id"]
+
+
+def test_decoded_versions_are_memoised_by_version_and_content() -> None:
+    proposal = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")]))
+    other = engine().build(feedback([vote(1, PASSWORD, "ann", -1, "sso")]))
+    first = tuning_from_payload(proposal.payload, 11)
+    assert tuning_from_payload(proposal.payload, 11) is first
+    assert tuning_from_payload(other.payload, 11) is not first  # another database's version 11
+
+
+def test_a_malformed_payload_is_refused_clearly() -> None:
+    with pytest.raises(PayloadError):
+        tuning_from_payload({"kind": "telepathy"}, None)
+    payload = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")])).payload
+    payload["memories"]["weights"] = []
+    with pytest.raises(PayloadError):
+        tuning_from_payload(payload, None)
+
+
+def test_empty_feedback_changes_nothing() -> None:
+    proposal = engine().build(feedback())
+    tuning = tuning_from_payload(proposal.payload, None)
+    candidates = hits(a=0.5, b=0.4)
+    assert [h.score for h in tuning.rerank(VECTORS[PASSWORD], candidates)] == [0.5, 0.4]
+    assert isinstance(tuning_from_payload({}, None), NoTuning)
+
+
+# -- explanation ------------------------------------------------------------------------------------
+def test_summary_names_what_changes_and_which_feedback_in_one_screen() -> None:
+    votes = [vote(i, PASSWORD, f"u{i}", +1, f"doc{i % 30}") for i in range(60)]
+    proposal = engine().build(feedback(votes, [correction(9, LUNCH, "bob", doc_id="canteen")]))
+    lines = proposal.summary.splitlines()
+    assert len(lines) <= 20
+    assert "c9" in proposal.summary and "canteen" in proposal.summary
+    assert "similarity ≥ 0.45" in proposal.summary  # thresholds are visible
+    canteen = next(d for d in proposal.diff["documents"] if d["doc_id"] == "canteen")
+    assert canteen["corrections"] == ["c9"] and canteen["questions"] == [LUNCH]
+
+
+# -- the per-document baseline ---------------------------------------------------------------------
+def test_doc_boost_applies_whatever_the_question() -> None:
+    proposal = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")] * 3), "doc-boost")
+    tuning = tuning_from_payload(proposal.payload, None)
+    assert isinstance(tuning, DocBoostTuning)
+    for question in (PASSWORD, LUNCH):
+        ranked = tuning.rerank(VECTORS[question], hits(canteen=0.55, sso=0.45))
+        assert ranked[0].doc_id == "sso"
+    assert DocBoostTuning.multiplier(0) == 1.0 and DocBoostTuning.multiplier(-30) < 0.01
+
+
+def test_unknown_strategy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown strategy"):
+        engine().build(feedback(), "magic")

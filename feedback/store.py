@@ -122,7 +122,7 @@ class FeedbackStore:
         self.moderators = frozenset(m_.strip() for m_ in moderators if m_.strip())
         self._is_moderator = is_moderator
         self._upsert = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
-        self._vote_sql: tuple[Any, Any] | None = None
+        self._vote_sql: tuple[Any, Any, Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "FeedbackStore":
@@ -385,7 +385,7 @@ class FeedbackStore:
         when = utc(at) or _now()
 
         def work(connection: Connection) -> VoteOutcome:
-            check, upsert = self._vote_statements()
+            check, upsert, combined = self._vote_statements()
             row = connection.execute(
                 check, {"answer_id": answer_id, "user": user, "since": when - timedelta(hours=1), "when": when}
             ).first()
@@ -398,18 +398,21 @@ class FeedbackStore:
                 answer_id=answer_id, user_id=user, value=value, counted=decision.counted, weight=decision.weight,
                 why=decision.why, source=source, reason=reason,
             )
-            vote_id = connection.execute(upsert, fields | {"created_at": when, "updated_at": when}).scalar_one()
             action = "replace" if before is not None else "cast"
-            connection.execute(insert(_VOTE_EVENT), fields | {"action": action, "at": when})
-            connection.execute(
-                insert(_AUDIT),
-                {
-                    "at": _now(), "actor": user, "action": f"vote.{action}", "object_type": "answer",
-                    "object_id": str(answer_id), "note": None,
-                    "before": None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
-                    "after": {"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
-                },
-            )
+            audit = {
+                "at": _now(), "actor": user, "action": f"vote.{action}", "object_type": "answer",
+                "object_id": str(answer_id), "note": None,
+                "before": None if before is None else {"value": before[0], "counted": before[1], "weight": before[2]},
+                "after": {"value": value, "counted": decision.counted, "weight": decision.weight, "why": decision.why},
+            }
+            if combined is not None:  # PostgreSQL: the three writes in one statement
+                params = fields | {"created_at": when, "updated_at": when, "action": action, "at": when}
+                params |= {f"audit_{k}": v for k, v in audit.items()}
+                vote_id = connection.execute(combined, params).scalar_one()
+            else:
+                vote_id = connection.execute(upsert, fields | {"created_at": when, "updated_at": when}).scalar_one()
+                connection.execute(insert(_VOTE_EVENT), fields | {"action": action, "at": when})
+                connection.execute(insert(_AUDIT), audit)
             return VoteOutcome(
                 vote_id=vote_id,
                 answer_id=answer_id,
@@ -423,8 +426,9 @@ class FeedbackStore:
 
         return self._write_core(work)
 
-    def _vote_statements(self) -> tuple[Any, Any]:
-        """The vote's two statements, built once: (decision inputs in one query, the upsert)."""
+    def _vote_statements(self) -> tuple[Any, Any, Any]:
+        """The vote's statements, built once: the decision inputs in one query, the upsert, and on
+        PostgreSQL the upsert, VoteEvent and AuditEvent inserts as one statement (one round trip)."""
         if self._vote_sql is None:
             vote, events, flagged = _VOTE, _VOTE_EVENT, m.FlaggedUser.__table__  # type: ignore[attr-defined]
             answers = m.Answer.__table__  # type: ignore[attr-defined]
@@ -442,12 +446,27 @@ class FeedbackStore:
                 .select_from(answers.outerjoin(vote, and_(vote.c.answer_id == answers.c.id, vote.c.user_id == user)))
                 .where(answers.c.id == bindparam("answer_id", type_=Integer()))
             )
-            upsert = self._upsert(vote)
+            written_columns = ("answer_id", "user_id", "value", "counted", "weight", "why", "source", "reason",
+                               "created_at", "updated_at")
+            upsert = self._upsert(vote).values({c: bindparam(c, type_=vote.c[c].type) for c in written_columns})
             changed = ("value", "counted", "weight", "why", "source", "reason", "updated_at")
             upsert = upsert.on_conflict_do_update(
                 index_elements=["answer_id", "user_id"], set_={c: upsert.excluded[c] for c in changed}
             ).returning(vote.c.id)
-            self._vote_sql = (check, upsert)
+            combined = None
+            if self.engine.dialect.name == "postgresql":
+                columns = ("answer_id", "user_id", "value", "counted", "weight", "why", "source", "reason")
+                written = upsert.cte("written")
+                event = insert(events).values(
+                    {c: bindparam(c, type_=events.c[c].type) for c in columns}
+                    | {"action": bindparam("action", type_=String()), "at": bindparam("at", type_=events.c.at.type)}
+                ).cte("event")
+                audit_table = _AUDIT
+                audit = insert(audit_table).values(
+                    {c.name: bindparam(f"audit_{c.name}", type_=c.type) for c in audit_table.columns if c.name != "id"}
+                ).cte("audit")
+                combined = select(written.c.id).add_cte(event, audit)
+            self._vote_sql = (check, upsert, combined)
         return self._vote_sql
 
     def remove_vote(self, answer_id: int, user: str, *, source: str = "cli") -> bool:

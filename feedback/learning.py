@@ -221,12 +221,14 @@ class LearningEngine:
         params: LearningParams | None = None,
         *,
         vector_cache: dict[str, np.ndarray] | None = None,
-        adapter_trainer: Callable[..., Any] | None = None,
+        chunk_vectors: Callable[[], Any] | None = None,
     ) -> None:
+        """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for the query adapter
+        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it no adapter is trained."""
         self.encoder = encoder
         self.params = params or LearningParams()
         self.vector_cache = vector_cache if vector_cache is not None else {}
-        self.adapter_trainer = adapter_trainer
+        self.chunk_vectors = chunk_vectors
 
     # -- strategies -----------------------------------------------------------------------------
     def build(
@@ -303,12 +305,12 @@ class LearningEngine:
             payload["center"] = encode_matrix(center, "float32")
         if passages:
             payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
-        adapter_note = f"no query adapter: fewer than {params.adapter_min_pairs} validated pairs"
-        if self.adapter_trainer is not None:
-            result = self.adapter_trainer(memories, self.vector_cache, params)
-            adapter_note = result.note
-            if result.matrix is not None:
-                payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
+        from feedback.adapter import train_adapter
+
+        result = train_adapter(memories, self.vector_cache, params.adapter_min_pairs, self.chunk_vectors)
+        adapter_note = result.note
+        if result.matrix is not None:
+            payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
         payload["id"] = _payload_id(payload)
         diff = describe(memories, passages, skipped, params, adapter_note)
         return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)

@@ -195,3 +195,58 @@ def test_doc_boost_applies_whatever_the_question() -> None:
 def test_unknown_strategy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown strategy"):
         engine().build(feedback(), "magic")
+
+
+# -- the query adapter ------------------------------------------------------------------------------
+def _adapter_case(consistent: bool, n: int = 300):  # type: ignore[no-untyped-def]
+    from feedback.learning import Memory
+
+    rng = np.random.default_rng(0)
+    dim, docs = 8, 4
+    chunks = np.eye(dim, dtype=np.float32)[:docs]
+    chunk_docs = [f"d{i}" for i in range(docs)]
+    memories, vectors = [], {}
+    for k in range(n):
+        need = k % docs
+        # Questions about need i sit nearest to document i+1: a consistent, learnable skew.
+        v = chunks[(need + 1) % docs] + 0.6 * chunks[need] + 0.05 * rng.standard_normal(dim)
+        question = f"q{k}"
+        vectors[question] = (v / np.linalg.norm(v)).astype(np.float32)
+        label = need if consistent else int(rng.integers(docs))
+        memories.append(Memory(question, f"d{label}", 3.0, "correction", f"c{k}", f"u{k}"))
+    return memories, vectors, (lambda: (chunk_docs, chunks))
+
+
+def test_adapter_is_trained_and_kept_when_it_helps_on_held_out_feedback() -> None:
+    from feedback.adapter import train_adapter
+
+    memories, vectors, chunk_vectors = _adapter_case(consistent=True)
+    result = train_adapter(memories, vectors, 200, chunk_vectors)
+    assert result.matrix is not None, result.note
+    assert result.stats["mrr_after"] > result.stats["mrr_before"]
+    tuning = LearnedTuning(version=None, params=MemoryParams(), questions=np.zeros((0, 8)), memory_question=np.zeros(0),
+                           memory_doc=[], memory_weight=np.zeros(0), adapter=result.matrix)
+    moved = tuning.transform_query(vectors["q0"])
+    assert np.argmax(moved[:4]) == 0 and np.argmax(vectors["q0"][:4]) == 1
+    assert np.linalg.norm(moved) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_adapter_is_left_out_without_enough_pairs_or_without_gain() -> None:
+    from feedback.adapter import train_adapter
+
+    memories, vectors, chunk_vectors = _adapter_case(consistent=True, n=100)
+    few = train_adapter(memories, vectors, 200, chunk_vectors)
+    assert few.matrix is None and "200 needed" in few.note
+    memories, vectors, chunk_vectors = _adapter_case(consistent=False)
+    noisy = train_adapter(memories, vectors, 200, chunk_vectors)
+    assert noisy.matrix is None and "left out" in noisy.note
+
+
+def test_adapter_goes_into_the_payload_and_the_summary_says_so() -> None:
+    memories, vectors, chunk_vectors = _adapter_case(consistent=True)
+    votes = [vote(i, m.question, m.user, +1, m.doc_id) for i, m in enumerate(memories)]
+    engine_ = LearningEngine(TableEncoder(vectors), chunk_vectors=chunk_vectors)
+    proposal = engine_.build(feedback(votes))
+    assert "query adapter from" in proposal.summary
+    tuning = tuning_from_payload(json.loads(json.dumps(proposal.payload)), None)
+    assert tuning.adapter is not None

@@ -54,7 +54,9 @@ def learn(
         feedback = store.training_feedback()
         if not feedback.votes and not feedback.corrections:
             fail("no validated feedback yet: nothing to learn (votes must count; corrections must be approved)")
-        engine = LearningEngine(services.embedder)
+        from feedback.adapter import store_chunk_vectors
+
+        engine = LearningEngine(services.embedder, chunk_vectors=store_chunk_vectors(services.store))
         learned = engine.build(feedback, strategy, doubtful_votes(store))
         proposal = store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)

@@ -179,11 +179,20 @@ class BotProcess:
         self.cwd = home.parent
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90) -> "BotProcess":
+    def launch(self, http: bool = True) -> "BotProcess":
+        """Start `askloop serve` without waiting (several bots can boot at once)."""
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(ASKLOOP), "serve", "--http", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT)
+        args = [str(ASKLOOP), "serve"]
+        if http:
+            args += ["--http", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, timeout: float = 90) -> "BotProcess":
+        if self.process is None:
+            self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -204,7 +213,7 @@ class BotProcess:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(10)
+                self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
@@ -246,3 +255,57 @@ def iter_texts(blocks: list[dict[str, Any]]) -> Iterator[str]:
         for element in block.get("elements", []):
             if isinstance(element, dict) and element.get("type") in {"mrkdwn", "plain_text"}:
                 yield element.get("text", "")
+
+
+class TcpProxy:
+    """A TCP relay to a server (PostgreSQL) that a test can cut, to take the database "down"."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import threading
+
+        self.target = (host, port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while self.open:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.open = False
+        self.server.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass

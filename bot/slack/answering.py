@@ -137,8 +137,6 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
         ts = await send(deps, client, channel, outcome, thread_ts=thread_ts, update_ts=looking_ts)
         if thread_ts:
             deps.answered_threads.add(f"{channel}:{thread_ts}")
-        if outcome.answer_id is not None:
-            await blocking(deps.store.attach_message, outcome.answer_id, channel, ts)
     except Exception:
         log.exception("could not deliver the answer (channel=%s, thread=%s)", channel, thread_ts)
         try:
@@ -150,6 +148,12 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
                                               blocks=blocks)
         except Exception:
             log.exception("could not post the apology either")
+        return
+    if outcome.answer_id is not None:
+        try:
+            await blocking(deps.store.attach_message, outcome.answer_id, channel, ts)
+        except Exception:  # the answer stands; only reactions on it cannot be matched
+            log.exception("answer %s was posted but not linked to its message", outcome.answer_id)
 
 
 async def bot_in_thread(deps: BotDeps, client: AsyncWebClient, channel: str, thread_ts: str,

@@ -85,6 +85,7 @@ def asgi_app(app: AsyncApp, deps: BotDeps) -> Any:
         return routed
     try:
         return instrument(routed, services=deps.services, store_factory=lambda: deps.store)
-    except Exception:
-        log.exception("metrics are unavailable; serving without them")
+    except Exception as exc:
+        log.warning("metrics are unavailable (%s: %s); serving without them",
+                    exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")
         return routed

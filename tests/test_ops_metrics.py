@@ -36,6 +36,8 @@ def make_app(services, store):
             body = {"id": answer.extras["answer_id"], "abstained": answer.abstained}
         elif scope["path"] == "/vote":
             store.vote(int(query["id"][0]), query["user"][0], int(query["value"][0]), source="slack")
+        elif scope["path"] == "/unvote":
+            body = {"removed": store.remove_vote(int(query["id"][0]), query["user"][0])}
         elif scope["path"] == "/correct":
             store.suggest_correction(int(query["id"][0]), "UFIX", text="Better: use the IT portal.")
         elif scope["path"] == "/boom":
@@ -93,15 +95,20 @@ def test_metrics_move_with_answers_votes_and_corrections(served):
     get(base + f"/vote?id={good['id']}&user=U2&value=1")
     get(base + f"/vote?id={bad['id']}&user=U1&value=-1")
     get(base + f"/correct?id={bad['id']}")
+    removed0 = metric_value(before, "askloop_votes_total", kind="removed", counted="n/a")
+    assert get(base + f"/unvote?id={good['id']}&user=U2")["removed"] is True
+    assert get(base + f"/unvote?id={good['id']}&user=U2")["removed"] is False  # nothing to remove
+    get(base + f"/vote?id={good['id']}&user=U2&value=1")
 
     after = scrape(base + "/metrics")
     assert metric_value(after, "askloop_answers_total", origin="slack") - answers0 == 2
     assert metric_value(after, "askloop_abstentions_total", origin="slack") - abst0 == 1
-    assert metric_value(after, "askloop_votes_total", kind="up", counted="true") - up0 == 2
+    assert metric_value(after, "askloop_votes_total", kind="up", counted="true") - up0 == 3
+    assert metric_value(after, "askloop_votes_total", kind="removed", counted="n/a") - removed0 == 1
     assert metric_value(after, "askloop_votes_total", kind="down", counted="true") - down0 == 1
     assert metric_value(after, "askloop_corrections_total") - corr0 == 1
     assert metric_value(after, "askloop_request_duration_seconds_count",
-                        method="GET", path="other", status="200") - lat0 == 6
+                        method="GET", path="other", status="200") - lat0 == 9
     assert metric_value(after, "askloop_retrieval_duration_seconds_count") - ret0 == 2
 
     # Read from the database: every replica reports the same figures.
@@ -139,3 +146,36 @@ def test_gauges_are_omitted_not_faked_when_the_database_is_down(tiny_services):
     errors0 = observability.ERRORS.labels(where="metrics")._value.get()
     assert list(collector.collect()) == []
     assert observability.ERRORS.labels(where="metrics")._value.get() == errors0 + 1
+
+
+def test_instrumenting_does_not_connect_to_chroma(monkeypatch, home, embedder):
+    """A replica must start, and serve /metrics, while the Chroma server is still down."""
+    import asyncio
+
+    from bot.services import Services
+    from bot.settings import load_settings
+    from retrieval.store import StoreUnavailable
+
+    monkeypatch.setenv("ASKLOOP_CHROMA_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    services = Services(load_settings())
+
+    async def app(scope, receive, send):  # pragma: no cover - never reached
+        raise AssertionError
+
+    wrapped = observability.instrument(app, services=services)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(wrapped({"type": "http", "method": "GET", "path": "/metrics", "headers": []},
+                        receive, send))
+    assert sent[0]["status"] == 200
+    errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
+    with pytest.raises(StoreUnavailable):
+        services.answer("vpn?", asker="U1", origin="test")
+    assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0 + 1
+    assert observability.instrument_services(services).knowledge_base is services.knowledge_base

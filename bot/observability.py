@@ -318,9 +318,11 @@ def _event_id_from(body: bytes, content_type: str) -> str | None:
     if match:
         return match.group(1).decode("utf-8", "replace")
     if "application/x-www-form-urlencoded" in content_type and body:
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if "payload" not in form:  # a slash command
+            return (form.get("trigger_id") or [None])[0]
         try:
-            payload = parse_qs(body.decode("utf-8", "replace")).get("payload", [""])[0]
-            data = json.loads(payload) if payload else {}
+            data = json.loads(form["payload"][0])
         except ValueError:
             return None
         return data.get("trigger_id") or (data.get("container") or {}).get("message_ts")
@@ -424,7 +426,8 @@ def _default_threshold(services: Any) -> float:
 
 
 # -- structured logs ----------------------------------------------------------------------------
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message", "ids", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -113,3 +113,22 @@ def test_text_format_shows_the_request_id():
     with observability.request_context("rid-9"):
         line = formatter.format(record)
     assert "hello" in line and "[req=rid-9]" in line
+
+
+def test_event_id_is_found_in_interactions_and_slash_commands():
+    from urllib.parse import urlencode
+
+    form = "application/x-www-form-urlencoded"
+    action = urlencode({"payload": json.dumps({"type": "block_actions", "trigger_id": "trig-1"})}).encode()
+    command = urlencode({"command": "/askloop", "text": "stats", "trigger_id": "trig-2"}).encode()
+    assert observability._event_id_from(action, form) == "trig-1"
+    assert observability._event_id_from(command, form) == "trig-2"
+    assert observability._event_id_from(b"{}", "application/json") is None
+    assert observability._event_id_from(b"payload=%7Bnot-json", form) is None
+
+
+def test_uvicorn_colour_codes_stay_out_of_json(json_lines):
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 1,
+                                            extra={"color_message": "\x1b[36m%d\x1b[0m"})
+    (line,) = json_lines()
+    assert "color_message" not in line and line["message"] == "Started server process [1]"

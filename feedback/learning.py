@@ -282,6 +282,7 @@ class LearningEngine:
             "dim": int(vectors.shape[1]) if len(questions) else 0,
             "memories": {
                 "questions": encode_matrix(vectors) if len(questions) else None,
+                "texts": questions,
                 "question_index": [question_index[m.question] for m in memories],
                 "doc_ids": [m.doc_id for m in memories],
                 "weights": [round(float(m.weight), 4) for m in memories],
@@ -315,9 +316,28 @@ class LearningEngine:
         diff = describe(memories, passages, skipped, params, adapter_note)
         return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
 
+    def remember_vectors(self, payload: dict[str, Any] | None) -> int:
+        """Seed the question-vector cache from an earlier payload (learning is then incremental:
+        only questions asked since need embedding). Returns how many vectors were reused."""
+        memories = (payload or {}).get("memories") or {}
+        texts, blob = memories.get("texts"), memories.get("questions")
+        if not texts or not blob:
+            return 0
+        from retrieval.learned import decode_matrix
+
+        matrix = decode_matrix(blob)
+        if len(matrix) != len(texts):
+            return 0
+        for text, vector in zip(texts, matrix):
+            self.vector_cache.setdefault(text, vector)
+        return len(texts)
+
     # -- through the store -------------------------------------------------------------------------
     def propose(self, store: Any, created_by: str, strategy: str = "askloop", since: Any = None) -> Any:
         """Build from the store's validated feedback and record a pending Proposal."""
+        active = store.active_version()
+        if active is not None:
+            self.remember_vectors(active.payload)
         learned = self.build(store.training_feedback(since=since), strategy, doubtful_votes(store))
         return store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by

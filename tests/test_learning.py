@@ -250,3 +250,15 @@ def test_adapter_goes_into_the_payload_and_the_summary_says_so() -> None:
     assert "query adapter from" in proposal.summary
     tuning = tuning_from_payload(json.loads(json.dumps(proposal.payload)), None)
     assert tuning.adapter is not None
+
+
+def test_learning_is_incremental_questions_already_learned_are_not_embedded_again() -> None:
+    fb = feedback([vote(1, PASSWORD, "ann", +1, "sso"), vote(2, LUNCH, "bob", -1, "wiki")])
+    first = engine().build(fb)
+    encoder = TableEncoder(VECTORS)
+    again = LearningEngine(encoder)
+    assert again.remember_vectors(first.payload) == 2
+    second = again.build(fb)
+    assert encoder.calls == 0
+    tuning = tuning_from_payload(second.payload, None)
+    assert tuning.adjustments(VECTORS[PASSWORD_AGAIN]).keys() == {"sso"}

@@ -57,6 +57,9 @@ def learn(
         from feedback.adapter import store_chunk_vectors
 
         engine = LearningEngine(services.embedder, chunk_vectors=store_chunk_vectors(services.store))
+        active = store.active_version()
+        if active is not None:
+            engine.remember_vectors(active.payload)  # only new questions need embedding
         learned = engine.build(feedback, strategy, doubtful_votes(store))
         proposal = store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)

@@ -151,7 +151,7 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
         return
     if outcome.answer_id is not None:
         try:
-            await blocking(deps.store.attach_message, outcome.answer_id, channel, ts)
+            await deps.db(deps.store.attach_message, outcome.answer_id, channel, ts)
         except Exception:  # the answer stands; only reactions on it cannot be matched
             log.exception("answer %s was posted but not linked to its message", outcome.answer_id)
 

@@ -1,7 +1,8 @@
 """The bolt AsyncApp: which Slack events, actions, views and commands go to which handler.
 
-Every listener acknowledges first and does its work afterwards (bolt's lazy listeners), so Slack
-gets its answer within 3 seconds whatever retrieval costs. Event deliveries are claimed by
+Every listener acknowledges first and does its work afterwards in the background (bolt acks
+events before their listener runs; action listeners call `ack()` first), so Slack gets its
+answer within 3 seconds whatever retrieval costs. Event deliveries are claimed by
 `event_id` in the feedback database before anything happens, so a retried delivery (to this
 replica or another) never answers or votes twice.
 """
@@ -23,7 +24,7 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack import blocks as kit
 from bot.slack.answering import answer_in_thread, bot_in_thread, question_from
-from bot.slack.deps import BotDeps, blocking, log, open_store
+from bot.slack.deps import BotDeps, log, open_store
 from bot.slack.feedback import on_reaction, on_vote_button, open_correction_modal, submit_correction
 from bot.slack.moderation import (
     on_command,
@@ -79,10 +80,6 @@ def guarded(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]
     return run
 
 
-async def just_ack(ack: Any) -> None:
-    await ack()
-
-
 def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
               verify_requests: bool = True) -> AsyncApp:
     settings = deps.settings
@@ -99,7 +96,7 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
         event_id = body.get("event_id")
         if not event_id:
             return True
-        first = await blocking(deps.store.claim_event, str(event_id))
+        first = await deps.db(deps.store.claim_event, str(event_id))
         if not first:
             log.info("ignoring a retried delivery of %s", event_id)
         return first
@@ -161,8 +158,11 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
 
             if reaction_value(event.get("reaction", "")) is None:
                 return  # most reactions are not votes: no database write at all
-            if event.get("user") == context.get("bot_user_id"):
+            item = event.get("item") or {}
+            if event.get("user") == context.get("bot_user_id") or item.get("type") != "message":
                 return
+            if await deps.answer_id_for(item.get("channel", ""), item.get("ts", "")) is None:
+                return  # not on one of our answers: nothing to claim or record
             if not await first_delivery(body):
                 return
             await on_reaction(deps, event, added=added, bot_user_id=context.get("bot_user_id"))
@@ -171,27 +171,33 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
         return record_reaction
 
     @guarded
-    async def vote_button(body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def vote_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
         await on_vote_button(deps, client, body)
 
     @guarded
-    async def suggest_button(body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def suggest_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
         await open_correction_modal(deps, client, body)
 
     @guarded
-    async def approve_button(body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+    async def approve_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+        await ack()
         await on_review(deps, client, body, respond, approve=True)
 
     @guarded
-    async def reject_button(body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+    async def reject_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+        await ack()
         await on_review(deps, client, body, respond, approve=False)
 
     @guarded
-    async def edit_button(body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def edit_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
         await on_edit(deps, client, body)
 
     @guarded
-    async def rollback_button(body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def rollback_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
         await on_rollback(deps, client, body)
 
     @guarded
@@ -208,18 +214,21 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
     async def command(ack: Any, respond: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
         await on_command(deps, client, ack, respond, command)
 
-    app.event("app_mention")(ack=just_ack, lazy=[answer_mention])
-    app.event("message")(ack=just_ack, lazy=[answer_message])
-    app.event("reaction_added")(ack=just_ack, lazy=[reaction(True)])
-    app.event("reaction_removed")(ack=just_ack, lazy=[reaction(False)])
-    app.event("app_home_opened")(ack=just_ack, lazy=[home_opened])
+    # Events are acknowledged by bolt before the listener starts; actions ack first thing. The
+    # work then runs in the background (plain listeners, not lazy ones: those deep-copy every
+    # request, which costs more than the work itself on the reaction path).
+    app.event("app_mention")(answer_mention)
+    app.event("message")(answer_message)
+    app.event("reaction_added")(reaction(True))
+    app.event("reaction_removed")(reaction(False))
+    app.event("app_home_opened")(home_opened)
     for action_id in (kit.VOTE_UP, kit.VOTE_DOWN, kit.FEEDBACK_BUTTONS):
-        app.action(action_id)(ack=just_ack, lazy=[vote_button])
-    app.action(kit.SUGGEST)(ack=just_ack, lazy=[suggest_button])
-    app.action(kit.REVIEW_APPROVE)(ack=just_ack, lazy=[approve_button])
-    app.action(kit.REVIEW_REJECT)(ack=just_ack, lazy=[reject_button])
-    app.action(kit.REVIEW_EDIT)(ack=just_ack, lazy=[edit_button])
-    app.action(kit.ROLLBACK)(ack=just_ack, lazy=[rollback_button])
+        app.action(action_id)(vote_button)
+    app.action(kit.SUGGEST)(suggest_button)
+    app.action(kit.REVIEW_APPROVE)(approve_button)
+    app.action(kit.REVIEW_REJECT)(reject_button)
+    app.action(kit.REVIEW_EDIT)(edit_button)
+    app.action(kit.ROLLBACK)(rollback_button)
     app.view(kit.CORRECTION_MODAL)(correction_submitted)
     app.view(kit.EDIT_MODAL)(edit_submitted)
     app.command("/askloop")(command)

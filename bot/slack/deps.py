@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -57,6 +58,34 @@ class BotDeps:
     # the first time Slack rejects the block (older clients, Enterprise policies).
     native_feedback: bool = True
     answered_threads: LRUSet = field(default_factory=LRUSet)
+    # message -> answer id of our answers (immutable once linked), so reactions skip a query
+    answer_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    _db_pool: ThreadPoolExecutor | None = None
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run feedback-store work off the event loop, on the database's own threads.
+
+        SQLite takes one writer at a time and makes concurrent writers sleep-and-retry, so
+        with SQLite the bot funnels its store calls through one thread (no lock waits at all);
+        a server database gets a few threads.
+        """
+        if self._db_pool is None:
+            workers = 1 if str(self.store.url).startswith("sqlite") else 8
+            self._db_pool = ThreadPoolExecutor(workers, thread_name_prefix="askloop-db")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args, **kwargs))
+
+    async def answer_id_for(self, channel: str, ts: str) -> int | None:
+        key = f"{channel}:{ts}"
+        if key in self.answer_ids:
+            return self.answer_ids[key]
+        record = await self.db(self.store.answer_for_message, channel, ts)
+        if record is None:
+            return None
+        self.answer_ids[key] = record.id
+        while len(self.answer_ids) > 10000:
+            self.answer_ids.popitem(last=False)
+        return record.id
 
     @property
     def records_answers(self) -> bool:

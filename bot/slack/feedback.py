@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
-from bot.slack.deps import BotDeps, blocking, log
+from bot.slack.deps import BotDeps, log
 from bot.slack.moderation import announce_correction
 from feedback.errors import FeedbackError
 
@@ -27,7 +27,7 @@ def reaction_value(name: str) -> int | None:
 
 
 async def current_vote(deps: BotDeps, answer_id: int, user: str) -> int | None:
-    for vote in await blocking(deps.store.votes_for, answer_id):
+    for vote in await deps.db(deps.store.votes_for, answer_id):
         if vote.user == user:
             return int(vote.value)
     return None
@@ -40,18 +40,18 @@ async def on_reaction(deps: BotDeps, event: dict[str, Any], *, added: bool,
     user = event.get("user") or ""
     if value is None or item.get("type") != "message" or not user or user == bot_user_id:
         return
-    record = await blocking(deps.store.answer_for_message, item.get("channel", ""), item.get("ts", ""))
-    if record is None:
+    answer_id = await deps.answer_id_for(item.get("channel", ""), item.get("ts", ""))
+    if answer_id is None:
         return  # not one of our answers
     try:
         if added:
-            outcome = await blocking(deps.store.vote, record.id, user, value, source="slack_reaction")
-            log.info("vote %+d by %s on answer %s (counted=%s)", value, user, record.id, outcome.counted)
-        elif await current_vote(deps, record.id, user) == value:
-            await blocking(deps.store.remove_vote, record.id, user, source="slack_reaction")
-            log.info("vote removed by %s on answer %s", user, record.id)
+            outcome = await deps.db(deps.store.vote, answer_id, user, value, source="slack_reaction")
+            log.info("vote %+d by %s on answer %s (counted=%s)", value, user, answer_id, outcome.counted)
+        elif await current_vote(deps, answer_id, user) == value:
+            await deps.db(deps.store.remove_vote, answer_id, user, source="slack_reaction")
+            log.info("vote removed by %s on answer %s", user, answer_id)
     except FeedbackError as exc:
-        log.info("reaction by %s on answer %s refused: %s", user, record.id, exc)
+        log.info("reaction by %s on answer %s refused: %s", user, answer_id, exc)
 
 
 async def ephemeral(client: AsyncWebClient, body: dict[str, Any], text: str,
@@ -81,10 +81,10 @@ async def on_vote_button(deps: BotDeps, client: AsyncWebClient, body: dict[str, 
         return
     try:
         if await current_vote(deps, answer_id, user) == value:
-            await blocking(deps.store.remove_vote, answer_id, user, source="slack_button")
+            await deps.db(deps.store.remove_vote, answer_id, user, source="slack_button")
             text = f"Removed your {EMOJI[value]} on answer #{answer_id}."
         else:
-            outcome = await blocking(deps.store.vote, answer_id, user, value, source="slack_button")
+            outcome = await deps.db(deps.store.vote, answer_id, user, value, source="slack_button")
             text = f"Thanks! Your {EMOJI[value]} on answer #{answer_id} is recorded."
             if not outcome.counted:
                 text += f" (It won't count towards learning: {kit.escape(outcome.why)}.)"
@@ -97,7 +97,7 @@ async def open_correction_modal(deps: BotDeps, client: AsyncWebClient, body: dic
     action = (body.get("actions") or [{}])[0]
     try:
         answer_id = int(action.get("value", ""))
-        record = await blocking(deps.store.get_answer, answer_id)
+        record = await deps.db(deps.store.get_answer, answer_id)
     except (ValueError, FeedbackError) as exc:
         await ephemeral(client, body, f"Cannot suggest a correction here: {kit.escape(exc)}")
         return
@@ -148,7 +148,7 @@ async def submit_correction(deps: BotDeps, client: AsyncWebClient, ack: Any,
                                                     "press ✏️ on the answer again."})
         return
     try:
-        correction = await blocking(deps.store.suggest_correction, answer_id, user, text=text,
+        correction = await deps.db(deps.store.suggest_correction, answer_id, user, text=text,
                                     source_ref=source)
     except FeedbackError as exc:
         block = kit.SOURCE_BLOCK if "source" in str(exc).lower() else kit.TEXT_BLOCK

@@ -14,7 +14,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
-from bot.slack.deps import BotDeps, blocking, log
+from bot.slack.deps import BotDeps, log
 from feedback.errors import FeedbackError, InvalidState
 
 REFUSAL = "Only moderators can do that; nothing was changed."
@@ -61,9 +61,9 @@ async def announce(deps: BotDeps, client: AsyncWebClient, kind: str, item_id: in
     if not channel:
         return
     try:
-        if not await blocking(deps.store.claim_event, f"review-post:{kind}:{item_id}"):
+        if not await deps.db(deps.store.claim_event, f"review-post:{kind}:{item_id}"):
             return
-        text, blocks = await blocking(review_message, deps, kind, item_id)
+        text, blocks = await deps.db(review_message, deps, kind, item_id)
         await client.chat_postMessage(channel=channel, text=text, blocks=blocks,
                                       unfurl_links=False, unfurl_media=False)
     except Exception:
@@ -78,7 +78,7 @@ async def announce_pending(deps: BotDeps, client: AsyncWebClient) -> int:
     """Post every pending item not yet posted (proposals come from the learning engine)."""
     page, posted = 1, 0
     while True:
-        review = await blocking(deps.store.pending_review, page, 100)
+        review = await deps.db(deps.store.pending_review, page, 100)
         for item in review.items:
             await announce(deps, client, item.kind, item.id)
             posted += 1
@@ -139,13 +139,13 @@ async def refresh_surface(deps: BotDeps, client: AsyncWebClient, body: dict[str,
     container = body.get("container") or {}
     where = container.get("type")
     if where == "message" and not container.get("is_ephemeral"):
-        text, blocks = await blocking(review_message, deps, kind, item_id)
+        text, blocks = await deps.db(review_message, deps, kind, item_id)
         await client.chat_update(channel=container["channel_id"], ts=container["message_ts"],
                                  text=text, blocks=blocks)
     elif where == "view":
         await publish_home(deps, client, body["user"]["id"])
     elif respond is not None and body.get("response_url"):
-        page = await blocking(deps.store.pending_review, 1, 20)
+        page = await deps.db(deps.store.pending_review, 1, 20)
         text, blocks = kit.queue_message(page.items)
         await respond(text=text, blocks=blocks, replace_original=True)
 
@@ -166,7 +166,7 @@ async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any],
         await ephemeral(client, body, "That button is not a review decision I understand.")
         return
     try:
-        message = await blocking(_decide, deps, kind, item_id, approve, user)
+        message = await deps.db(_decide, deps, kind, item_id, approve, user)
     except InvalidState as exc:
         message = f"Nothing changed: {kit.escape(exc)}"
     except FeedbackError as exc:
@@ -192,7 +192,7 @@ async def on_edit(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any]) -
         kind, item_id = _parse_review(action.get("value", ""))
         if kind != "correction":
             raise ValueError(kind)
-        correction = await blocking(deps.store.get_correction, item_id)
+        correction = await deps.db(deps.store.get_correction, item_id)
     except (ValueError, KeyError, TypeError, FeedbackError) as exc:
         await ephemeral(client, body, f"Cannot edit that: {kit.escape(exc)}")
         return
@@ -217,7 +217,7 @@ async def submit_edit(deps: BotDeps, client: AsyncWebClient, ack: Any, body: dic
     metadata = json.loads(view.get("private_metadata") or "{}")
     correction_id = int(metadata.get("correction_id", 0))
     try:
-        await blocking(_decide, deps, "correction", correction_id, True, user, text or "", source or "")
+        await deps.db(_decide, deps, "correction", correction_id, True, user, text or "", source or "")
     except FeedbackError as exc:
         block = kit.SOURCE_BLOCK if "source" in str(exc).lower() else kit.TEXT_BLOCK
         await ack(response_action="errors", errors={block: str(exc)[:150]})
@@ -225,7 +225,7 @@ async def submit_edit(deps: BotDeps, client: AsyncWebClient, ack: Any, body: dic
     await ack()
     if metadata.get("channel") and metadata.get("ts"):
         try:
-            text_, blocks = await blocking(review_message, deps, "correction", correction_id)
+            text_, blocks = await deps.db(review_message, deps, "correction", correction_id)
             await client.chat_update(channel=metadata["channel"], ts=metadata["ts"], text=text_,
                                      blocks=blocks)
         except Exception:
@@ -242,7 +242,7 @@ async def on_rollback(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any
     action = (body.get("actions") or [{}])[0]
     try:
         number = int(action.get("value", ""))
-        await blocking(deps.store.rollback, number, user)
+        await deps.db(deps.store.rollback, number, user)
         text = f"Version {number} is live again." if number else "The base index is live again."
     except (ValueError, FeedbackError) as exc:
         text = f"Nothing changed: {kit.escape(exc)}"
@@ -283,7 +283,7 @@ async def publish_home(deps: BotDeps, client: AsyncWebClient, user: str) -> None
         versions = list(reversed(deps.store.versions()))[:10]
         return figures, queue, versions, deps.store.active_version_number()
 
-    figures, queue, versions, active = await blocking(gather)
+    figures, queue, versions, active = await deps.db(gather)
     view = kit.home_view(is_moderator=moderator, stats=figures, queue=queue, versions=versions,
                          active=active)
     await client.views_publish(user_id=user, view=view)
@@ -308,7 +308,7 @@ async def on_command(deps: BotDeps, client: AsyncWebClient, ack: Any, respond: A
     if word == "stats":
         await ack()
         try:
-            figures = await blocking(stats_figures, deps)
+            figures = await deps.db(stats_figures, deps)
             body = "\n".join(f"• {kit.escape(k)}: {kit.escape(v)}" for k, v in figures.items())
         except Exception:
             log.exception("stats failed")
@@ -320,7 +320,7 @@ async def on_command(deps: BotDeps, client: AsyncWebClient, ack: Any, respond: A
             await ack(text=REFUSAL)
             return
         await ack()
-        page = await blocking(deps.store.pending_review, 1, 20)
+        page = await deps.db(deps.store.pending_review, 1, 20)
         text_, blocks = kit.queue_message(page.items)
         await respond(text=text_, blocks=blocks, response_type="ephemeral")
         return

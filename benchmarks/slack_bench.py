@@ -1,0 +1,202 @@
+"""Slack bot speed through the real HTTP endpoint, against the Web API stand-in.
+
+Starts `askloop serve --http` as a process over a small ingested corpus and measures:
+1. answers: mention -> ack latency, and mention -> answer posted (chat.postMessage at the
+   stand-in), p50/p99, extractive answers;
+2. reactions under load: many 👍/👎 reaction events (a share of them re-delivered as Slack
+   retries) sent concurrently; ack latency p50/p99, sustained events/s until every vote is in the
+   database, and the count of lost or duplicated votes (both must be 0).
+
+Targets on a 2-core machine: ack p99 <= 100 ms under load, answer posted p50 <= 150 ms,
+>= 200 reaction events/s with zero lost or duplicated votes.
+
+    .venv/bin/python benchmarks/slack_bench.py [--answers 60] [--reactions 3000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from tests.conftest import TINY_CORPUS  # noqa: E402
+from tests.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
+from tests.slack_support import BotProcess, mention, prepare_home, reaction, sign  # noqa: E402
+
+QUESTIONS = [
+    "how do I connect to the VPN?", "how do I submit expenses?", "how do I request holidays?",
+    "who carries the pager this week?", "when do I get a new laptop?", "can I deploy on Friday?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def envelope(event: dict, event_id: str) -> bytes:
+    return json.dumps({
+        "token": "legacy", "team_id": TEAM_ID, "api_app_id": "A1", "type": "event_callback",
+        "event_id": event_id, "event_time": int(time.time()), "event": event,
+        "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+    }).encode()
+
+
+async def send(client: httpx.AsyncClient, url: str, body: bytes, retry: int = 0) -> float:
+    headers = {"Content-Type": "application/json", **sign(body)}
+    if retry:
+        headers["X-Slack-Retry-Num"] = str(retry)
+    start = time.perf_counter()
+    response = await client.post(url, content=body, headers=headers)
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        raise SystemExit(f"unexpected {response.status_code}: {response.text[:200]}")
+    return elapsed
+
+
+async def bench_answers(url: str, stub: SlackStub, n: int) -> dict[str, float]:
+    acks, posted = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(n):
+            channel = f"CANS{i:05d}"
+            event = mention(QUESTIONS[i % len(QUESTIONS)], user=f"UASK{i:05d}", channel=channel)
+            sent = time.monotonic()
+            acks.append(await send(client, url, envelope(event, f"EvA{i:06d}")))
+            call = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
+                                           lambda c, ch=channel: c.get("channel") == ch)
+            posted.append(call[0].at - sent)
+    return {"ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
+            "posted_p50_ms": pct(posted, 50) * 1000, "posted_p99_ms": pct(posted, 99) * 1000}
+
+
+async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency: int,
+                          retry_share: float) -> dict[str, float]:
+    # answers to vote on
+    targets = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(20):
+            channel = f"CVOTE{i:03d}"
+            event = mention(QUESTIONS[i % len(QUESTIONS)], user=f"UQ{i:03d}", channel=channel)
+            await send(client, url, envelope(event, f"EvQ{i:06d}"))
+        for i in range(20):
+            channel = f"CVOTE{i:03d}"
+            (call,) = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
+                                              lambda c, ch=channel: c.get("channel") == ch)
+            ts = next(t for (ch, t), m in list(stub.messages.items()) if ch == channel)
+            record = None
+            while record is None:
+                record = store.answer_for_message(channel, ts)
+                await asyncio.sleep(0.02)
+            targets.append((channel, ts, record.id))
+    rng = random.Random(7)
+    deliveries = []
+    expected: dict[tuple[int, str], int] = {}
+    for i in range(n):
+        channel, ts, answer_id = targets[i % len(targets)]
+        user = f"UV{i:06d}"
+        value = rng.choice(["+1", "-1"])
+        body = envelope(reaction(value, user=user, channel=channel, ts=ts), f"EvR{i:07d}")
+        deliveries.append((body, 0))
+        if rng.random() < retry_share:
+            deliveries.append((body, 1))  # Slack re-delivers: must not count twice
+        expected[(answer_id, user)] = 1 if value == "+1" else -1
+    rng.shuffle(deliveries)
+    acks: list[float] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in deliveries:
+        queue.put_nowait(item)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body, retry = queue.get_nowait()
+            acks.append(await send(client, url, body, retry))
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    start = time.perf_counter()
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    sent_in = time.perf_counter() - start
+    answer_ids = sorted({a for _, _, a in targets})
+
+    def recorded() -> dict[tuple[int, str], int]:
+        got = {}
+        for answer_id in answer_ids:
+            for vote in store.votes_for(answer_id):
+                if vote.user.startswith("UV"):
+                    got[(answer_id, vote.user)] = vote.value
+        return got
+
+    deadline = time.monotonic() + 120
+    while True:
+        got = await asyncio.to_thread(recorded)
+        if len(got) >= len(expected) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    done_in = time.perf_counter() - start
+    casts = 0
+    for answer_id in answer_ids:
+        casts += sum(1 for h in store.vote_history(answer_id=answer_id)
+                     if str(h.get("user", h.get("user_id", ""))).startswith("UV") and h.get("action") == "cast")
+    lost = sum(1 for key, value in expected.items() if got.get(key) != value)
+    return {
+        "events": len(deliveries), "retries": len(deliveries) - n,
+        "ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
+        "sent_per_s": len(deliveries) / sent_in, "sustained_per_s": len(deliveries) / done_in,
+        "votes_expected": len(expected), "votes_lost": lost, "votes_duplicated": max(0, casts - len(expected)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--answers", type=int, default=60)
+    parser.add_argument("--reactions", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--retry-share", type=float, default=0.1)
+    args = parser.parse_args()
+
+    from retrieval.embeddings import shared_embedder
+    from feedback.store import FeedbackStore
+
+    stub = SlackStub().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        corpus = root / "corpus.jsonl"
+        corpus.write_text("\n".join(json.dumps(d) for d in TINY_CORPUS) + "\n")
+        home = root / "home"
+        prepare_home(home, corpus, shared_embedder(None))
+        bot = BotProcess(home, stub, env={"ASKLOOP_LOG_LEVEL": "WARNING",
+                                          "ASKLOOP_SLACK_REVIEW_POLL": "0"}).start(timeout=180)
+        store = FeedbackStore(f"sqlite:///{home}/askloop.db")
+        url = bot.url + "/slack/events"
+        try:
+            answers = asyncio.run(bench_answers(url, stub, args.answers))
+            print(f"answers ({args.answers}, sequential, extractive): "
+                  f"ack p50 {answers['ack_p50_ms']:.1f} ms, p99 {answers['ack_p99_ms']:.1f} ms; "
+                  f"answer posted p50 {answers['posted_p50_ms']:.1f} ms, p99 {answers['posted_p99_ms']:.1f} ms")
+            votes = asyncio.run(bench_reactions(url, stub, store, args.reactions, args.concurrency,
+                                                args.retry_share))
+            print(f"reactions ({votes['events']} events incl. {votes['retries']} retried deliveries, "
+                  f"{args.concurrency} concurrent): ack p50 {votes['ack_p50_ms']:.1f} ms, "
+                  f"p99 {votes['ack_p99_ms']:.1f} ms; sent {votes['sent_per_s']:.0f}/s, "
+                  f"sustained (all votes stored) {votes['sustained_per_s']:.0f} events/s; "
+                  f"votes expected {votes['votes_expected']}, lost {votes['votes_lost']}, "
+                  f"duplicated {votes['votes_duplicated']}")
+        finally:
+            store.close()
+            bot.stop()
+            stub.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -191,9 +191,13 @@ def learning_job(services: Any, store: Any, created_by: str = "worker", strategy
         learned = LearningEngine(services.embedder).build(store.training_feedback(), strategy)
         payload_id = learned.payload.get("id")
         empty = not learned.memories and not learned.payload.get("passages")
-        if learned.strategy == "none" or empty or _already_known(store, payload_id):
+        if learned.strategy == "none" or empty:
             return None
-        proposal = store.create_proposal(
+        known = _already_known(store, payload_id)
+        if known is not None and getattr(known, "status", "live") != "pending":
+            return None  # live already, or measured and waiting for a moderator
+        # A known but unevaluated proposal (an earlier evaluation failed) is evaluated now.
+        proposal = known or store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by
         )
         evaluate = _gate(services, store)
@@ -204,17 +208,19 @@ def learning_job(services: Any, store: Any, created_by: str = "worker", strategy
     return run
 
 
-def _already_known(store: Any, payload_id: Any) -> bool:
+def _already_known(store: Any, payload_id: Any) -> Any:
+    """The active version or open proposal that carries this exact payload, if any."""
     if not payload_id:
-        return False
+        return None
     active = store.active_version()
     if active is not None and active.payload.get("id") == payload_id:
-        return True
+        return active
     from feedback.store import OPEN_PROPOSAL_STATES
 
-    return any(
-        p.payload.get("id") == payload_id for p in store.proposals() if p.status in OPEN_PROPOSAL_STATES
-    )
+    for proposal in store.proposals():
+        if proposal.status in OPEN_PROPOSAL_STATES and proposal.payload.get("id") == payload_id:
+            return proposal
+    return None
 
 
 def _gate(services: Any, store: Any) -> Callable[[Any], Any] | None:

@@ -327,11 +327,16 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
         "asker_vote_weight": settings.asker_vote_weight,
         "other_vote_weight": settings.other_vote_weight,
     }
+    from feedback.drift import drift_by_day  # the drift signal (docs/operations.md)
+
+    with friendly_errors():
+        week = drift_by_day(services.feedback, settings.answer_threshold, days=7)
     if as_json:
         data = numbers.as_dict()
         for window, raw in zip(data["windows"], numbers.windows):
             window["satisfaction"] = raw.satisfaction
-        print(json.dumps(data | {"thresholds": thresholds}, ensure_ascii=False))
+        drift = {"threshold": settings.answer_threshold, "days": [d.as_dict() for d in week]}
+        print(json.dumps(data | {"thresholds": thresholds, "drift": drift}, ensure_ascii=False))
         return
     table = Table(title="Answers and satisfaction")
     for column in ("window", "answers", "no match", "votes", "👍", "👎", "satisfaction"):
@@ -347,6 +352,12 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
         f" of {numbers.versions}; golden questions: {numbers.golden_questions}; flagged users: {numbers.flagged_users}"
     )
     console.print("thresholds: " + ", ".join(f"{k}={v}" for k, v in thresholds.items()))
+    asked, low = sum(d.questions for d in week), sum(d.below_threshold for d in week)
+    console.print(
+        f"drift: today {_pct(week[-1].share if week[-1].questions else None)} of {week[-1].questions} question(s) "
+        f"scored below the answer threshold; last 7 days {_pct(low / asked if asked else None)} of {asked}"
+        " — per day: `askloop drift`"
+    )
 
 
 @app.command()

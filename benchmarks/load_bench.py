@@ -249,7 +249,8 @@ def main() -> None:
             stub.stop()
             chroma.stop()
     print(f"load on 2 replicas (concurrency {args.concurrency}, {args.retry_share:.0%} of events "
-          f"also delivered again to the other replica), {os.cpu_count()} CPU(s)")
+          f"also delivered again to the other replica), {os.cpu_count()} CPU(s), "
+          f"machine load average {os.getloadavg()[0]:.1f} at the end")
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"  {key:<{width}}  {value:.1f}" if isinstance(value, float) else f"  {key:<{width}}  {value}")

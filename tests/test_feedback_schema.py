@@ -65,6 +65,20 @@ def test_outdated_sqlite_database_is_refused_by_services(settings, embedder):
     assert result.exit_code == 1 and "askloop db upgrade" in result.output and "Traceback" not in result.output
 
 
+def test_database_at_an_older_revision_is_refused_until_upgraded(settings, embedder):
+    from bot.services import Services
+
+    engine = db.make_engine(settings.effective_database_url)
+    db.upgrade(engine, "0001")  # what an older askloop created
+    assert db.head_revision() != "0001"
+    with pytest.raises(OutdatedSchema, match=r"revision 0001, askloop needs .*askloop db upgrade"):
+        Services(settings).feedback
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0 and f"0001 → {db.head_revision()}" in result.output
+    assert Services(settings).feedback.check_schema() == db.head_revision()
+    engine.dispose()
+
+
 def test_unknown_revision_is_refused(settings):
     engine = db.make_engine(settings.effective_database_url)
     db.upgrade(engine)

@@ -461,3 +461,23 @@ def test_training_feedback_since(store):
     assert [v.user for v in recent.votes] == ["U2"]
     assert [s.doc_id for s in recent.votes[0].shown] == ["vpn", "laptop"]
     assert len(store.training_feedback().votes) == 2
+
+
+def test_database_refuses_to_alter_audit_events_and_versions(store):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    p = new_proposal(store)
+    store.approve_proposal(p.id, MODERATOR)
+    store.apply_proposal(p.id, MODERATOR)
+    for sql in (
+        "UPDATE audit_event SET actor = 'someone else'",
+        "DELETE FROM audit_event",
+        "UPDATE tuning_version SET payload = '{}'",
+        "DELETE FROM tuning_version",
+    ):
+        with pytest.raises(DatabaseError, match="append-only|immutable"):
+            with store.engine.begin() as conn:
+                conn.execute(text(sql))
+    assert store.versions()[0].payload == {"kind": "none", "n": 1}
+    assert all(e.actor in (MODERATOR, "learner", "gate") for e in store.audit())

@@ -29,7 +29,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             """
-            CREATE FUNCTION askloop_refuse_change() RETURNS trigger AS $$
+            CREATE OR REPLACE FUNCTION askloop_refuse_change() RETURNS trigger AS $$
             BEGIN
                 RAISE EXCEPTION '%', TG_ARGV[0];
             END;

@@ -1,0 +1,117 @@
+"""Slack pieces without a process: escaping, limits, question parsing, moderators, manifest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.slack import blocks as kit
+from bot.slack.answering import question_from
+from bot.slack.feedback import correction_errors, reaction_value
+from bot.slack.moderators import ModeratorDirectory
+from bot.slack.text import escape, link, trim
+from retrieval.answer import Answer
+from retrieval.types import Hit
+from tests.slack_stub import SlackStub
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_escape_and_link_cannot_ping_or_forge():
+    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert link("https://evil.test/a|<!channel>", "x") == "<https://evil.test/a%7C%3C!channel%3E|x>"
+    assert link("https://x.test/?a=1&b=2", "T|<b>") == "<https://x.test/?a=1&amp;b=2|T¦&lt;b&gt;>"
+    assert link("docs/vpn.md", "<VPN>") == "&lt;VPN&gt; (docs/vpn.md)"
+
+
+def test_trim_never_cuts_an_entity_in_half():
+    text = escape("a" * 95 + "&&&&&")
+    cut = trim(text, 100)
+    assert len(cut) <= 100 and cut.endswith("…")
+    assert "&" not in cut.replace("&amp;", "")
+
+
+def test_question_from_slack_markup():
+    text = "<@UBOT> what about <!channel> &amp; <@U123|ann> in <#C1|ops> see <https://x.test|docs> &lt;b&gt;"
+    assert question_from(text, "UBOT") == "what about @channel & @ann in #ops see docs (https://x.test) <b>"
+    assert question_from("<@UBOT>", "UBOT") == ""
+
+
+def test_reaction_values():
+    assert reaction_value("+1") == reaction_value("thumbsup") == reaction_value("+1::skin-tone-4") == 1
+    assert reaction_value("-1") == reaction_value("thumbsdown") == -1
+    assert reaction_value("tada") is None and reaction_value("") is None
+
+
+def test_correction_errors():
+    assert kit.TEXT_BLOCK in correction_errors(None, None)
+    assert kit.SOURCE_BLOCK in correction_errors("x", "two words")
+    assert kit.SOURCE_BLOCK in correction_errors("x", "ftp://host/file")
+    assert correction_errors("better", None) == {}
+    assert correction_errors(None, "https://wiki.test/page") == {}
+    assert correction_errors(None, "doc:vpn") == {}
+
+
+def test_answer_message_shape_and_abstention():
+    hits = [Hit("vpn", "VPN", "https://wiki.test/vpn", 0.2, "p")]
+    abstained = Answer("q?", "I couldn't find a good match.", hits, True, None)
+    text, blocks = kit.answer_message(abstained, 5, native_feedback=False, question="q?")
+    blob = json.dumps(blocks)
+    assert "not confident" in blob and "Closest sources" in blob
+    assert {e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]} == \
+        {kit.VOTE_UP, kit.VOTE_DOWN, kit.SUGGEST}
+    _, native = kit.answer_message(abstained, 5, native_feedback=True)
+    assert native[-2]["type"] == "context_actions"
+    assert native[-2]["elements"][0]["type"] == "feedback_buttons"
+    assert kit.parse_feedback_value(native[-2]["elements"][0]["negative_button"]["value"]) == (-1, 5)
+    with pytest.raises(ValueError):
+        kit.parse_feedback_value("+2:5")
+
+
+def test_review_queue_message_is_cut_to_fifty_blocks():
+    class Item:
+        def __init__(self, i: int) -> None:
+            self.id, self.kind, self.summary = i, "proposal", "<!here> " * 10
+
+    text, blocks = kit.queue_message([Item(i) for i in range(100)])
+    assert len(blocks) <= 50 and "more item(s) not shown" in json.dumps(blocks[-1])
+    assert "<!here>" not in json.dumps(blocks)
+
+
+def test_moderator_group_is_read_from_slack_and_cached():
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    stub = SlackStub().start()
+    try:
+        stub.usergroups["S1"] = ["UGROUP"]
+        client = AsyncWebClient(token="xoxb-t", base_url=stub.url)
+        directory = ModeratorDirectory(["ULIST"], "S1")
+
+        async def check() -> list[bool]:
+            return [await directory.is_moderator(client, u) for u in ("ULIST", "UGROUP", "UOTHER", "UGROUP")]
+
+        assert asyncio.run(check()) == [True, True, False, True]
+        assert len(stub.find("usergroups.users.list")) == 1  # cached
+        assert directory.contains("UGROUP") and not directory.contains("UOTHER")
+        missing = ModeratorDirectory([], "S404")
+        assert asyncio.run(missing.is_moderator(client, "UGROUP")) is False
+    finally:
+        stub.stop()
+
+
+def test_manifest_matches_what_the_app_listens_to():
+    manifest: dict[str, Any] = yaml.safe_load((REPO / "slack-manifest.yml").read_text())
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"app_mention", "message.im", "reaction_added", "reaction_removed", "app_home_opened"} <= events
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "chat:write", "reactions:read", "im:history", "commands",
+            "usergroups:read", "channels:history"} <= scopes
+    assert manifest["features"]["slash_commands"][0]["command"] == "/askloop"
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True

@@ -475,3 +475,37 @@ def test_slash_command_question_stats_and_review(slack, stub, store):
 
     helped = slack.command("", user=user, channel=channel, response_url=stub.response_url("h"))
     assert "/askloop stats" in helped.text
+
+
+def test_rollback_from_app_home_and_reject(slack, stub, store):
+    proposal = store.create_proposal(summary="Another small change", diff={"boost": {}}, payload={},
+                                     created_by="learner")
+    store.record_evaluation(proposal.id, {"ndcg@10 after": 0.7}, True)
+    store.approve_proposal(proposal.id, MODERATOR)
+    version = store.apply_proposal(proposal.id, MODERATOR)
+    assert store.active_version_number() == version.number
+    slack.event({"type": "app_home_opened", "user": MODERATOR, "channel": "D1", "tab": "home",
+                 "event_ts": f"{time.time():.6f}"})
+    before = len(stub.find("views.publish", lambda c: c.get("user_id") == MODERATOR))
+    home = stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR and
+                         f"Version {version.number}* (active)" in c.blob())[-1]
+    rollback = find_action(home["view"]["blocks"], kit.ROLLBACK)  # the first: an older state
+    container = {"type": "view", "view_id": "V1"}
+    outsider = unique("U")
+    slack.interactive(block_action({"action_id": kit.ROLLBACK, "value": rollback["value"], "type": "button"},
+                                   user=outsider, channel=None, message_ts=None, container=container))
+    stub.wait_for("chat.postMessage", lambda c: c.get("channel") == outsider and "Only moderators" in c["text"])
+    assert store.active_version_number() == version.number
+    slack.interactive(block_action({"action_id": kit.ROLLBACK, "value": "0", "type": "button"},
+                                   user=MODERATOR, channel=None, message_ts=None, container=container))
+    wait_until(lambda: store.active_version_number() is None)
+    stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR, count=before + 1)
+    # a pending proposal rejected from the review channel
+    other = store.create_proposal(summary="A bad idea", diff={}, payload={}, created_by="learner")
+    store.record_evaluation(other.id, {"ndcg@10 after": 0.1}, False)
+    review = review_post(stub, f"Proposal #{other.id} ")
+    assert "Apply anyway" in review.blob()  # a failing proposal needs a confirmed override
+    press(slack, review, kit.REVIEW_REJECT, MODERATOR)
+    wait_until(lambda: store.get_proposal(other.id).status == "rejected")
+    update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
+    assert "Rejected" in update.blob()

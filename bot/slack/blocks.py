@@ -359,6 +359,12 @@ def home_view(*, is_moderator: bool, stats: dict[str, Any] | None, queue: Sequen
                     "text": plain(f"Make version {number} the active one?", 300),
                     "confirm": plain("Roll back"), "deny": plain("Cancel")})
             blocks.append(block)
+        if active is not None:
+            blocks.append({"type": "section", "text": mrkdwn("*Base index* (no tuning)"),
+                           "accessory": button("Roll back to this", ROLLBACK, "0", confirm={
+                               "title": plain("Roll back?"),
+                               "text": plain("Answer from the base index, without any tuning?", 300),
+                               "confirm": plain("Roll back"), "deny": plain("Cancel")})})
     _, blocks = fit("", blocks[:100])
     return {"type": "home", "blocks": blocks}
 

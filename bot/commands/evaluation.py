@@ -37,7 +37,7 @@ def _feedback_store():  # type: ignore[no-untyped-def]
 
 @app.command()
 def learn(
-    user: Annotated[str, typer.Option(help="Who creates the proposal (default: your OS user name).")] = "",
+    user: Annotated[str, typer.Option("--user", "-u", help="Who creates the proposal (default: your OS user name).")] = "",
     strategy: Annotated[str, typer.Option(help="askloop (default) or doc-boost (baseline).")] = "askloop",
     as_json: Annotated[bool, typer.Option("--json", help="Print the proposal and its evaluation as JSON.")] = False,
 ) -> None:
@@ -87,7 +87,7 @@ def learn(
 def golden_add(
     question: Annotated[str, typer.Argument(help="The question, as people ask it.")],
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids that answer it (see `askloop ask --json`).")],
-    user: Annotated[str, typer.Option(help="Who adds it (default: your OS user name).")] = "",
+    user: Annotated[str, typer.Option("--user", "-u", help="Who adds it (default: your OS user name).")] = "",
 ) -> None:
     """Add a golden question: every proposal must not make it worse."""
     from feedback.errors import FeedbackError

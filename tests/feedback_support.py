@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from retrieval.types import Hit
-from tests.conftest import PG_URL, postgres_available
+from tests.conftest import PG_URL
 
 MODERATOR = "U_MOD"
 TABLES = (
@@ -26,22 +26,20 @@ TABLES = (
 )
 
 
-def _admin_dsn() -> str:
-    return PG_URL.replace("postgresql+psycopg://", "postgresql://")
+def _admin_dsn(url: str = PG_URL) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 @pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    reason = postgres_available()
-    if reason:
-        pytest.skip(reason)
+def pg_database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards (skipped, with the
+    reason, when no server answers)."""
     import psycopg
 
     name = f"askloop_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    with psycopg.connect(_admin_dsn(postgres_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = PG_URL.rpartition("/")
+    base, _, _ = postgres_url.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
@@ -81,7 +79,10 @@ def empty_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty, migrated feedback database on each backend."""
     if request.param == "sqlite":

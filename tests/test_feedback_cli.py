@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 from bot.cli import app
 from feedback.errors import FeedbackError
 from feedback.store import FeedbackStore
-from tests.feedback_support import empty_postgres, pg_database_url, pg_migrated_url  # noqa: F401
+from tests.feedback_support import BACKENDS, empty_postgres, pg_database_url, pg_migrated_url  # noqa: F401
 
 runner = CliRunner()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def cli_env(request, home, embedder, monkeypatch):
     """An empty data dir with moderator `mod`; the feedback database on either backend."""
     monkeypatch.setenv("ASKLOOP_MODERATORS", "mod")

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from feedback import db
 from feedback.errors import OutdatedSchema
-from tests.conftest import PG_URL
-from tests.feedback_support import _admin_dsn, pg_database_url  # noqa: F401
+from tests.feedback_support import _admin_dsn
 
 runner = CliRunner()
 
@@ -99,17 +98,19 @@ def test_new_embedded_database_is_created_on_first_use(settings):
 
 
 @pytest.fixture()
-def fresh_pg_url(pg_database_url) -> str:  # noqa: F811  (needs the server; own empty database)
+def fresh_pg_url(postgres_url):
+    """An empty database of this test's own on the PostgreSQL server."""
     import psycopg
 
     name = f"askloop_schema_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    with psycopg.connect(_admin_dsn(postgres_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_URL.rpartition('/')[0]}/{name}"
-    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+    yield f"{postgres_url.rpartition('/')[0]}/{name}"
+    with psycopg.connect(_admin_dsn(postgres_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.postgres
 def test_postgres_upgrade_check_and_refusal(home, fresh_pg_url, monkeypatch):
     from bot.services import Services
     from bot.settings import load_settings

@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("askloop.observability")
+access = logging.getLogger("askloop.access")
 
 # -- request / event ids ------------------------------------------------------------------------
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -412,7 +413,12 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
                 ).observe(elapsed)
                 if status >= 500:
                     count_error("http")
-                log.debug("%s %s -> %s in %.1f ms", scope.get("method"), path, status, elapsed * 1000)
+                # One access line per request (health checks only at DEBUG): with the ids bound,
+                # it ties Slack's event to everything logged while handling it.
+                access.log(logging.DEBUG if path == "/healthz" else logging.INFO,
+                           "%s %s %s %.1f ms", scope.get("method"), path, status, elapsed * 1000,
+                           extra={"method": scope.get("method"), "path": path, "status": status,
+                                  "duration_ms": round(elapsed * 1000, 1)})
 
     return instrumented
 

@@ -88,8 +88,10 @@ def test_instrumented_app_binds_the_slack_event_id_from_the_body(json_lines):
              "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"proxy-rid")]}
     asyncio.run(wrapped(scope, receive, send))
     assert seen["body"] == body  # the app still reads the whole body
-    (line,) = json_lines()
+    line, accessed = json_lines()
     assert line["event_id"] == "Ev0ABC" and line["request_id"] == "proxy-rid"
+    assert accessed["logger"] == "askloop.access" and accessed["event_id"] == "Ev0ABC"
+    assert accessed["status"] == 200 and accessed["path"] == "/slack/events" and accessed["duration_ms"] >= 0
     assert (b"x-request-id", b"proxy-rid") in sent[0]["headers"]
 
 

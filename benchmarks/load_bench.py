@@ -59,6 +59,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process and its children (Linux /proc), in MB."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1])
+    return total / 1024
+
+
 def env_for(chroma_url: str, db_url: str, stub: SlackStub, home: Path) -> dict[str, str]:
     loopback = {"ASKLOOP_CHROMA_URL": chroma_url, "ASKLOOP_DATABASE_URL": db_url,
                 "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
@@ -243,6 +252,8 @@ def main() -> None:
             result = asyncio.run(run_load(urls, stub, questions, args.voters, args.concurrency,
                                           args.retry_share, store))
             store.close()
+            for name, replica in zip("ab", replicas):
+                result[f"replica_{name}_rss_mb"] = resident_mb(replica.process.pid)
         finally:
             for replica in replicas:
                 replica.stop()

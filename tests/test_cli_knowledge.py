@@ -221,3 +221,17 @@ def test_real_console_script_on_covid_qa(tmp_path: Path) -> None:
     bad = run("ask", "   ")
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines() == ["error: the question is empty"]
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/configuration.md names every setting's environment variable (README is built from it)."""
+    from bot.settings import Settings
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = list(getattr(alias, "choices", [])) if alias else [f"ASKLOOP_{name.upper()}"]
+        if not any(f"`{env}`" in text for env in names):
+            missing.append(names[0])
+    assert missing == [], f"undocumented settings: {missing}"

@@ -120,12 +120,40 @@ def count_error(where: str) -> None:
     ERRORS.labels(where=where).inc()
 
 
+class ErrorCounter(logging.Handler):
+    """Counts every ERROR logged by an askloop component as `askloop_errors_total{where=logger}`.
+
+    The listeners already log each failure they turn into an apology; counting those records
+    makes every one of them visible on /metrics without touching the listeners.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        count_error(record.name)
+
+
+_error_counter = ErrorCounter()
+
+
+def count_logged_errors() -> None:
+    """Install the ErrorCounter on the `askloop` logger (idempotent)."""
+    logger = logging.getLogger("askloop")
+    if _error_counter not in logger.handlers:
+        logger.addHandler(_error_counter)
+
+
 @contextmanager
 def timed_retrieval() -> Iterator[None]:
-    """Measure one retrieval; failures are counted as errors and re-raised."""
+    """Measure one retrieval; failures of the system (not of the question) count as errors."""
+    from retrieval.search import EmptyKnowledgeBase, QuestionError
+
     start = time.perf_counter()
     try:
         yield
+    except (QuestionError, EmptyKnowledgeBase):
+        raise
     except Exception:
         count_error("retrieval")
         raise
@@ -340,6 +368,7 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
     to expose the database-backed gauges (re-read at most every `gauge_ttl` seconds).
     """
     metrics_app = make_asgi_app(registry=REGISTRY)
+    count_logged_errors()
     if services is not None:
         instrument_services(services)
     if store_factory is not None:
@@ -404,7 +433,7 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
                 await app(scope, replay, send_with_id)
             except Exception:
                 status = 500  # what the server answers; counted once, below
-                log.exception("unhandled error serving %s", path)
+                log.warning("unhandled error serving %s", path, exc_info=True)  # counted below
                 raise
             finally:
                 elapsed = time.perf_counter() - start

@@ -179,3 +179,26 @@ def test_instrumenting_does_not_connect_to_chroma(monkeypatch, home, embedder):
         services.answer("vpn?", asker="U1", origin="test")
     assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0 + 1
     assert observability.instrument_services(services).knowledge_base is services.knowledge_base
+
+
+def test_errors_logged_by_components_are_counted(served):
+    import logging
+
+    base, _ = served
+    before = metric_value(scrape(base + "/metrics"), "askloop_errors_total", where="askloop.slack")
+    logging.getLogger("askloop.slack").error("answering failed (channel=C1)")
+    logging.getLogger("askloop.slack").warning("only a warning")
+    logging.getLogger("other.library").error("not ours")
+    after = scrape(base + "/metrics")
+    assert metric_value(after, "askloop_errors_total", where="askloop.slack") - before == 1
+    assert 'where="other.library"' not in after
+
+
+def test_bad_questions_are_not_retrieval_errors(tiny_services):
+    from retrieval.search import QuestionError
+
+    observability.instrument_services(tiny_services)
+    errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
+    with pytest.raises(QuestionError):
+        tiny_services.answer("   ", asker="U1", origin="test")
+    assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
+from feedback.db import make_engine  # noqa: E402
 from feedback.store import FeedbackStore  # noqa: E402
 from feedback.validation import VotePolicy  # noqa: E402
 from retrieval.types import Hit  # noqa: E402
@@ -39,15 +40,32 @@ def target(writer: int, n: int) -> tuple[int, str]:
     return m % ANSWERS, f"W{writer}-U{m}"
 
 
+def _server_cpu(store: FeedbackStore) -> float:
+    """CPU seconds used so far by the PostgreSQL backend serving this writer (0 for SQLite)."""
+    if store.engine.dialect.name != "postgresql":
+        return 0.0
+    with store.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the server runs elsewhere
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _writer(url: str, writer: int, votes: int, answer_ids: list[int], start: mp.Barrier, results: mp.Queue) -> None:
-    store = FeedbackStore(url, policy=POLICY)
+    # one connection per writer, so its server process can be measured
+    store = FeedbackStore(url, policy=POLICY, engine=make_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 1, "max_overflow": 0})))
     store.vote(answer_ids[0], f"warmup-{writer}", 1)  # open the pool before the clock starts
+    server_before = _server_cpu(store)
     start.wait()
+    cpu_before = time.process_time()
     began = time.perf_counter()
     for n in range(votes):
         answer_index, user = target(writer, n)
         store.vote(answer_ids[answer_index], user, 1 if n % 3 else -1, source="bench")
-    results.put((writer, began, time.perf_counter()))
+    ended = time.perf_counter()
+    results.put((writer, began, ended, time.process_time() - cpu_before, _server_cpu(store) - server_before))
     store.close()
 
 
@@ -68,8 +86,10 @@ def run(url: str, writers: int, votes: int) -> dict[str, float]:
     spans = [results.get(timeout=600) for _ in procs]
     for p in procs:
         p.join()
-    elapsed = max(end for _, _, end in spans) - min(began for _, began, _ in spans)
+    elapsed = max(s[2] for s in spans) - min(s[1] for s in spans)
     total = writers * votes
+    client_cpu = sum(s[3] for s in spans)
+    server_cpu = sum(s[4] for s in spans)
     with store.engine.connect() as conn:
         events = conn.execute(text("SELECT count(*) FROM vote_event WHERE source = 'bench'")).scalar_one()
         pairs = conn.execute(text("SELECT count(*) FROM vote WHERE source = 'bench'")).scalar_one()
@@ -80,6 +100,8 @@ def run(url: str, writers: int, votes: int) -> dict[str, float]:
         expected_pairs += len({target(w, n) for n in range(votes)})
     return {
         "votes": total, "seconds": elapsed, "votes_per_s": total / elapsed,
+        "cpu_ms_per_vote": 1000 * (client_cpu + server_cpu) / total,
+        "client_cpu_ms": 1000 * client_cpu / total, "server_cpu_ms": 1000 * server_cpu / total,
         "lost": total - events, "current": pairs, "expected_current": expected_pairs, "duplicates": pairs - distinct,
     }
 
@@ -129,6 +151,12 @@ def main() -> int:
             f"{backend:9s} {r['votes']:6d} votes in {r['seconds']:6.2f}s = {r['votes_per_s']:7.0f} votes/s; "
             f"lost {r['lost']}, duplicates {r['duplicates']}, current votes {r['current']}/{r['expected_current']}"
             + ("" if good else "  <-- INCONSISTENT")
+        )
+        cpus = os.cpu_count() or 1
+        print(
+            f"{'':9s} CPU per vote: {r['cpu_ms_per_vote']:.2f} ms (client {r['client_cpu_ms']:.2f} + "
+            f"server {r['server_cpu_ms']:.2f}); CPU-bound ceiling on {cpus} idle core(s): "
+            f"{1000 * cpus / r['cpu_ms_per_vote']:,.0f} votes/s; load average now {os.getloadavg()[0]:.1f}"
         )
     return 0 if ok else 1
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -53,12 +54,23 @@ def envelope(event: dict, event_id: str) -> bytes:
     }).encode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def send(client: httpx.AsyncClient, url: str, body: bytes, retry: int = 0) -> float:
     headers = {"Content-Type": "application/json", **sign(body)}
     if retry:
         headers["X-Slack-Retry-Num"] = str(retry)
     start = time.perf_counter()
-    response = await client.post(url, content=body, headers=headers)
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.TransportError:  # a kept-alive connection the server had just closed
+        response = await client.post(url, content=body, headers=headers)
     elapsed = time.perf_counter() - start
     if response.status_code != 200:
         raise SystemExit(f"unexpected {response.status_code}: {response.text[:200]}")
@@ -81,7 +93,7 @@ async def bench_answers(url: str, stub: SlackStub, n: int) -> dict[str, float]:
 
 
 async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency: int,
-                          retry_share: float, rate: float) -> dict[str, float]:
+                          retry_share: float, rate: float, pid: int) -> dict[str, float]:
     # answers to vote on
     targets = []
     async with httpx.AsyncClient(timeout=30) as client:
@@ -125,6 +137,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
         async with gate:
             acks.append(await send(client, url, body, retry))
 
+    cpu_before = cpu_seconds(pid)
     start = time.perf_counter()
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await asyncio.gather(*(deliver(client, start + i / rate, body, retry)
@@ -147,6 +160,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
             break
         await asyncio.sleep(0.05)
     done_in = time.perf_counter() - start
+    cpu_per_event = (cpu_seconds(pid) - cpu_before) / len(deliveries)
     casts = 0
     for answer_id in answer_ids:
         casts += sum(1 for h in store.vote_history(answer_id=answer_id)
@@ -156,6 +170,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
         "events": len(deliveries), "retries": len(deliveries) - n,
         "ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
         "sent_per_s": len(deliveries) / sent_in, "sustained_per_s": len(deliveries) / done_in,
+        "server_cpu_ms_per_event": cpu_per_event * 1000,
         "votes_expected": len(expected), "votes_lost": lost, "votes_duplicated": max(0, casts - len(expected)),
     }
 
@@ -189,13 +204,16 @@ def main() -> None:
                   f"ack p50 {answers['ack_p50_ms']:.1f} ms, p99 {answers['ack_p99_ms']:.1f} ms; "
                   f"answer posted p50 {answers['posted_p50_ms']:.1f} ms, p99 {answers['posted_p99_ms']:.1f} ms")
             votes = asyncio.run(bench_reactions(url, stub, store, args.reactions, args.concurrency,
-                                                args.retry_share, args.rate))
+                                                args.retry_share, args.rate, bot.process.pid))
             print(f"reactions ({votes['events']} events incl. {votes['retries']} retried deliveries, "
                   f"offered at {args.rate:.0f}/s, up to {args.concurrency} in flight): ack p50 {votes['ack_p50_ms']:.1f} ms, "
                   f"p99 {votes['ack_p99_ms']:.1f} ms; sent {votes['sent_per_s']:.0f}/s, "
                   f"sustained (all votes stored) {votes['sustained_per_s']:.0f} events/s; "
                   f"votes expected {votes['votes_expected']}, lost {votes['votes_lost']}, "
                   f"duplicated {votes['votes_duplicated']}")
+            print(f"server CPU per reaction event {votes['server_cpu_ms_per_event']:.2f} ms "
+                  f"(one core: at most {1000 / votes['server_cpu_ms_per_event']:.0f} events/s; "
+                  f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         finally:
             store.close()
             bot.stop()

@@ -97,6 +97,21 @@ def _doc_ref(source_ref: str | None) -> tuple[str | None, str | None]:
     return (source_ref[4:] if source_ref.startswith("doc:") else source_ref), None
 
 
+def _answer_id(value: object) -> int:
+    """An answer id as an int ("12" from a button value is fine); anything else is unknown."""
+    if isinstance(value, bool):
+        raise UnknownAnswer(value)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise UnknownAnswer(value)
+    if not 0 < number < 2**63:
+        raise UnknownAnswer(value)
+    return number
+
+
 def _check_json(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidFeedback(f"{what} must be a JSON object")
@@ -320,8 +335,9 @@ class FeedbackStore:
         return result
 
     def get_answer(self, answer_id: int) -> AnswerRecord:
+        answer_id = _answer_id(answer_id)
         with self._session() as session:
-            row = session.get(m.Answer, answer_id) if isinstance(answer_id, int) else None
+            row = session.get(m.Answer, answer_id)
             if row is None:
                 raise UnknownAnswer(answer_id)
             shown = session.exec(select(m.ShownSource).where(m.ShownSource.answer_id == answer_id)).all()
@@ -329,6 +345,7 @@ class FeedbackStore:
 
     def attach_message(self, answer_id: int, channel: str, message_ts: str) -> None:
         """Remember which Slack message carries this answer, so reactions find it."""
+        answer_id = _answer_id(answer_id)
 
         def work(session: Session) -> None:
             row = session.get(m.Answer, answer_id)
@@ -385,6 +402,7 @@ class FeedbackStore:
         The raw vote is always kept (VoteEvent); the policy decides whether it counts for
         learning and with what weight, and the outcome says why.
         """
+        answer_id = _answer_id(answer_id)
         if value not in (1, -1) or isinstance(value, bool):
             raise InvalidFeedback("a vote is +1 (👍) or -1 (👎)")
         if not user:
@@ -480,6 +498,7 @@ class FeedbackStore:
 
     def remove_vote(self, answer_id: int, user: str, *, source: str = "cli") -> bool:
         """Withdraw `user`'s vote (a removed reaction); False when there was none."""
+        answer_id = _answer_id(answer_id)
 
         def work(session: Session) -> bool:
             if session.get(m.Answer, answer_id) is None:
@@ -552,6 +571,7 @@ class FeedbackStore:
     def suggest_correction(
         self, answer_id: int, user: str, *, text: str | None = None, source_ref: str | None = None
     ) -> CorrectionRecord:
+        answer_id = _answer_id(answer_id)
         text, source_ref = self._check_correction(text, source_ref)
         if not user:
             raise InvalidFeedback("a correction needs the user's id")

@@ -55,7 +55,7 @@ def test_empty_question_is_refused(store):
 def test_one_vote_per_user_later_replaces_removal_removes(store):
     a = answer(store)
     first = store.vote(a.id, "U1", 1)
-    second = store.vote(a.id, "U1", -1)
+    second = store.vote(str(a.id), "U1", -1)  # an id from a button value
     assert not first.replaced and second.replaced and first.vote_id == second.vote_id
     store.vote(a.id, "U2", 1)
     votes = {v.user: v.value for v in store.votes_for(a.id)}
@@ -70,6 +70,9 @@ def test_one_vote_per_user_later_replaces_removal_removes(store):
 def test_vote_on_unknown_answer_is_refused_and_changes_nothing(store):
     with pytest.raises(UnknownAnswer, match="no answer #424242"):
         store.vote(424242, "U1", 1)
+    for bad in ("abc", -1, 0, 2**70, None, 1.5):
+        with pytest.raises(UnknownAnswer):
+            store.vote(bad, "U1", 1)
     with pytest.raises(UnknownAnswer):
         store.remove_vote(424242, "U1")
     assert store.vote_history() == [] and audit_actions(store) == []

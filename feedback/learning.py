@@ -410,8 +410,9 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
     lines = [
         f"{diff['memories']} piece(s) of validated feedback from {diff['users']} user(s): "
         f"{len(raised)} document(s) raised, {len(lowered)} lowered, {len(diff['passages'])} corrected "
-        f"passage(s) added — each only for questions similar to the ones asked "
-        f"(similarity ≥ {memory['tau']:.2f}; at most ±{memory['cap']:.1f}σ per document).",
+        f"passage(s) added — each only for questions similar to the ones asked (similarity ≥ "
+        f"{memory['tau']:.2f} for corrections, {memory['tau_vote']:.2f} for 👍, {memory['tau_negative']:.2f} "
+        f"for 👎; at most ±{memory['cap']:.1f}σ per document).",
     ]
     shown = 0
     for entry in documents:

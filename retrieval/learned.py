@@ -78,6 +78,7 @@ class MemoryParams:
 
     tau: float = 0.45
     tau_negative: float = 0.7  # 👎 memories: only for near-repeats of the question
+    tau_vote: float = 0.6  # 👍 memories: a confirmation generalises less far than a correction
     power: float = 2.0
     cap: float = 3.0
     scale: float = 3.0
@@ -148,6 +149,7 @@ class LearnedTuning:
         passage_vectors: np.ndarray | None = None,
         adapter: np.ndarray | None = None,
         center: np.ndarray | None = None,
+        memory_is_vote: np.ndarray | None = None,
     ) -> None:
         self.version = version
         self.params = params
@@ -158,7 +160,10 @@ class LearnedTuning:
         self.questions = self._centred(questions)
         self.memory_question = np.asarray(memory_question, dtype=np.int64)
         self.memory_weight = np.asarray(memory_weight, dtype=np.float32)
-        self.memory_tau = np.where(self.memory_weight < 0, params.tau_negative, params.tau).astype(np.float32)
+        is_vote = np.zeros(len(self.memory_weight), bool) if memory_is_vote is None else np.asarray(memory_is_vote, bool)
+        self.memory_tau = np.where(
+            self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
+        ).astype(np.float32)
         self.docs = sorted(set(memory_doc))
         index = {d: i for i, d in enumerate(self.docs)}
         self.memory_doc = np.asarray([index[d] for d in memory_doc], dtype=np.int64)
@@ -327,6 +332,9 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         memory_question=np.asarray(memory_question, dtype=np.int64),
         memory_doc=memory_doc,
         memory_weight=np.asarray(memory_weight, dtype=np.float32),
+        memory_is_vote=np.array([r.startswith("a") for r in memories.get("refs", [])], bool)
+        if len(memories.get("refs", [])) == len(memory_weight)
+        else None,
         passages=passages,
         passage_vectors=passage_vectors,
         adapter=adapter,

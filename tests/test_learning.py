@@ -176,7 +176,7 @@ def test_summary_names_what_changes_and_which_feedback_in_one_screen() -> None:
     lines = proposal.summary.splitlines()
     assert len(lines) <= 20
     assert "c9" in proposal.summary and "canteen" in proposal.summary
-    assert "similarity ≥ 0.45" in proposal.summary  # thresholds are visible
+    assert "similarity ≥ 0.45 for corrections, 0.60 for 👍, 0.70 for 👎" in proposal.summary  # thresholds visible
     canteen = next(d for d in proposal.diff["documents"] if d["doc_id"] == "canteen")
     assert canteen["corrections"] == ["c9"] and canteen["questions"] == [LUNCH]
 
@@ -262,3 +262,14 @@ def test_learning_is_incremental_questions_already_learned_are_not_embedded_agai
     assert encoder.calls == 0
     tuning = tuning_from_payload(second.payload, None)
     assert tuning.adjustments(VECTORS[PASSWORD_AGAIN]).keys() == {"sso"}
+
+
+def test_a_correction_reaches_further_than_an_upvote_and_a_downvote_least() -> None:
+    loosely = unit(1, 1.2, 0)  # cosine ≈ 0.64 with PASSWORD: related, not a repeat
+    _, by_fix = learned(feedback(corrections=[correction(1, PASSWORD, "ann", doc_id="sso")]))
+    _, by_up = learned(feedback([vote(1, PASSWORD, "ann", +1, "sso")]))
+    _, by_down = learned(feedback([vote(1, PASSWORD, "ann", -1, "sso")]))
+    fix = by_fix.adjustments(loosely).get("sso", 0.0)
+    up = by_up.adjustments(loosely).get("sso", 0.0)
+    assert fix > 0.5 and 0 <= up < fix / 10
+    assert by_down.adjustments(loosely) == {}

@@ -179,16 +179,22 @@ Job = Callable[[], Any]
 def learning_job(services: Any, store: Any, created_by: str = "worker", strategy: str = "askloop") -> Job:
     """Build a proposal from validated feedback, record it, and evaluate it when a gate exists.
 
-    Returns the new ProposalRecord, or None when the feedback yields nothing new (the same
-    payload is already live or already waiting for review) — so a schedule never piles up
-    identical proposals. The learning engine is imported lazily: the worker runs, and reports
-    what is missing, even in an install without it.
+    Returns the evaluated ProposalRecord, or None when the feedback yields nothing new (the
+    same payload is already live or already waiting for review) — so a schedule never piles up
+    identical proposals.
     """
 
     def run() -> Any:
-        from feedback.learning import LearningEngine
+        # The same steps as `askloop learn` (bot/commands/evaluation.py), unattended.
+        from feedback.adapter import store_chunk_vectors
+        from feedback.gate import GateConfig, evaluate_proposal
+        from feedback.learning import LearningEngine, doubtful_votes
 
-        learned = LearningEngine(services.embedder).build(store.training_feedback(), strategy)
+        engine = LearningEngine(services.embedder, chunk_vectors=store_chunk_vectors(services.store))
+        active = store.active_version()
+        if active is not None:
+            engine.remember_vectors(active.payload)  # only new questions need embedding
+        learned = engine.build(store.training_feedback(), strategy, doubtful_votes(store))
         payload_id = learned.payload.get("id")
         empty = not learned.memories and not learned.payload.get("passages")
         if learned.strategy == "none" or empty:
@@ -200,10 +206,10 @@ def learning_job(services: Any, store: Any, created_by: str = "worker", strategy
         proposal = known or store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by
         )
-        evaluate = _gate(services, store)
-        if evaluate is not None:
-            evaluate(proposal)
-        return store.get_proposal(proposal.id)
+        # Measured before any moderator sees it: the evaluation gate, as `askloop learn` runs it.
+        return evaluate_proposal(
+            store, services.knowledge_base, proposal, GateConfig.from_settings(services.settings)
+        )
 
     return run
 
@@ -221,34 +227,6 @@ def _already_known(store: Any, payload_id: Any) -> Any:
         if proposal.status in OPEN_PROPOSAL_STATES and proposal.payload.get("id") == payload_id:
             return proposal
     return None
-
-
-def _gate(services: Any, store: Any) -> Callable[[Any], Any] | None:
-    """The evaluation gate's "evaluate this proposal and record the result", if installed."""
-    try:
-        from feedback import gate
-    except ImportError:
-        log.warning("no evaluation gate installed: proposals stay pending until evaluated by hand")
-        return None
-    for name in ("evaluate_proposal", "evaluate_and_record", "run_gate"):
-        entry = getattr(gate, name, None)
-        if callable(entry):
-            return lambda proposal: _call_flexibly(
-                entry, proposal=proposal, proposal_id=proposal.id, store=store, services=services,
-                knowledge_base=services.knowledge_base, settings=services.settings,
-            )
-    log.warning("feedback.gate has no entry point the worker knows; proposals stay pending")
-    return None
-
-
-def _call_flexibly(fn: Callable[..., Any], **available: Any) -> Any:
-    """Call `fn` with the keyword arguments it declares among `available`."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return fn(**available)
-    return fn(**{name: value for name, value in available.items() if name in params})
 
 
 def _proposal_id(result: Any) -> int | None:

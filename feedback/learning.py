@@ -344,6 +344,25 @@ class LearningEngine:
         )
 
 
+def learn_from_store(
+    store: Any, encoder: Encoder, *, chunk_store: Any = None, strategy: str = "askloop",
+    params: LearningParams | None = None,
+) -> LearnedProposal:
+    """Everything the engine can use from a store, without recording anything: validated
+    feedback, rejected fixes (to discount their 👎), the active version's question vectors
+    (incremental), and — given the chunk store — document vectors for the query adapter."""
+    chunk_vectors = None
+    if chunk_store is not None:
+        from feedback.adapter import store_chunk_vectors
+
+        chunk_vectors = store_chunk_vectors(chunk_store)
+    engine = LearningEngine(encoder, params, chunk_vectors=chunk_vectors)
+    active = store.active_version()
+    if active is not None:
+        engine.remember_vectors(active.payload)
+    return engine.build(store.training_feedback(), strategy, doubtful_votes(store))
+
+
 def doubtful_votes(store: Any) -> frozenset[tuple[int, str]]:
     """(answer id, user) of corrections a moderator rejected: that user's 👎 there is doubtful."""
     try:

@@ -44,7 +44,7 @@ def learn(
     """Build a proposal from validated feedback, evaluate it, and show what it would change."""
     from feedback.errors import FeedbackError
     from feedback.gate import GateConfig, evaluate_proposal, render_evaluation
-    from feedback.learning import STRATEGIES, LearningEngine, doubtful_votes
+    from feedback.learning import STRATEGIES, learn_from_store
 
     expected(FeedbackError)
     if strategy not in STRATEGIES or strategy == "none":
@@ -54,13 +54,7 @@ def learn(
         feedback = store.training_feedback()
         if not feedback.votes and not feedback.corrections:
             fail("no validated feedback yet: nothing to learn (votes must count; corrections must be approved)")
-        from feedback.adapter import store_chunk_vectors
-
-        engine = LearningEngine(services.embedder, chunk_vectors=store_chunk_vectors(services.store))
-        active = store.active_version()
-        if active is not None:
-            engine.remember_vectors(active.payload)  # only new questions need embedding
-        learned = engine.build(feedback, strategy, doubtful_votes(store))
+        learned = learn_from_store(store, services.embedder, chunk_store=services.store, strategy=strategy)
         proposal = store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)
         )

@@ -138,6 +138,7 @@ class FeedbackStore:
         self._is_moderator = is_moderator
         self._upsert = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
         self._vote_sql: tuple[Any, Any, Any] | None = None
+        self._reader = self.engine.execution_options(read_only=True)
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "FeedbackStore":
@@ -172,7 +173,8 @@ class FeedbackStore:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        """A session for reading only (on SQLite it takes no write lock)."""
+        with Session(self._reader, expire_on_commit=False) as session:
             yield session
 
     def _write(self, work: Callable[[Session], T]) -> T:

@@ -84,3 +84,31 @@ def test_concurrent_applies_make_consecutive_versions(store_url):
         assert store.active_version().number in versions
     finally:
         store.close()
+
+
+def test_readers_alongside_writers_never_fail(store_url):
+    store = FeedbackStore(store_url, policy=VotePolicy(max_votes_per_hour=10_000))
+    try:
+        answer_id = answer(store).id
+
+        def writer(thread: int) -> int:
+            for n in range(15):
+                store.vote(answer_id, f"T{thread}-U{n}", 1)
+            return 0
+
+        def reader(_: int) -> int:
+            seen = 0
+            for _ in range(15):
+                seen = max(seen, len(store.votes_for(answer_id)))
+                store.stats()
+                store.active_version()
+            return seen
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            writes = [pool.submit(writer, t) for t in range(4)]
+            reads = [pool.submit(reader, t) for t in range(4)]
+            assert all(f.result() == 0 for f in writes)
+            assert all(0 <= f.result() <= 60 for f in reads)
+        assert len(store.votes_for(answer_id)) == 60
+    finally:
+        store.close()

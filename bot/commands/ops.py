@@ -55,6 +55,8 @@ def worker(
     Runs after ASKLOOP_LEARN_AFTER_VOTES new validated votes/approved corrections, or every
     ASKLOOP_LEARN_INTERVAL seconds when there is new feedback. Safe to run on every replica.
     """
+    if force and not once:
+        fail("--force only makes sense with --once")
     from bot.observability import configure_from_settings
     from bot.worker import LearningWorker
 
@@ -70,8 +72,6 @@ def worker(
             if report.outcome == "failed":
                 fail("background learning failed")
             return
-    if force:
-        fail("--force only makes sense with --once")
     logging.getLogger("askloop.worker").info(
         "worker started", extra={"after_votes": learner.after_votes, "interval": learner.interval}
     )

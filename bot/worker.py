@@ -177,7 +177,7 @@ Job = Callable[[], Any]
 
 
 def learning_job(services: Any, store: Any, created_by: str = "worker", strategy: str = "askloop") -> Job:
-    """Build a proposal from validated feedback, record it, and evaluate it when a gate exists.
+    """Build a proposal from validated feedback, record it, and evaluate it (the gate).
 
     Returns the evaluated ProposalRecord, or None when the feedback yields nothing new (the
     same payload is already live or already waiting for review) — so a schedule never piles up
@@ -230,15 +230,9 @@ def _already_known(store: Any, payload_id: Any) -> Any:
 
 
 def _proposal_id(result: Any) -> int | None:
-    if result is None:
-        return None
-    for candidate in (result, getattr(result, "proposal", None)):
-        pid = getattr(candidate, "id", None) if candidate is not None else None
-        if isinstance(pid, int):
-            return pid
-    if isinstance(result, dict) and isinstance(result.get("proposal_id"), int):
-        return result["proposal_id"]
-    return None
+    """The id of what a job returned (a ProposalRecord), or None when it made no proposal."""
+    pid = getattr(result, "id", None)
+    return pid if isinstance(pid, int) else None
 
 
 class LearningWorker:

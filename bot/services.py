@@ -97,9 +97,13 @@ class Services:
         from feedback.store import FeedbackStore
 
         store = FeedbackStore.from_settings(self.settings, is_moderator=self._is_moderator)
-        if is_sqlite(store.url) and store.is_empty():
-            store.upgrade()
-        store.check_schema()
+        try:
+            if is_sqlite(store.url) and store.is_empty():
+                store.upgrade()
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def tuning(self) -> Tuning:
@@ -132,7 +136,11 @@ class Services:
         except ImportError:  # the learning engine is not installed: serve the base index
             log.warning("tuning version %s is active but retrieval.learned is unavailable", version.number)
             return NoTuning()
-        return tuning_from_payload(version.payload, version.number)
+        try:
+            return tuning_from_payload(version.payload, version.number)
+        except Exception:  # a version that cannot be decoded must not take answering down
+            log.exception("tuning version %s cannot be used; serving the base index", version.number)
+            return NoTuning()
 
     def answer(
         self,

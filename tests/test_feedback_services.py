@@ -93,3 +93,17 @@ def test_without_the_learning_engine_the_base_index_is_served(tiny_services, mon
     apply(services.feedback, {"n": 1})
     tuning = services.tuning()
     assert isinstance(tuning, NoTuning) and tuning.version is None
+
+
+def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_services, monkeypatch):
+    module = types.ModuleType("retrieval.learned")
+
+    def broken(payload, version):
+        raise ValueError("unknown tuning kind")
+
+    module.tuning_from_payload = broken
+    monkeypatch.setitem(sys.modules, "retrieval.learned", module)
+    services = make(tiny_services, ttl=0)
+    apply(services.feedback, {"kind": "from-the-future"})
+    answer = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    assert answer.tuning_version is None and answer.hits

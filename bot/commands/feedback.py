@@ -137,12 +137,13 @@ def review(
         table.add_row(item.ref, item.status, escape(item.created_by), _when(item.created_at), escape(item.summary))
     console.print(table)
     if result.page < result.pages:
-        console.print(f"[dim]next: askloop review --page {result.page + 1}[/]")
+        more = f" --per-page {per_page}" if per_page != 20 else ""
+        console.print(f"[dim]next: askloop review --page {result.page + 1}{more}[/]")
     console.print("[dim]decide: askloop review approve ID [--note ...] | askloop review reject ID[/]")
 
 
 @review_app.command("show")
-def review_show(ref: Annotated[str, typer.Argument(help="c12 or p3")]) -> None:
+def review_show(ref: Annotated[str, typer.Argument(metavar="ID", help="c12 or p3")]) -> None:
     """Everything about one correction or proposal."""
     with friendly_errors():
         kind, number = parse_ref(ref)
@@ -153,7 +154,7 @@ def review_show(ref: Annotated[str, typer.Argument(help="c12 or p3")]) -> None:
 
 @review_app.command("approve")
 def review_approve(
-    ref: Annotated[str, typer.Argument(help="c12 (a correction) or p3 (a proposal)")],
+    ref: Annotated[str, typer.Argument(metavar="ID", help="c12 (a correction) or p3 (a proposal)")],
     note: NoteOption = None,
     text: Annotated[str | None, typer.Option("--text", help="Corrections: approve this text instead (edit, then approve).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead (doc:ID or URL).")] = None,
@@ -183,7 +184,7 @@ def review_approve(
 
 
 @review_app.command("apply")
-def review_apply(ref: Annotated[str, typer.Argument(help="p3")], user: UserOption = "") -> None:
+def review_apply(ref: Annotated[str, typer.Argument(metavar="ID", help="p3")], user: UserOption = "") -> None:
     """Make an approved proposal the active version (a new, immutable version)."""
     with friendly_errors():
         kind, number = parse_ref(ref)
@@ -195,7 +196,7 @@ def review_apply(ref: Annotated[str, typer.Argument(help="p3")], user: UserOptio
 
 @review_app.command("reject")
 def review_reject(
-    ref: Annotated[str, typer.Argument(help="c12 or p3")], note: NoteOption = None, user: UserOption = ""
+    ref: Annotated[str, typer.Argument(metavar="ID", help="c12 or p3")], note: NoteOption = None, user: UserOption = ""
 ) -> None:
     """Reject a correction or a proposal."""
     with friendly_errors():

@@ -509,3 +509,13 @@ def test_rollback_from_app_home_and_reject(slack, stub, store):
     wait_until(lambda: store.get_proposal(other.id).status == "rejected")
     update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
     assert "Rejected" in update.blob()
+
+
+def test_healthz_reports_database_and_knowledge_base(bot):
+    import httpx
+
+    response = httpx.get(bot.url + "/healthz", timeout=5)
+    assert response.status_code == 200
+    figures = response.json()
+    assert figures["ok"] is True and figures["database"] == "ok" and figures["chunks"] >= 7
+    assert httpx.get(bot.url + "/nowhere", timeout=5).status_code == 404

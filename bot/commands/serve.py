@@ -90,7 +90,10 @@ def serve(
     bolt_app = build_app(deps)
     if transport == "socket":
         err_console.print("askloop: connecting to Slack in Socket Mode")
-        asyncio.run(run_socket_mode(deps, bolt_app, settings.slack_app_token or ""))
+        try:
+            asyncio.run(run_socket_mode(deps, bolt_app, settings.slack_app_token or ""))
+        except KeyboardInterrupt:
+            err_console.print("askloop: stopped")
         return
     import uvicorn
 

@@ -105,7 +105,7 @@ def main() -> None:
             print(
                 f"{size:>7,} chunks (filled in {seconds:.0f} s): query p50 {np.percentile(ms, 50):.1f} ms, "
                 f"p90 {np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
-                f"max {ms.max():.1f} ms over {len(ms)} queries"
+                f"max {ms.max():.1f} ms over {len(ms)} queries, load average {os.getloadavg()[0]:.1f}"
             )
 
 

@@ -6,11 +6,18 @@ threshold it admits there is no good match and shows the closest sources instead
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from retrieval.types import Hit
+
+log = logging.getLogger(__name__)
+
+
+class ChatModelError(RuntimeError):
+    """The configured chat model cannot be set up (unknown provider, missing package, no key)."""
 
 PASSAGE_CHARS = 600
 SECOND_PASSAGE_MARGIN = 0.03
@@ -85,7 +92,12 @@ def llm_answer(
     threshold: float,
     tuning_version: int | None = None,
 ) -> Answer:
-    """A chat model writes the answer from the passages only; abstentions never reach it."""
+    """A chat model writes the answer from the passages only; abstentions never reach it.
+
+    If the model fails (network, quota, timeout) the question still gets the extractive answer
+    from the same passages, with the failure noted in `extras["llm_error"]`: the passages were
+    found, and a grounded quote beats an error message.
+    """
     if not hits or hits[0].score < threshold:
         return Answer(question, NO_MATCH, hits, True, tuning_version)
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -94,8 +106,18 @@ def llm_answer(
         SystemMessage(SYSTEM_PROMPT),
         HumanMessage(f"Passages:\n\n{_context(hits)}\n\nQuestion: {question}"),
     ]
-    reply = chat_model.invoke(messages)
-    content = reply.content if isinstance(reply.content, str) else str(reply.content)
+    try:
+        reply = chat_model.invoke(messages)
+        content = reply.content if isinstance(reply.content, str) else str(reply.content)
+    except Exception as exc:
+        log.warning("chat model failed (%s: %s); answering extractively", exc.__class__.__name__, exc)
+        answer = extractive_answer(question, hits, threshold, tuning_version)
+        answer.extras["llm_error"] = f"{exc.__class__.__name__}: {exc}"
+        return answer
+    if not content.strip():
+        answer = extractive_answer(question, hits, threshold, tuning_version)
+        answer.extras["llm_error"] = "the chat model returned an empty answer"
+        return answer
     return Answer(question, content.strip(), hits, False, tuning_version, generated_by="llm")
 
 
@@ -103,4 +125,8 @@ def load_chat_model(spec: str) -> Any:
     """`provider:model` (e.g. `openai:gpt-4o-mini`) through LangChain's `init_chat_model`."""
     from langchain.chat_models import init_chat_model
 
-    return init_chat_model(spec)
+    try:
+        return init_chat_model(spec)
+    except Exception as exc:  # ImportError (provider package missing), ValueError (unknown), ...
+        first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise ChatModelError(f"cannot set up the chat model {spec!r} (ASKLOOP_LLM): {first_line}") from exc

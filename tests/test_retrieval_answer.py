@@ -134,3 +134,30 @@ def test_threshold_setting_decides_abstention(monkeypatch, home, embedder, tiny_
     answer = services.answer("How do I connect to the VPN?")
     assert answer.abstained is (threshold == 0.9)
     assert answer.hits[0].doc_id == "vpn"
+
+
+def test_a_failing_chat_model_falls_back_to_the_extractive_answer() -> None:
+    def network_down():
+        raise ConnectionError("network is unreachable")
+        yield  # pragma: no cover  (makes this a generator)
+
+    model = GenericFakeChatModel(messages=network_down())
+    hits = [hit("vpn", 0.7, TINY_CORPUS[0]["text"])]
+    answer = llm_answer(model, "How do I connect to the VPN?", hits, threshold=0.35)
+    assert answer.generated_by == "extractive" and not answer.abstained
+    assert answer.text == TINY_CORPUS[0]["text"] + " [1]"
+    assert answer.extras["llm_error"] == "ConnectionError: network is unreachable"
+
+
+def test_an_unusable_llm_setting_is_one_line(home, embedder, tiny_corpus, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(tiny_corpus)]).exit_code == 0
+    monkeypatch.setenv("ASKLOOP_LLM", "no-such-provider:model-x")
+    result = runner.invoke(app, ["ask", "How do I connect to the VPN?"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot set up the chat model 'no-such-provider:model-x' (ASKLOOP_LLM)")
+    assert len(result.stderr.strip().splitlines()) == 1

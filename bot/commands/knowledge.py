@@ -11,12 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
-from retrieval.answer import Answer
+from retrieval.answer import Answer, ChatModelError
 from retrieval.embeddings import EmbeddingModelError
 from retrieval.search import EmptyKnowledgeBase, QuestionError
 from retrieval.store import StoreUnavailable
 
-expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelError)
+expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelError, ChatModelError)
 
 
 def print_answer(answer: Answer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -519,3 +518,27 @@ def test_healthz_reports_database_and_knowledge_base(bot):
     figures = response.json()
     assert figures["ok"] is True and figures["database"] == "ok" and figures["chunks"] >= 7
     assert httpx.get(bot.url + "/nowhere", timeout=5).status_code == 404
+
+
+def test_review_from_the_slash_command_list(slack, stub, store):
+    channel = unique("C")
+    call, _ = ask(slack, stub, "what do I attach to expenses?", channel, unique("U"))
+    suggest(slack, stub, call, unique("U"), text="A photo of every receipt.")
+    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    name = unique("review")
+    slack.command("review", user=MODERATOR, channel=channel, response_url=stub.response_url(name))
+    listing = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
+    value = json.dumps({"kind": "correction", "id": correction.id})
+    assert any(e.get("value") == value for b in listing["blocks"] for e in b.get("elements", []))
+    after = unique("after")
+    payload = block_action({"action_id": kit.REVIEW_REJECT, "value": value, "type": "button"},
+                           user=MODERATOR, channel=channel, message_ts=None,
+                           response_url=stub.response_url(after),
+                           container={"type": "message", "message_ts": "1.2", "channel_id": channel,
+                                      "is_ephemeral": True})
+    assert slack.interactive(payload).status_code == 200
+    wait_until(lambda: store.get_correction(correction.id).status == "rejected")
+    replaced = stub.wait_for("response_url", lambda c: c.get("_name") == after)[0]
+    assert replaced["replace_original"] is True
+    assert not any(e.get("value") == value for b in replaced.get("blocks") or []
+                   for e in b.get("elements", []))

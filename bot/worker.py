@@ -185,16 +185,11 @@ def learning_job(services: Any, store: Any, created_by: str = "worker", strategy
     """
 
     def run() -> Any:
-        # The same steps as `askloop learn` (bot/commands/evaluation.py), unattended.
-        from feedback.adapter import store_chunk_vectors
+        # The same steps as `askloop learn`, unattended.
         from feedback.gate import GateConfig, evaluate_proposal
-        from feedback.learning import LearningEngine, doubtful_votes
+        from feedback.learning import learn_from_store
 
-        engine = LearningEngine(services.embedder, chunk_vectors=store_chunk_vectors(services.store))
-        active = store.active_version()
-        if active is not None:
-            engine.remember_vectors(active.payload)  # only new questions need embedding
-        learned = engine.build(store.training_feedback(), strategy, doubtful_votes(store))
+        learned = learn_from_store(store, services.embedder, chunk_store=services.store, strategy=strategy)
         payload_id = learned.payload.get("id")
         empty = not learned.memories and not learned.payload.get("passages")
         if learned.strategy == "none" or empty:

@@ -80,7 +80,7 @@ class SlackStub:
             return [c for c in self.calls if c.method == method and where(c)]
 
     def wait_for(self, method: str, where: Callable[[Call], bool] = lambda c: True,
-                 timeout: float = 20.0, count: int = 1) -> list[Call]:
+                 timeout: float = 30.0, count: int = 1) -> list[Call]:
         """The first `count` matching calls, waiting for them; AssertionError on timeout."""
         deadline = time.monotonic() + timeout
         with self._changed:

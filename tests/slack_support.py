@@ -189,7 +189,7 @@ class BotProcess:
                                         stderr=subprocess.STDOUT)
         return self
 
-    def start(self, timeout: float = 90) -> "BotProcess":
+    def start(self, timeout: float = 180) -> "BotProcess":
         if self.process is None:
             self.launch()
         assert self.process is not None
@@ -236,7 +236,7 @@ def prepare_home(home: Path, corpus: Path, embedder: Any, extra_env: dict[str, s
     store.close()
 
 
-def wait_until(check: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
+def wait_until(check: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()

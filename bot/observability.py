@@ -84,8 +84,8 @@ ABSTENTIONS = Counter(
 )
 VOTES = Counter(
     "askloop_votes",
-    "Vote actions recorded, by kind (up, down, removed) and whether they counted",
-    ["kind", "counted"],
+    "Vote actions recorded, by kind (up, down, removed), whether they counted, and where from",
+    ["kind", "counted", "source"],
     registry=REGISTRY,
 )
 CORRECTIONS = Counter(
@@ -249,11 +249,12 @@ def instrument_store(store: Any) -> Any:
     def voted(args: tuple, kwargs: dict, outcome: Any) -> None:
         value = kwargs.get("value", args[2] if len(args) > 2 else getattr(outcome, "value", 0))
         VOTES.labels(kind="up" if value > 0 else "down",
-                     counted=str(bool(getattr(outcome, "counted", False))).lower()).inc()
+                     counted=str(bool(getattr(outcome, "counted", False))).lower(),
+                     source=kwargs.get("source", "cli")).inc()
 
     def removed(args: tuple, kwargs: dict, changed: Any) -> None:
         if changed:
-            VOTES.labels(kind="removed", counted="n/a").inc()
+            VOTES.labels(kind="removed", counted="n/a", source=kwargs.get("source", "cli")).inc()
 
     _wrap(store, "record_answer", answered)
     _wrap(store, "vote", voted)

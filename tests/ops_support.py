@@ -58,7 +58,8 @@ def scrape(url: str) -> str:
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0.0 when absent)."""
+    """The sum of the samples of `name` whose labels include `labels` (0.0 when none)."""
+    total = 0.0
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith(name):
             continue
@@ -67,8 +68,8 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             continue
         found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(3) or ""))
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(match.group(4))
-    return 0.0
+            total += float(match.group(4))
+    return total
 
 
 def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:

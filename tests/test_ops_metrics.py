@@ -105,6 +105,8 @@ def test_metrics_move_with_answers_votes_and_corrections(served):
     assert metric_value(after, "askloop_abstentions_total", origin="slack") - abst0 == 1
     assert metric_value(after, "askloop_votes_total", kind="up", counted="true") - up0 == 3
     assert metric_value(after, "askloop_votes_total", kind="removed", counted="n/a") - removed0 == 1
+    assert metric_value(after, "askloop_votes_total", kind="up", source="slack") - metric_value(
+        before, "askloop_votes_total", kind="up", source="slack") == 3
     assert metric_value(after, "askloop_votes_total", kind="down", counted="true") - down0 == 1
     assert metric_value(after, "askloop_corrections_total") - corr0 == 1
     assert metric_value(after, "askloop_request_duration_seconds_count",

@@ -166,8 +166,15 @@ def posts_in(stub: SlackStub, channel: str) -> list[Any]:
     return stub.find("chat.postMessage", lambda c: c.get("channel") == channel)
 
 
-def answer_counts(replicas: list[Replica]) -> list[float]:
-    return [metric_value(r.metrics(), "askloop_answers_total", origin="slack_mention") for r in replicas]
+def answer_counts(replicas: list[Replica]) -> list[tuple[float, float, float]]:
+    """Per replica: answers recorded, retrievals timed, /slack/events requests timed."""
+    out = []
+    for replica in replicas:
+        text = replica.metrics()
+        out.append((metric_value(text, "askloop_answers_total", origin="slack_mention"),
+                    metric_value(text, "askloop_retrieval_duration_seconds_count"),
+                    metric_value(text, "askloop_request_duration_seconds_count", path="/slack/events")))
+    return out
 
 
 # -- the Docker commands ------------------------------------------------------------------------
@@ -224,7 +231,10 @@ def test_events_alternating_between_replicas_get_exactly_one_answer_each(stack):
     assert set(channels) <= recorded
     # Each replica answered its three: the work really was spread over both processes.
     after = answer_counts(stack.replicas)
-    assert [a - b for a, b in zip(after, before)] == [3, 3]
+    for (answers1, retrievals1, requests1), (answers0, retrievals0, requests0) in zip(after, before):
+        assert answers1 - answers0 == 3
+        assert retrievals1 - retrievals0 == 3
+        assert requests1 - requests0 == 3
 
 
 def test_retried_delivery_to_the_other_replica_is_not_processed_twice(stack):

@@ -115,3 +115,30 @@ def test_manifest_matches_what_the_app_listens_to():
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+
+
+def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.answering import answer_in_thread
+    from bot.slack.app import make_deps
+
+    tiny_services._chat_model = FakeListChatModel(responses=["Use WireGuard [1]. Tell <!channel> & go."])
+    deps = make_deps(tiny_services.settings, tiny_services)
+    stub = SlackStub().start()
+    try:
+        client = AsyncWebClient(token="xoxb-t", base_url=stub.url)
+        asyncio.run(answer_in_thread(deps, client, channel="CLLM", thread_ts="1.5",
+                                     question="how do I connect to the VPN?", user="UASK",
+                                     origin="slack_mention"))
+        (looking,) = stub.find("chat.postMessage")
+        assert looking["thread_ts"] == "1.5" and "Looking" in looking["text"]
+        (update,) = stub.find("chat.update")
+        assert update["ts"] == stub.messages[("CLLM", update["ts"])]["ts"]
+        assert "Use WireGuard" in update.blob() and "generated" in update.blob()
+        assert "<!channel>" not in update.blob() and "&lt;!channel&gt; &amp; go" in update.blob()
+        record = deps.store.answer_for_message("CLLM", update["ts"])
+        assert record is not None and record.answer_text.startswith("Use WireGuard")
+    finally:
+        stub.stop()

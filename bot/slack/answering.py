@@ -122,7 +122,8 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
     looking_ts: str | None = None
     task = asyncio.ensure_future(produce(deps, question, user, origin, channel, thread_ts))
     try:
-        delay = 0.0 if deps.settings.llm else deps.settings.slack_looking_after
+        generated = bool(deps.settings.llm) or deps.services.chat_model is not None
+        delay = 0.0 if generated else deps.settings.slack_looking_after
         try:
             outcome = await asyncio.wait_for(asyncio.shield(task), timeout=delay) if delay > 0 \
                 else None

@@ -542,3 +542,17 @@ def test_review_from_the_slash_command_list(slack, stub, store):
     assert replaced["replace_original"] is True
     assert not any(e.get("value") == value for b in replaced.get("blocks") or []
                    for e in b.get("elements", []))
+
+
+def test_direct_message_is_answered_once(slack, stub, store):
+    channel, user = "D" + unique("M"), unique("U")
+    dm = message(f"<@{BOT_USER_ID}> how do I request holidays?", user=user, channel=channel,
+                 channel_type="im")
+    slack.event(dm)
+    slack.event(mention("how do I request holidays?", user=user, channel=channel, ts=dm["ts"]))
+    (call,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
+    assert call["thread_ts"] == dm["ts"] and "HR portal" in call.blob()
+    time.sleep(0.5)
+    assert len(stub.find("chat.postMessage", lambda c: c.get("channel") == channel)) == 1
+    record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, call)))
+    assert record.origin == "slack_dm" and record.question == "how do I request holidays?"

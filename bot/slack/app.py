@@ -121,6 +121,8 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
                              context: Any) -> None:
         if event.get("bot_id") or event.get("subtype") not in HUMAN_SUBTYPES or not event.get("user"):
             return
+        if str(event.get("channel", "")).startswith("D"):
+            return  # a direct message: answered from its message.im event, not twice
         await ask(body, client, channel=event["channel"],
                   thread_ts=event.get("thread_ts") or event["ts"], text=event.get("text", ""),
                   user=event["user"], origin="slack_mention", bot_user_id=context.get("bot_user_id"))

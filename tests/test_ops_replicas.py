@@ -200,13 +200,18 @@ def test_dockerfile_and_compose_run_the_same_commands_and_the_healthcheck_passes
         assert not (home / "askloop.db").exists() and not (home / "chroma").exists()
 
 
-def test_worker_service_command_starts_and_stops_cleanly(stack):
-    worker = ServiceProcess(compose_command("worker"), stack.env | {"ASKLOOP_LEARN_POLL": "0.2"},
+def test_worker_service_command_starts_serves_metrics_and_stops_cleanly(stack):
+    argv = compose_command("worker")
+    port = free_port()
+    argv[argv.index("--metrics-port") + 1] = str(port)
+    worker = ServiceProcess(argv, stack.env | {"ASKLOOP_LEARN_POLL": "0.2"},
                             stack.root / "worker.log", stack.root).start()
     try:
         started = wait_until(lambda: [line for line in worker.json_lines()
                                       if line.get("message") == "worker started"], timeout=120)
-        assert started[0]["logger"] == "askloop.worker"
+        assert started[0]["logger"] == "askloop.worker" and started[0]["metrics_port"] == port
+        wait_http(f"http://127.0.0.1:{port}/metrics", timeout=30, process=worker.process)
+        assert "askloop_worker_runs" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         code = worker.stop()
     assert code == 0, worker.log()[-2000:]

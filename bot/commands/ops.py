@@ -49,6 +49,7 @@ def drift(
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Check once (and build if due), then exit.")] = False,
     force: Annotated[bool, typer.Option("--force", help="With --once: build even if not due.")] = False,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port (0: off).")] = 0,
 ) -> None:
     """Build and evaluate proposals in the background, once across replicas (a database lock).
 
@@ -72,8 +73,16 @@ def worker(
             if report.outcome == "failed":
                 fail("background learning failed")
             return
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        from bot.observability import REGISTRY, count_logged_errors
+
+        count_logged_errors()
+        start_http_server(metrics_port, registry=REGISTRY)
     logging.getLogger("askloop.worker").info(
-        "worker started", extra={"after_votes": learner.after_votes, "interval": learner.interval}
+        "worker started", extra={"after_votes": learner.after_votes, "interval": learner.interval,
+                                 "metrics_port": metrics_port or None}
     )
     signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
     try:

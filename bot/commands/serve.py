@@ -83,6 +83,8 @@ def serve(
     except ImportError:  # pragma: no cover
         logging.basicConfig(level=logging.INFO)
         log_config = None
+    if not settings.slack_bot_token:
+        fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…): see docs/slack.md")
     transport = choose_transport(settings, http)
     if transport == "http" and not settings.slack_signing_secret:
         fail("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it")

@@ -142,3 +142,16 @@ def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
         assert record is not None and record.answer_text.startswith("Use WireGuard")
     finally:
         stub.stop()
+
+
+def test_serve_refuses_clearly_without_tokens(home, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 1 and "SLACK_BOT_TOKEN is not set" in result.output
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    result = runner.invoke(app, ["serve", "--http"])
+    assert result.exit_code == 1 and "SLACK_SIGNING_SECRET is not set" in result.output

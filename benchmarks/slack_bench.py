@@ -2,7 +2,7 @@
 
 Starts `askloop serve --http` as a process over a small ingested corpus and measures:
 1. answers: mention -> ack latency, and mention -> answer posted (chat.postMessage at the
-   stand-in), p50/p99, extractive answers;
+   stand-in), p50/p99, extractive answers; one at a time, then arriving at a steady rate;
 2. reactions under load: many 👍/👎 reaction events (a share of them re-delivered as Slack
    retries) offered at a fixed rate (open loop, like Slack's deliveries); ack latency p50/p99, sustained events/s until every vote is in the
    database, and the count of lost or duplicated votes (both must be 0).
@@ -87,6 +87,37 @@ async def bench_answers(url: str, stub: SlackStub, n: int) -> dict[str, float]:
             call = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
                                            lambda c, ch=channel: c.get("channel") == ch)
             posted.append(call[0].at - sent)
+    return {"ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
+            "posted_p50_ms": pct(posted, 50) * 1000, "posted_p99_ms": pct(posted, 99) * 1000}
+
+
+async def bench_answer_load(url: str, stub: SlackStub, n: int, rate: float) -> dict[str, float]:
+    """Mentions arriving at `rate` per second: acks must stay fast while retrieval works."""
+    import aiohttp
+
+    acks: list[float] = []
+    sent_at: dict[str, float] = {}
+
+    async def one(session: aiohttp.ClientSession, i: int, due: float) -> None:
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        channel = f"CLOAD{i:05d}"
+        event = mention(QUESTIONS[i % len(QUESTIONS)], user=f"UL{i:05d}", channel=channel)
+        body = envelope(event, f"EvL{i:06d}")
+        sent_at[channel] = time.monotonic()
+        began = time.perf_counter()
+        async with session.post(url, data=body, headers={"Content-Type": "application/json",
+                                                         **sign(body)}) as response:
+            await response.read()
+        acks.append(time.perf_counter() - began)
+
+    async with aiohttp.ClientSession() as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(one(session, i, start + i / rate) for i in range(n)))
+    calls = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
+                                    lambda c: str(c.get("channel", "")).startswith("CLOAD"), 120, n)
+    posted = [c.at - sent_at[c["channel"]] for c in calls]
     return {"ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
             "posted_p50_ms": pct(posted, 50) * 1000, "posted_p99_ms": pct(posted, 99) * 1000}
 
@@ -196,6 +227,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--retry-share", type=float, default=0.1)
     parser.add_argument("--rate", type=float, default=250.0, help="reaction deliveries per second")
+    parser.add_argument("--answer-rate", type=float, default=20.0, help="mentions per second (load phase)")
     args = parser.parse_args()
 
     from retrieval.embeddings import shared_embedder
@@ -217,6 +249,10 @@ def main() -> None:
             print(f"answers ({args.answers}, sequential, extractive): "
                   f"ack p50 {answers['ack_p50_ms']:.1f} ms, p99 {answers['ack_p99_ms']:.1f} ms; "
                   f"answer posted p50 {answers['posted_p50_ms']:.1f} ms, p99 {answers['posted_p99_ms']:.1f} ms")
+            load = asyncio.run(bench_answer_load(url, stub, args.answers * 2, args.answer_rate))
+            print(f"answers under load ({args.answers * 2} mentions at {args.answer_rate:.0f}/s): "
+                  f"ack p50 {load['ack_p50_ms']:.1f} ms, p99 {load['ack_p99_ms']:.1f} ms; "
+                  f"answer posted p50 {load['posted_p50_ms']:.1f} ms, p99 {load['posted_p99_ms']:.1f} ms")
             votes = asyncio.run(bench_reactions(url, stub, store, args.reactions, args.concurrency,
                                                 args.retry_share, args.rate, bot.process.pid))
             print(f"reactions ({votes['events']} events incl. {votes['retries']} retried deliveries, "

@@ -72,6 +72,21 @@ def main() -> None:
         print(f"TOTAL learning time for {args.votes:,} votes: {total:.1f}s (target < 60s) -> "
               f"{'OK' if total < 60 else 'TOO SLOW'}")
 
+        # Steady state: the worker learns again after 500 more votes; questions already in the
+        # active version keep their vectors, so only the new ones are embedded.
+        for i in range(args.votes, args.votes + 500):
+            question = rng.choice(FORMS).format(v=rng.choice(VERBS), t=rng.choice(TOPICS)) + f" (new {i})"
+            hits = [Hit("doc1", "Doc 1", "doc1.md", 0.6, "text", "doc1-0", base_score=0.6)]
+            answer = store.record_answer(question=question, asker=f"asker{i}", origin="bench", hits=hits,
+                                         answer_text="x", abstained=False, tuning_version=1)
+            store.vote(answer.id, f"user{i % 700}", 1)
+        started = time.perf_counter()
+        again = LearningEngine(embedder)
+        again.remember_vectors(learned.payload)
+        relearned = again.build(store.training_feedback())
+        print(f"incremental: {len(relearned.memories):,} memories (500 new questions) learned in "
+              f"{time.perf_counter() - started:.1f}s")
+
         query = embedder.encode(["How do I reset my password?"])[0]
         candidates = [Hit(f"doc{d}", "", "", float(s), "") for d, s in zip(range(40), np.linspace(0.7, 0.3, 40))]
         t0 = time.perf_counter()

@@ -155,19 +155,8 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
 
     def reaction(added: bool) -> Callable[..., Awaitable[None]]:
         @guarded
-        async def record_reaction(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
-            from bot.slack.feedback import reaction_value
-
-            if reaction_value(event.get("reaction", "")) is None:
-                return  # most reactions are not votes: no database write at all
-            item = event.get("item") or {}
-            if event.get("user") == context.get("bot_user_id") or item.get("type") != "message":
-                return
-            if await deps.answer_id_for(item.get("channel", ""), item.get("ts", "")) is None:
-                return  # not on one of our answers: nothing to claim or record
-            if not await first_delivery(body):
-                return
-            await on_reaction(deps, event, added=added, bot_user_id=context.get("bot_user_id"))
+        async def record_reaction(body: dict[str, Any], context: Any) -> None:
+            await on_reaction(deps, body, added=added, bot_user_id=context.get("bot_user_id"))
 
         record_reaction.__name__ = f"record_reaction_{'added' if added else 'removed'}"
         return record_reaction

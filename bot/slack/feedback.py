@@ -33,8 +33,32 @@ async def current_vote(deps: BotDeps, answer_id: int, user: str) -> int | None:
     return None
 
 
-async def on_reaction(deps: BotDeps, event: dict[str, Any], *, added: bool,
+def apply_reaction(store: Any, event_id: str | None, answer_id: int, user: str, value: int,
+                   added: bool) -> str:
+    """Claim the delivery, then record or withdraw the vote (synchronous, one worker call).
+
+    Returns what happened, for the log. A removed 👍 withdraws the vote only while the user's
+    vote is still 👍 (they may have switched to 👎 since).
+    """
+    if event_id and not store.claim_event(event_id):
+        return "retried delivery ignored"
+    try:
+        if added:
+            outcome = store.vote(answer_id, user, value, source="slack_reaction")
+            return f"vote {value:+d} (counted={outcome.counted})"
+        current = next((v.value for v in store.votes_for(answer_id) if v.user == user), None)
+        if current == value:
+            store.remove_vote(answer_id, user, source="slack_reaction")
+            return "vote removed"
+        return "nothing to remove"
+    except FeedbackError as exc:
+        return f"refused: {exc}"
+
+
+async def on_reaction(deps: BotDeps, body: dict[str, Any], *, added: bool,
                       bot_user_id: str | None) -> None:
+    """A 👍/👎 reaction added or removed; reactions on anything but our answers are ignored."""
+    event = body.get("event") or {}
     value = reaction_value(event.get("reaction", ""))
     item = event.get("item") or {}
     user = event.get("user") or ""
@@ -42,16 +66,10 @@ async def on_reaction(deps: BotDeps, event: dict[str, Any], *, added: bool,
         return
     answer_id = await deps.answer_id_for(item.get("channel", ""), item.get("ts", ""))
     if answer_id is None:
-        return  # not one of our answers
-    try:
-        if added:
-            outcome = await deps.db(deps.store.vote, answer_id, user, value, source="slack_reaction")
-            log.info("vote %+d by %s on answer %s (counted=%s)", value, user, answer_id, outcome.counted)
-        elif await current_vote(deps, answer_id, user) == value:
-            await deps.db(deps.store.remove_vote, answer_id, user, source="slack_reaction")
-            log.info("vote removed by %s on answer %s", user, answer_id)
-    except FeedbackError as exc:
-        log.info("reaction by %s on answer %s refused: %s", user, answer_id, exc)
+        return  # not one of our answers: nothing to claim or record
+    what = await deps.db(apply_reaction, deps.store, body.get("event_id"), answer_id, user, value,
+                         added)
+    log.info("reaction %s by %s on answer %s: %s", event.get("reaction"), user, answer_id, what)
 
 
 async def ephemeral(client: AsyncWebClient, body: dict[str, Any], text: str,

@@ -37,17 +37,32 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_CORPORA = [DATA / "covid-qa" / "corpus.jsonl"]
 
 
-def pipeline_run(paths: list[Path]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds and chunks written by a full ingest into a fresh store."""
+class TimedEmbedder:
+    """The pipeline's embedder, counting the wall time spent inside the model."""
+
+    def __init__(self, embedder) -> None:
+        self._embedder = embedder
+        self.seconds = 0.0
+
+    def encode(self, texts, batch_size=None):
+        start = time.perf_counter()
+        try:
+            return self._embedder.encode(texts, batch_size)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def pipeline_run(paths: list[Path]) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds, seconds inside the model, chunks written: a full ingest."""
     with tempfile.TemporaryDirectory(prefix="askloop-ibench-") as tmp:
-        embedder = shared_embedder(None)
+        embedder = TimedEmbedder(shared_embedder(None))
         store = ChunkStore(open_client(Path(tmp) / "chroma", None), "bench")
-        ingestor = Ingestor(store, embedder, Chunker())
+        ingestor = Ingestor(store, embedder, Chunker())  # type: ignore[arg-type]
         start, cpu = time.perf_counter(), time.process_time()
         report = ingestor.run(paths)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert store.count() == report.chunks_added
-        return seconds, cpu, report.chunks_added
+        return seconds, cpu, embedder.seconds, report.chunks_added
 
 
 def bare_run(model, texts: list[str], batch_size: int) -> tuple[float, float]:
@@ -80,13 +95,14 @@ def main() -> None:
     wall_ratios, cpu_ratios = [], []
     for round_number in range(1, args.rounds + 1):
         bare, bare_cpu = bare_run(bare_model, texts, embedder.batch_size)
-        seconds, cpu, written = pipeline_run(args.corpus)
+        seconds, cpu, in_model, written = pipeline_run(args.corpus)
         assert written == len(chunks), (written, len(chunks))
         wall_ratios.append(bare / seconds)
         cpu_ratios.append(bare_cpu / cpu)
         print(f"round {round_number}: bare encode {len(texts) / bare:.1f} chunks/s "
               f"({bare:.1f} s, {bare_cpu:.1f} s CPU), pipeline {written / seconds:.1f} chunks/s "
-              f"({seconds:.1f} s, {cpu:.1f} s CPU), ratio {wall_ratios[-1]:.2f}, "
+              f"({seconds:.1f} s, {cpu:.1f} s CPU, {seconds - in_model:.2f} s outside the model), "
+              f"ratio {wall_ratios[-1]:.2f}, "
               f"load average {os.getloadavg()[0]:.1f}")
     print(f"median pipeline/bare ratio: {statistics.median(wall_ratios):.2f} by wall clock, "
           f"{statistics.median(cpu_ratios):.2f} by CPU time (target ≥ 0.90)")

@@ -235,3 +235,9 @@ def test_every_setting_is_documented() -> None:
         if not any(f"`{env}`" in text for env in names):
             missing.append(names[0])
     assert missing == [], f"undocumented settings: {missing}"
+
+
+def test_missing_embedding_model_is_one_line(cli, tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ASKLOOP_EMBEDDING_MODEL", str(tmp_path / "no-such-model"))
+    for args in (["ingest", tiny_corpus], ["ask", "hello?"]):
+        one_line_error(cli(*args), "cannot load embedding model")

@@ -70,6 +70,8 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[LoadError]]:
                 and p.suffix.lower() in SUPPORTED_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
+            if not candidates:
+                errors.append(LoadError(path, "no Markdown, text, HTML, PDF or .jsonl files in this folder"))
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
             candidates = [path]
         else:

@@ -204,6 +204,11 @@ def test_discover_walks_folders_skips_hidden_and_unsupported(tmp_path: Path) -> 
         ("notes.docx", "unsupported file type '.docx'"),
     ]
     assert len(list(load_all([tmp_path / "docs"]))) == 3
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "logo.png").write_bytes(b"\x89PNG")
+    assert [e.reason for e in discover([tmp_path / "images"])[1]] == [
+        "no Markdown, text, HTML, PDF or .jsonl files in this folder"
+    ]
 
 
 def test_chunk_ids_are_stable_and_distinct() -> None:

@@ -65,6 +65,10 @@ async def run_socket_mode(deps: Any, bolt_app: Any, app_token: str) -> None:
     finally:
         if watcher:
             watcher.cancel()
+        try:
+            await handler.close_async()
+        except Exception:  # closing is best effort on the way out
+            pass
 
 
 @app.command()

@@ -118,17 +118,17 @@ def golden_list(
 
 
 def render_eval_table(result: dict) -> Table:  # type: ignore[type-arg]
-    table = Table(title=f"{result['dataset']} — test questions", show_lines=False)
-    table.add_column("strategy")
+    """One row per strategy, one "before → after" cell per metric (fits 80 columns)."""
+    table = Table(title=f"{result['dataset']} — test questions, before → after")
+    table.add_column("strategy", no_wrap=True)
     for metric in METRICS:
-        table.add_column(f"{metric} before", justify="right")
-        table.add_column(f"{metric} after", justify="right")
+        table.add_column(metric, justify="right", no_wrap=True)
     for name, figures in result["strategies"].items():
         row = [name]
         for metric in METRICS:
             b, a = figures["before"][metric], figures["after"][metric]
-            colour = "green" if a > b + 1e-9 else "red" if a < b - 1e-9 else ""
-            row += [f"{b:.3f}", f"[{colour}]{a:.3f}[/]" if colour else f"{a:.3f}"]
+            colour = "green" if a > b + 1e-9 else "red" if a < b - 1e-9 else "dim"
+            row.append(f"{b:.3f} → [{colour}]{a:.3f}[/]")
         table.add_row(*row)
     return table
 

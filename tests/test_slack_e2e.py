@@ -556,3 +556,10 @@ def test_direct_message_is_answered_once(slack, stub, store):
     assert len(stub.find("chat.postMessage", lambda c: c.get("channel") == channel)) == 1
     record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, call)))
     assert record.origin == "slack_dm" and record.question == "how do I request holidays?"
+
+
+def test_url_verification_challenge(slack):
+    body = json.dumps({"token": "legacy", "challenge": "c-123", "type": "url_verification"}).encode()
+    response = slack.post(body, "application/json")
+    assert response.status_code == 200 and response.json()["challenge"] == "c-123"
+    assert slack.post(body, "application/json", signed=False).status_code == 401

@@ -58,6 +58,7 @@ class BotDeps:
     # the first time Slack rejects the block (older clients, Enterprise policies).
     native_feedback: bool = True
     answered_threads: LRUSet = field(default_factory=LRUSet)
+    announced: LRUSet = field(default_factory=LRUSet)  # review items already posted (by anyone)
     # message -> answer id of our answers (immutable once linked), so reactions skip a query
     answer_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     _db_pool: ThreadPoolExecutor | None = None

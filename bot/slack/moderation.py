@@ -60,8 +60,13 @@ async def announce(deps: BotDeps, client: AsyncWebClient, kind: str, item_id: in
     channel = deps.settings.review_channel
     if not channel:
         return
+    key = f"review-post:{kind}:{item_id}"
+    if key in deps.announced:
+        return
     try:
-        if not await deps.db(deps.store.claim_event, f"review-post:{kind}:{item_id}"):
+        claimed = await deps.db(deps.store.claim_event, key)
+        deps.announced.add(key)
+        if not claimed:
             return
         text, blocks = await deps.db(review_message, deps, kind, item_id)
         await client.chat_postMessage(channel=channel, text=text, blocks=blocks,

@@ -76,3 +76,19 @@ def test_recent_questions_report_churn(tiny_services, store, embedder) -> None:
     assert result.evaluation["recent"] == {"count": 1, "top_changed": 1, "top_changed_share": 1.0}
     quiet = evaluate_payload(store, tiny_services.knowledge_base, helpful(embedder).payload)
     assert quiet.evaluation["recent"]["top_changed"] == 0
+
+
+def test_an_applied_proposal_changes_the_bots_answers(tiny_services, store, embedder) -> None:
+    """Through Services, as the bot answers: the applied version is used and recorded."""
+    question = "Which tool gets me onto the internal network?"
+    votes = [vote(1, question, "ann", -1, "laptop")]
+    fixes = [correction(1, question, "ann", doc_id="vpn")]
+    learned = LearningEngine(embedder).build(feedback(votes, fixes))
+    proposal = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by="t")
+    evaluate_proposal(store, tiny_services.knowledge_base, proposal)
+    store.approve_proposal(proposal.id, "mod")
+    version = store.apply_proposal(proposal.id, "mod")
+    answer = tiny_services.answer("What tool do I need to reach the internal network?", asker="bob")
+    assert answer.tuning_version == version.number
+    assert answer.hits[0].doc_id == "vpn" and any("feedback" in r for r in answer.hits[0].reasons)
+    assert store.get_answer(answer.extras["answer_id"]).tuning_version == version.number

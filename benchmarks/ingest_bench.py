@@ -4,7 +4,7 @@ The pipeline run covers everything `askloop ingest` does — discover and load t
 compare with the store, embed, write to an embedded Chroma store — in a fresh data directory.
 The bare run encodes exactly the texts the pipeline embedded, with a separately loaded model
 and the same batch size, so the ratio is what the rest of the pipeline costs on top of the
-model. Rounds alternate (bare, pipeline, bare, pipeline, ...) so background load hits both alike;
+model. Rounds alternate (bare then pipeline, pipeline then bare, ...) so background load hits both alike;
 each round's ratio is printed, then the median ratio — by wall clock, and by CPU time of this
 process (which other programs on a busy machine do not inflate) — with the load average.
 
@@ -94,8 +94,12 @@ def main() -> None:
 
     wall_ratios, cpu_ratios = [], []
     for round_number in range(1, args.rounds + 1):
-        bare, bare_cpu = bare_run(bare_model, texts, embedder.batch_size)
-        seconds, cpu, in_model, written = pipeline_run(args.corpus)
+        if round_number % 2:  # alternate which goes first, so neither always meets a busier moment
+            bare, bare_cpu = bare_run(bare_model, texts, embedder.batch_size)
+            seconds, cpu, in_model, written = pipeline_run(args.corpus)
+        else:
+            seconds, cpu, in_model, written = pipeline_run(args.corpus)
+            bare, bare_cpu = bare_run(bare_model, texts, embedder.batch_size)
         assert written == len(chunks), (written, len(chunks))
         wall_ratios.append(bare / seconds)
         cpu_ratios.append(bare_cpu / cpu)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
@@ -79,4 +80,4 @@ class Chunker:
                         origin=document.origin,
                     )
                 )
-        return chunks
+        return [replace(chunk, doc_chunks=len(chunks)) for chunk in chunks]

@@ -43,6 +43,7 @@ def _chunk_from(chunk_id: str, text: str | None, meta: dict[str, Any] | None) ->
         position=int(meta.get("position", 0) or 0),
         fingerprint=str(meta.get("fingerprint", "")),
         origin=str(meta.get("origin", "")),
+        doc_chunks=int(meta.get("doc_chunks", 0) or 0),
     )
 
 
@@ -145,8 +146,9 @@ class ChunkStore:
     def document_index(self) -> dict[str, dict[str, Any]]:
         """doc_id → {fingerprint, source, origin, title, chunk_ids}: what ingest compares against.
 
-        A document whose chunks disagree on the fingerprint (a write that failed halfway and
-        could not be rolled back) gets an empty fingerprint, so the next ingest rewrites it.
+        A document whose chunks disagree on the fingerprint, or that has fewer or more chunks
+        than its chunks say it should (a write that failed halfway and could not be rolled
+        back), gets an empty fingerprint, so the next ingest rewrites it.
         """
         index: dict[str, dict[str, Any]] = {}
         total = self.count()
@@ -167,12 +169,16 @@ class ChunkStore:
                         "source": str(meta.get("source", "")),
                         "origin": str(meta.get("origin", "")),
                         "title": str(meta.get("title", "")),
+                        "doc_chunks": int(meta.get("doc_chunks", 0) or 0),
                         "chunk_ids": [],
                     },
                 )
                 if entry["fingerprint"] != fingerprint:
                     entry["fingerprint"] = ""
                 entry["chunk_ids"].append(chunk_id)
+        for entry in index.values():
+            if entry["doc_chunks"] and entry["doc_chunks"] != len(entry["chunk_ids"]):
+                entry["fingerprint"] = ""
         return index
 
     def query(

@@ -33,6 +33,7 @@ class Chunk:
     position: int = 0
     fingerprint: str = ""
     origin: str = ""
+    doc_chunks: int = 0  # how many chunks its document has: lets ingest spot a half-written one
 
     def metadata(self) -> dict[str, str | int]:
         return {
@@ -43,6 +44,7 @@ class Chunk:
             "position": self.position,
             "fingerprint": self.fingerprint,
             "origin": self.origin,
+            "doc_chunks": self.doc_chunks,
         }
 
 

@@ -236,3 +236,19 @@ def test_report_as_dict_is_json(services, tiny_corpus: Path) -> None:
     assert data["documents"]["added"] == len(TINY_CORPUS)
     assert data["chunks"]["added"] == len(TINY_CORPUS)
     assert data["problems"] == []
+
+
+def test_document_missing_some_chunks_is_rewritten(services, tmp_path: Path) -> None:
+    path = tmp_path / "steps.md"
+    path.write_text("# Steps\n\n" + "\n\n".join(f"## Step {i}\n\nDo thing {i}." for i in range(4)), encoding="utf-8")
+    services.ingestor.run([path])
+    doc_id = str(path.resolve())
+    chunks = services.store.get_chunks([doc_id])
+    assert len(chunks) == 4 and all(c.doc_chunks == 4 for c in chunks)
+    services.store.delete_chunks([chunks[0].chunk_id])  # as if a write had stopped halfway
+    assert services.store.document_index()[doc_id]["fingerprint"] == ""
+
+    report = services.ingestor.run([path])
+    assert report.documents_updated == 1
+    assert sorted(c.chunk_id for c in services.store.get_chunks([doc_id])) == sorted(c.chunk_id for c in chunks)
+    assert services.ingestor.run([path]).documents_skipped == 1

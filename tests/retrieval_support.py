@@ -71,3 +71,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def drop_leaked_log_handlers() -> None:
+    """Remove root log handlers an earlier in-process `askloop serve/worker` run left behind.
+
+    Those handlers hold the stderr of the CliRunner run that installed them; once it is closed,
+    every log line prints a "Logging error" traceback into whatever stderr is current.
+    """
+    import logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_askloop", False):
+            root.removeHandler(handler)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from tests.conftest import SHARED_DATA, TINY_CORPUS
-from tests.retrieval_support import free_port, write_corpus, write_pdf
+from tests.retrieval_support import drop_leaked_log_handlers, free_port, write_corpus, write_pdf
 
 ASKLOOP = Path(sys.executable).parent / "askloop"
 
@@ -21,6 +21,7 @@ ASKLOOP = Path(sys.executable).parent / "askloop"
 @pytest.fixture()
 def cli(home: Path, embedder):
     """Run `askloop ...` in this process (the model stays loaded), returning the click result."""
+    drop_leaked_log_handlers()
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None):

@@ -153,7 +153,9 @@ def test_an_unusable_llm_setting_is_one_line(home, embedder, tiny_corpus, monkey
     from typer.testing import CliRunner
 
     from bot.cli import app
+    from tests.retrieval_support import drop_leaked_log_handlers
 
+    drop_leaked_log_handlers()
     runner = CliRunner()
     assert runner.invoke(app, ["ingest", str(tiny_corpus)]).exit_code == 0
     monkeypatch.setenv("ASKLOOP_LLM", "no-such-provider:model-x")

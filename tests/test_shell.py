@@ -17,10 +17,12 @@ from bot.cli import app
 from bot.shell import Shell
 from retrieval.search import QuestionError
 from tests.conftest import TINY_CORPUS
+from tests.retrieval_support import drop_leaked_log_handlers
 
 
 @pytest.fixture()
 def cli(home: Path, embedder):
+    drop_leaked_log_handlers()
     runner = CliRunner()
     return lambda *args, input=None: runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 

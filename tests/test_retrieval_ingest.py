@@ -252,3 +252,16 @@ def test_document_missing_some_chunks_is_rewritten(services, tmp_path: Path) -> 
     assert report.documents_updated == 1
     assert sorted(c.chunk_id for c in services.store.get_chunks([doc_id])) == sorted(c.chunk_id for c in chunks)
     assert services.ingestor.run([path]).documents_skipped == 1
+
+
+@pytest.mark.parametrize("lookup_by_id_max", [0, 200])
+def test_plan_by_id_lookup_and_by_full_listing_agree(services, tmp_path: Path, monkeypatch, lookup_by_id_max) -> None:
+    monkeypatch.setattr(ingest_module, "LOOKUP_BY_ID_MAX", lookup_by_id_max)
+    corpus = write_corpus(tmp_path / "corpus.jsonl", TINY_CORPUS)
+    other = write_corpus(tmp_path / "other.jsonl", [{"_id": "other", "title": "Other", "text": "Unrelated."}])
+    services.ingestor.run([corpus, other])
+    write_corpus(corpus, [dict(TINY_CORPUS[0], text="Changed.")] + TINY_CORPUS[1:])
+    report = services.ingestor.run([corpus])
+    assert (report.documents_updated, report.documents_skipped, report.documents_added) == (1, 5, 0)
+    assert set(services.store.document_index()) == {d["_id"] for d in TINY_CORPUS} | {"other"}
+    assert set(services.store.document_index(["vpn", "missing"])) == {"vpn"}

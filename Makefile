@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean readme
 
 install: $(STAMP)
 
@@ -30,3 +30,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+readme:
+	$(PYTHON) scripts/build_readme.py

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from bot.services import Services
@@ -52,8 +53,19 @@ def friendly_errors() -> Iterator[None]:
 def get_settings() -> Settings:
     try:
         return load_settings()
-    except Exception as exc:  # pydantic's ValidationError: a bad environment variable
-        fail(f"invalid settings: {str(exc).splitlines()[0]} ({exc.__class__.__name__})")
+    except ValidationError as exc:  # a bad environment variable or .env line
+        problems = "; ".join(
+            f"{_setting_name(error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        fail(f"invalid settings: {problems}")
+
+
+def _setting_name(loc: tuple[object, ...]) -> str:
+    """The environment variable a person sets, not pydantic's field name."""
+    field = str(loc[0]) if loc else "?"
+    if field.startswith("SLACK_") or field.startswith("ASKLOOP_"):
+        return field
+    return f"ASKLOOP_{field.upper()}"
 
 
 def get_services() -> Services:

@@ -18,6 +18,7 @@ import contextvars
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import traceback
@@ -513,9 +514,28 @@ def make_formatter(fmt: str) -> logging.Formatter:
     raise ValueError(f"unknown log format {fmt!r}: use json or text")
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time, not the one current at set-up.
+
+    A handler bound to a replaced stderr (a test runner's capture, a closed pipe) would turn
+    every later log line into a "--- Logging error ---" traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+
 def configure_logging(fmt: str = "text", level: str | int = "INFO") -> None:
     """Root logging to stderr in the chosen format; uvicorn's loggers propagate into it."""
-    handler = logging.StreamHandler()
+    handler = _CurrentStderrHandler()
     handler.setFormatter(make_formatter(fmt))
     root = logging.getLogger()
     for old in list(root.handlers):

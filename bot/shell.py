@@ -7,7 +7,6 @@ Commands are looked up by their first word; other modules add their own with `co
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
@@ -15,6 +14,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from bot.services import local_user
 from retrieval.answer import Answer
 
 Handler = Callable[["Shell", str], None]
@@ -29,13 +29,6 @@ def command(name: str, help_text: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def default_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "local"
-
-
 class Shell:
     def __init__(
         self,
@@ -47,7 +40,7 @@ class Shell:
         errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.services = services
-        self.user = user or default_user()
+        self.user = user or local_user()
         self.console = console or Console(highlight=False)
         self._ask = ask
         self._show = show

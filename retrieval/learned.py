@@ -260,7 +260,7 @@ class LearnedTuning:
         return sorted(out, key=lambda h: h.score, reverse=True)
 
 
-class DocBoostTuning:
+class DocBoostTuning(NoTuning):
     """One boost per document, whatever the question (a baseline, not what askloop does).
 
     The multiplier 2·sigmoid(boost / 3) is 1 with no votes, tends to 2 with many upvotes and to
@@ -268,21 +268,12 @@ class DocBoostTuning:
     """
 
     def __init__(self, version: int | None, boosts: dict[str, float]) -> None:
-        self.version = version
+        super().__init__(version)
         self.boosts = dict(boosts)
 
     @staticmethod
     def multiplier(boost: float) -> float:
         return 2.0 / (1.0 + math.exp(-boost / 3.0))
-
-    def transform_query(self, query: np.ndarray) -> np.ndarray:
-        return query
-
-    def extra_doc_ids(self, query: np.ndarray) -> list[str]:
-        return []
-
-    def extra_hits(self, query: np.ndarray) -> list[Hit]:
-        return []
 
     def rerank(self, query: np.ndarray, hits: list[Hit]) -> list[Hit]:
         out = []

@@ -55,6 +55,11 @@ def review_message(deps: BotDeps, kind: str, item_id: int) -> tuple[str, list[di
     return _proposal_message(deps, item_id)
 
 
+async def may_moderate(deps: BotDeps, client: AsyncWebClient, user: str) -> bool:
+    """A moderator by setting or usergroup (Slack side) or by the store's own list."""
+    return await deps.moderators.is_moderator(client, user) or deps.store.is_moderator(user)
+
+
 async def announce(deps: BotDeps, client: AsyncWebClient, kind: str, item_id: int) -> None:
     """Post an item to the review channel once (claimed in the database: once across replicas)."""
     channel = deps.settings.review_channel
@@ -161,7 +166,7 @@ async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any],
 
     user = body["user"]["id"]
     action = (body.get("actions") or [{}])[0]
-    if not await deps.moderators.is_moderator(client, user) and not deps.store.is_moderator(user):
+    if not await may_moderate(deps, client, user):
         log.info("non-moderator %s pressed %s", user, action.get("action_id"))
         await ephemeral(client, body, REFUSAL)
         return
@@ -189,7 +194,7 @@ async def on_edit(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any]) -
     from bot.slack.feedback import ephemeral
 
     user = body["user"]["id"]
-    if not await deps.moderators.is_moderator(client, user) and not deps.store.is_moderator(user):
+    if not await may_moderate(deps, client, user):
         await ephemeral(client, body, REFUSAL)
         return
     action = (body.get("actions") or [{}])[0]
@@ -216,7 +221,7 @@ async def submit_edit(deps: BotDeps, client: AsyncWebClient, ack: Any, body: dic
     if errors:
         await ack(response_action="errors", errors=errors)
         return
-    if not await deps.moderators.is_moderator(client, user) and not deps.store.is_moderator(user):
+    if not await may_moderate(deps, client, user):
         await ack(response_action="errors", errors={kit.TEXT_BLOCK: REFUSAL})
         return
     metadata = json.loads(view.get("private_metadata") or "{}")
@@ -241,7 +246,7 @@ async def on_rollback(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any
     from bot.slack.feedback import ephemeral
 
     user = body["user"]["id"]
-    if not await deps.moderators.is_moderator(client, user) and not deps.store.is_moderator(user):
+    if not await may_moderate(deps, client, user):
         await ephemeral(client, body, REFUSAL)
         return
     action = (body.get("actions") or [{}])[0]
@@ -321,7 +326,7 @@ async def on_command(deps: BotDeps, client: AsyncWebClient, ack: Any, respond: A
         await respond(text=f"*askloop stats*\n{body}", response_type="ephemeral")
         return
     if word == "review":
-        if not await deps.moderators.is_moderator(client, user) and not deps.store.is_moderator(user):
+        if not await may_moderate(deps, client, user):
             await ack(text=REFUSAL)
             return
         await ack()

@@ -436,7 +436,8 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
         f"{len(raised)} document(s) raised, {len(lowered)} lowered, {len(diff['passages'])} corrected "
         f"passage(s) added — each only for questions similar to the ones asked (similarity ≥ "
         f"{memory['tau']:.2f} for corrections, {memory['tau_vote']:.2f} for 👍, {memory['tau_negative']:.2f} "
-        f"for 👎; at most ±{memory['cap']:.1f}σ per document).",
+        f"for 👎; at most ±{memory['cap']:.1f}σ per document; an approved correction is served first "
+        f"for a near-repeat of its question, similarity ≥ {memory.get('pin_similarity', 0.9):.2f}).",
     ]
     shown = 0
     for entry in documents:

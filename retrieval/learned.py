@@ -23,7 +23,7 @@ import base64
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,10 @@ class MemoryParams:
     min_spread: float = 0.02
     candidate_threshold: float = 0.3  # kernel above which a corrected document joins the candidates
     max_extra: int = 5
+    # An approved correction is served first for a near-repeat of its question (raw cosine at or
+    # above this), like an annotation reply: a spread-bounded boost cannot lift a source the
+    # model scores far below the rest, and a moderator-approved fix must show for its question.
+    pin_similarity: float = 0.9
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.__dict__.items()}
@@ -157,10 +161,12 @@ class LearnedTuning:
         questions = np.asarray(questions, dtype=np.float32)
         if questions.ndim != 2:
             questions = questions.reshape(len(questions), -1) if len(questions) else np.zeros((0, 0), np.float32)
+        self.raw_questions = questions
         self.questions = self._centred(questions)
         self.memory_question = np.asarray(memory_question, dtype=np.int64)
         self.memory_weight = np.asarray(memory_weight, dtype=np.float32)
         is_vote = np.zeros(len(self.memory_weight), bool) if memory_is_vote is None else np.asarray(memory_is_vote, bool)
+        self.memory_is_correction = ~is_vote & (self.memory_weight > 0)
         self.memory_tau = np.where(
             self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
         ).astype(np.float32)
@@ -199,6 +205,18 @@ class LearnedTuning:
         capped = bounded(p.scale * totals, p.cap)
         return {self.docs[i]: float(capped[i]) for i in np.flatnonzero(capped)}
 
+    def pinned(self, query: np.ndarray) -> dict[str, float]:
+        """Documents of approved corrections made on a near-repeat of this question → similarity."""
+        if not np.any(self.memory_is_correction) or len(self.raw_questions) == 0:
+            return {}
+        raw = self.raw_questions @ np.asarray(query, dtype=np.float32)
+        similarity = raw[self.memory_question]
+        chosen = np.flatnonzero(self.memory_is_correction & (similarity >= self.params.pin_similarity))
+        pins: dict[str, float] = {}
+        for i in chosen[np.argsort(-similarity[chosen])]:
+            pins.setdefault(self.docs[self.memory_doc[i]], float(similarity[i]))
+        return pins
+
     def transform_query(self, query: np.ndarray) -> np.ndarray:
         if self.adapter is None:
             return query
@@ -212,18 +230,21 @@ class LearnedTuning:
             for d, a in self.adjustments(query).items()
             if a >= p.candidate_threshold and not d.startswith(PASSAGE_PREFIX)
         ]
-        return [d for _, d in sorted(wanted, reverse=True)[: p.max_extra]]
+        chosen = [d for _, d in sorted(wanted, reverse=True)[: p.max_extra]]
+        pins = [d for d in self.pinned(query) if not d.startswith(PASSAGE_PREFIX)]
+        return list(dict.fromkeys(pins + chosen))
 
     def extra_hits(self, query: np.ndarray) -> list[Hit]:
         if not self.passages or self.passage_vectors is None:
             return []
         p = self.params
         adjustments = self.adjustments(query)
+        pins = self.pinned(query)
         hits = []
         ids = list(self.passages)
         similarities = self.passage_vectors @ np.asarray(query, dtype=np.float32)
         for doc_id, similarity in zip(ids, similarities):
-            if adjustments.get(doc_id, 0.0) < p.candidate_threshold:
+            if adjustments.get(doc_id, 0.0) < p.candidate_threshold and doc_id not in pins:
                 continue
             passage = self.passages[doc_id]
             hits.append(
@@ -257,7 +278,29 @@ class LearnedTuning:
                 continue
             reason = f"feedback {'+' if a > 0 else ''}{a:.2f}σ"
             out.append(hit.rescored(hit.score + a * spread, reason))
-        return sorted(out, key=lambda h: h.score, reverse=True)
+        return _pin_first(out, self.pinned(query))
+
+
+def _pin_first(hits: list[Hit], pins: dict[str, float]) -> list[Hit]:
+    """Pinned hits lead, in pin order, scored at least their question match; the rest follow."""
+    ranked = sorted(hits, key=lambda h: h.score, reverse=True)
+    if not pins:
+        return ranked
+    by_doc = {h.doc_id: h for h in ranked}
+    rest = [h for h in ranked if h.doc_id not in pins]
+    floor = rest[0].score if rest else float("-inf")
+    pinned = []
+    for doc_id, similarity in pins.items():
+        hit = by_doc.get(doc_id)
+        if hit is None:
+            continue
+        score = max(hit.score, similarity, floor)
+        pinned.append(hit.rescored(score, f"approved correction for a question {similarity:.2f} alike"))
+    # Keep the scores ordered: each pinned hit at least the next one's score.
+    for i in range(len(pinned) - 2, -1, -1):
+        if pinned[i].score < pinned[i + 1].score:
+            pinned[i] = replace(pinned[i], score=pinned[i + 1].score)
+    return pinned + rest
 
 
 class DocBoostTuning(NoTuning):

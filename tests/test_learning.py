@@ -273,3 +273,36 @@ def test_a_correction_reaches_further_than_an_upvote_and_a_downvote_least() -> N
     up = by_up.adjustments(loosely).get("sso", 0.0)
     assert fix > 0.5 and 0 <= up < fix / 10
     assert by_down.adjustments(loosely) == {}
+
+
+# -- near-repeats of a corrected question (annotation-reply style) ---------------------------------
+SIMILAR = "password reset, but for the VPN"
+VECTORS[SIMILAR] = unit(1, 0.9, 0)  # cosine 0.74 with PASSWORD: similar, not a near-repeat
+
+
+def test_approved_correction_is_served_first_for_a_near_repeat_however_low_its_score() -> None:
+    _, tuning = learned(feedback(corrections=[correction(3, PASSWORD, "ann", doc_id="sso")]))
+    candidates = hits(wiki=0.7, other=0.65, x=0.6, y=0.55, sso=0.1)
+    ranked = tuning.rerank(VECTORS[PASSWORD_AGAIN], candidates)  # cosine 0.97
+    assert ranked[0].doc_id == "sso"
+    assert ranked[0].score >= 0.97 - 1e-6 and ranked[0].score >= ranked[1].score
+    assert "approved correction" in ranked[0].reasons[-1]
+    # merely similar: bounded boost only, so a source scored far below the rest stays below
+    assert tuning.pinned(VECTORS[SIMILAR]) == {}
+    assert tuning.rerank(VECTORS[SIMILAR], candidates)[0].doc_id == "wiki"
+
+
+def test_votes_never_pin_a_document() -> None:
+    _, tuning = learned(feedback(votes=[vote(1, PASSWORD, "bob", +1, "sso", "wiki")]))
+    assert tuning.pinned(VECTORS[PASSWORD]) == {}
+    assert tuning.rerank(VECTORS[PASSWORD], hits(wiki=0.7, other=0.65, x=0.6, sso=0.1))[0].doc_id != "sso"
+
+
+def test_pin_threshold_is_a_visible_parameter() -> None:
+    proposal, tuning = learned(
+        feedback(corrections=[correction(3, PASSWORD, "ann", doc_id="sso")]),
+        memory=MemoryParams(pin_similarity=0.99),
+    )
+    assert "similarity ≥ 0.99" in proposal.summary
+    assert tuning.pinned(VECTORS[PASSWORD_AGAIN]) == {}
+    assert tuning.pinned(VECTORS[PASSWORD]) == {"sso": pytest.approx(1.0, abs=1e-4)}

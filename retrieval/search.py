@@ -73,7 +73,8 @@ class KnowledgeBase:
         if not matches:  # an unfiltered search finds nothing only in an empty store
             raise EmptyKnowledgeBase()
         hits = fold_to_documents(matches)
-        wanted = [d for d in tuning.extra_doc_ids(vector) if d not in {h.doc_id for h in hits}]
+        present = {h.doc_id for h in hits}
+        wanted = [d for d in tuning.extra_doc_ids(vector) if d not in present]
         if wanted:
             hits = merge_hits(hits, fold_to_documents(self.store.query(query, len(wanted) * 4, wanted)))
         hits = merge_hits(hits, tuning.extra_hits(vector))

@@ -58,18 +58,9 @@ class Outcome:
 def compute(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,
             thread_ts: str | None) -> tuple[Answer, int | None]:
     """Answer and record it (synchronous: runs in a worker thread)."""
-    services = deps.services
-    if deps.records_answers:
-        answer = services.answer(question, None, asker=user, origin=origin, channel=channel,
-                                 thread_ts=thread_ts)
-        return answer, answer.extras.get("answer_id")
-    answer = services.answer(question)
-    record = deps.store.record_answer(
-        question=answer.question, asker=user, origin=origin, hits=list(answer.hits),
-        answer_text=answer.text, abstained=answer.abstained,
-        tuning_version=answer.tuning_version, channel=channel, thread_ts=thread_ts,
-    )
-    return answer, record.id
+    answer = deps.services.answer(question, None, asker=user, origin=origin, channel=channel,
+                                  thread_ts=thread_ts)
+    return answer, answer.extras.get("answer_id")
 
 
 async def produce(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,

@@ -24,7 +24,7 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack import blocks as kit
 from bot.slack.answering import answer_in_thread, bot_in_thread, question_from
-from bot.slack.deps import BotDeps, log, open_store
+from bot.slack.deps import BotDeps, log
 from bot.slack.feedback import on_reaction, on_vote_button, open_correction_modal, submit_correction
 from bot.slack.moderation import (
     on_command,
@@ -57,7 +57,7 @@ def make_deps(settings: Settings, services: Services | None = None) -> BotDeps:
     moderators = ModeratorDirectory(settings.moderators, settings.moderator_group)
     if services is None:
         services = Services(settings, is_moderator=moderators.contains)
-    store = getattr(services, "feedback", None) or open_store(settings, moderators)
+    store = services.feedback  # one engine for answers, votes and moderation
     return BotDeps(
         settings=settings,
         services=services,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -87,13 +86,3 @@ class BotDeps:
         while len(self.answer_ids) > 10000:
             self.answer_ids.popitem(last=False)
         return record.id
-
-    @property
-    def records_answers(self) -> bool:
-        """Whether Services.answer records the answer itself (asker=, origin=, ...)."""
-        return "asker" in inspect.signature(self.services.answer).parameters
-
-
-def open_store(settings: Settings, moderators: ModeratorDirectory) -> FeedbackStore:
-    """The feedback store with the Slack moderator directory as its permission check."""
-    return FeedbackStore.from_settings(settings, is_moderator=moderators.contains)

@@ -73,7 +73,7 @@ class Services:
 
     @cached_property
     def chunker(self) -> Chunker:
-        return Chunker(self.settings.chunk_size, self.settings.chunk_overlap)
+        return Chunker(self.settings.chunk_size, self.settings.chunk_overlap, self.settings.title_weight)
 
     @cached_property
     def ingestor(self) -> Ingestor:

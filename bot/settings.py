@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     answer_threshold: float = Field(default=0.35, ge=-1.0, le=1.0)
     chunk_size: int = Field(default=1000, ge=100, le=20000)
     chunk_overlap: int = Field(default=100, ge=0, le=5000)
+    title_weight: float = Field(default=1.0, ge=0.0, le=10.0)  # title vector blended into each chunk's
     max_question_chars: int = Field(default=2000, ge=10)
 
     # -- feedback store -------------------------------------------------------------------------

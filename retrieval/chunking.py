@@ -29,9 +29,12 @@ def chunk_id(doc_id: str, position: int, fingerprint: str = "") -> str:
 
 
 class Chunker:
-    def __init__(self, chunk_size: int = 1000, chunk_overlap: int = 100) -> None:
+    def __init__(self, chunk_size: int = 1000, chunk_overlap: int = 100, title_weight: float = 1.0) -> None:
+        """`title_weight`: how much of the document title's own vector each chunk vector holds
+        (see `retrieval.ingest.embed_chunks`); 0 embeds chunks alone."""
         self.chunk_size = chunk_size
         self.chunk_overlap = min(chunk_overlap, chunk_size // 2)
+        self.title_weight = max(0.0, float(title_weight))
         self._splitter = RecursiveCharacterTextSplitter(
             chunk_size=chunk_size, chunk_overlap=self.chunk_overlap
         )
@@ -39,8 +42,10 @@ class Chunker:
 
     @property
     def signature(self) -> str:
-        """Part of every chunk's fingerprint: changing the chunk size re-chunks everything."""
-        return f"chunks:{self.chunk_size}:{self.chunk_overlap}"
+        """Part of every chunk's fingerprint: changing the chunk size or the title weight
+        re-embeds everything on the next ingest."""
+        base = f"chunks:{self.chunk_size}:{self.chunk_overlap}"
+        return f"{base}:title{self.title_weight:g}" if self.title_weight else base
 
     def _sections(self, document: SourceDocument) -> list[tuple[str, str]]:
         if document.kind == "markdown":

@@ -265,3 +265,56 @@ def test_plan_by_id_lookup_and_by_full_listing_agree(services, tmp_path: Path, m
     assert (report.documents_updated, report.documents_skipped, report.documents_added) == (1, 5, 0)
     assert set(services.store.document_index()) == {d["_id"] for d in TINY_CORPUS} | {"other"}
     assert set(services.store.document_index(["vpn", "missing"])) == {"vpn"}
+
+
+def _chunk(doc_id: str, title: str, text: str) -> Chunk:
+    return Chunk(chunk_id=f"{doc_id}-0", doc_id=doc_id, text=text, title=title, source=f"{doc_id}.md", section="", position=0)
+
+
+def test_chunk_vectors_blend_the_title_vector(embedder) -> None:
+    """Each stored vector is the normalised sum of the chunk text's and its title's vectors."""
+    chunk = _chunk("vpn", "How do I reset my VPN token?", "Open the self-service portal and choose Tokens, then Reset.")
+    [plain] = ingest_module.embed_chunks(embedder, [chunk], 0.0)
+    [blended] = ingest_module.embed_chunks(embedder, [chunk], 1.0, {})
+    text_vector, title_vector = embedder.encode([ingest_module.embedding_text(chunk), chunk.title])
+    expected = text_vector + title_vector
+    assert np.allclose(plain, text_vector, atol=1e-5)
+    assert np.allclose(blended, expected / np.linalg.norm(expected), atol=1e-5)
+    assert abs(float(np.linalg.norm(blended)) - 1.0) < 1e-5
+    # the title's question now matches its chunk better than the chunk text alone did
+    question = embedder.encode_one("I need to reset my VPN token")
+    assert float(blended @ question) > float(plain @ question)
+
+
+def test_untitled_chunks_and_the_title_cache(embedder) -> None:
+    calls: list[list[str]] = []
+
+    class Counting:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return embedder.encode(texts)
+
+    untitled = _chunk("a", "", "Expenses are reimbursed monthly.")
+    titled = [_chunk("b", "Holidays", "Ask your manager."), _chunk("c", "Holidays", "Public holidays follow the office.")]
+    cache: dict[str, np.ndarray] = {}
+    vectors = ingest_module.embed_chunks(Counting(), [untitled, *titled], 1.0, cache)
+    assert np.allclose(vectors[0], embedder.encode([ingest_module.embedding_text(untitled)])[0], atol=1e-5)
+    assert calls[-1] == ["Holidays"]  # one title vector for both chunks; none for the untitled
+    ingest_module.embed_chunks(Counting(), titled, 1.0, cache)
+    assert calls[-1] != ["Holidays"] and "Holidays" not in calls[-1]  # the cached title is reused
+
+
+def test_changing_the_title_weight_re_embeds_on_the_next_ingest(home, embedder, tiny_corpus: Path, monkeypatch) -> None:
+    from bot.services import Services
+    from bot.settings import load_settings
+
+    first = Services(load_settings())
+    first.ingestor.run([tiny_corpus])
+    assert first.ingestor.run([tiny_corpus]).documents_updated == 0
+    monkeypatch.setenv("ASKLOOP_TITLE_WEIGHT", "0")
+    second = Services(load_settings())
+    report = second.ingestor.run([tiny_corpus])
+    assert report.documents_updated == len(TINY_CORPUS) and report.documents_skipped == 0
+    [match] = second.store.query(embedder.encode_one(TINY_CORPUS[0]["title"]), 1)
+    text_only = embedder.encode([ingest_module.embedding_text(match.chunk)])[0]
+    assert abs(match.similarity - float(text_only @ embedder.encode_one(TINY_CORPUS[0]["title"]))) < 1e-3

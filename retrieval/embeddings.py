@@ -37,7 +37,7 @@ def model_identity(name: str, dimension: int) -> str:
     """A short, install-independent name for "vectors from this model": the configured model name
     (or the bundled model's) and the vector size. Vectors computed by one process are reused by
     another (the learning engine reads the question vectors the bot stored when it answered) only
-    when these match; an over-long name (a deep local path) keeps its end plus a hash of the rest."""
+    when these match; an over-long name (a deep local path) keeps its end plus a hash of all of it."""
     identity = f"{name}@{dimension}"
     if len(identity) <= MAX_MODEL_ID:
         return identity

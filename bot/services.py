@@ -178,6 +178,9 @@ class Services:
                 tuning_version=answer.tuning_version,
                 channel=channel,
                 thread_ts=thread_ts,
+                # the raw question vector (before any learned adapter): learning reuses it
+                question_vector=result.vector,
+                vector_model=self.knowledge_base.embedder.model_id,
             )
             answer.extras["answer_id"] = recorded.id
         return answer

@@ -150,6 +150,7 @@ class Evaluation:
             record = store.record_answer(
                 question=text, asker=user, origin="eval", hits=answer.hits, answer_text=answer.text,
                 abstained=answer.abstained, tuning_version=None,
+                question_vector=self.vectors[text], vector_model=self.kb.embedder.model_id,
             )
             counts["questions"] += 1
             good = bool(hits) and hits[0].doc_id in best_docs(grades)

@@ -227,13 +227,17 @@ class LearningEngine:
         *,
         vector_cache: dict[str, np.ndarray] | None = None,
         chunk_vectors: Callable[[], Any] | None = None,
+        model_id: str | None = None,
     ) -> None:
         """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for the query adapter
-        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it no adapter is trained."""
+        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it no adapter is trained.
+        `model_id`: which model `encoder` is (default: its `model_id`, as `Embedder` has); question
+        vectors stored with the feedback are reused only when they come from this same model."""
         self.encoder = encoder
         self.params = params or LearningParams()
         self.vector_cache = vector_cache if vector_cache is not None else {}
         self.chunk_vectors = chunk_vectors
+        self.model_id = model_id if model_id is not None else getattr(encoder, "model_id", None)
 
     # -- strategies -----------------------------------------------------------------------------
     def build(
@@ -278,6 +282,7 @@ class LearningEngine:
         params = self.params
         memories, passages, skipped = collect_memories(feedback, params, doubtful)
         questions = sorted({m.question for m in memories} | {p.question for p in passages})
+        self.seed_stored_vectors(feedback)
         question_index = {q: i for i, q in enumerate(questions)}
         vectors = _embed(self.encoder, questions, self.vector_cache)
         payload: dict[str, Any] = {
@@ -320,6 +325,28 @@ class LearningEngine:
         payload["id"] = _payload_id(payload)
         diff = describe(memories, passages, skipped, params, adapter_note)
         return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
+
+    def seed_stored_vectors(self, feedback: TrainingFeedback) -> int:
+        """Put the question vectors the bot stored at answer time into the cache, so only
+        questions without one (answers recorded before vectors were kept) are embedded.
+
+        A stored vector is trusted only when it was made by this engine's model (same `model_id`,
+        which names the model and its dimension) and has that dimension; after a model change
+        the old vectors are ignored and the questions embedded again. Returns how many were used.
+        """
+        if not self.model_id:
+            return 0
+        dimension = getattr(self.encoder, "dimension", None)
+        used = 0
+        for item in [*feedback.votes, *feedback.corrections]:
+            vector = item.question_vector
+            if vector is None or item.vector_model != self.model_id or item.question in self.vector_cache:
+                continue
+            if dimension is not None and vector.shape != (dimension,):
+                continue
+            self.vector_cache[item.question] = np.asarray(vector, dtype=np.float32)
+            used += 1
+        return used
 
     def remember_vectors(self, payload: dict[str, Any] | None) -> int:
         """Seed the question-vector cache from an earlier payload (learning is then incremental:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -49,6 +49,10 @@ class Answer(SQLModel, table=True):
     tuning_version: int | None = None
     abstained: bool = False
     answer_text: str = ""
+    # The question's raw embedder vector (little-endian float16 bytes) and the model that made it
+    # (`Embedder.model_id`), so learning reuses it instead of embedding the question again.
+    question_vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    vector_model: str | None = Field(default=None, max_length=200)
 
 
 class ShownSource(SQLModel, table=True):

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -18,6 +20,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     return value
 
 
@@ -176,6 +180,10 @@ class TrainingVote(_Record):
     shown: list[ShownDoc]
     at: datetime
     tuning_version: int | None = None
+    # The raw embedder vector of the question, as the bot computed it when answering, and the
+    # model that computed it (`Embedder.model_id`); None for answers recorded without one.
+    question_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    vector_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,8 @@ class TrainingCorrection(_Record):
     text: str | None  # better answer text, if given
     at: datetime  # when it was approved
     shown: list[ShownDoc] = field(default_factory=list)
+    question_vector: np.ndarray | None = field(default=None, compare=False, repr=False)  # as on TrainingVote
+    vector_model: str | None = None
 
 
 @dataclass(frozen=True)

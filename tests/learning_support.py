@@ -32,12 +32,32 @@ class TableEncoder:
         return np.stack([self.table.get(t, unit(0, 0, 0, 0, 0, 0, 0, 1)) for t in texts])
 
 
+class CountingEncoder(TableEncoder):
+    """A TableEncoder that names its model as `Embedder` does, and remembers every text it encoded."""
+
+    def __init__(self, table: dict[str, np.ndarray], model_id: str = f"table@{DIM}") -> None:
+        super().__init__(table)
+        self.model_id = model_id
+        self.dimension = DIM
+        self.encoded: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.encoded.extend(texts)
+        return super().encode(texts)
+
+
 def shown(*doc_ids: str) -> list[ShownDoc]:
     return [ShownDoc(i + 1, d, f"{d}-0", d.title(), f"{d}.md", 0.5, 0.5) for i, d in enumerate(doc_ids)]
 
 
-def vote(answer_id: int, question: str, user: str, value: int, *docs: str, weight: float = 1.0) -> TrainingVote:
-    return TrainingVote(answer_id, question, user, user, value, weight, shown(*docs), NOW)
+def vote(
+    answer_id: int, question: str, user: str, value: int, *docs: str, weight: float = 1.0,
+    vector: np.ndarray | None = None, model: str | None = None,
+) -> TrainingVote:
+    """`vector`/`model`: the question vector stored with the answer, as the bot records it."""
+    return TrainingVote(
+        answer_id, question, user, user, value, weight, shown(*docs), NOW, question_vector=vector, vector_model=model
+    )
 
 
 def correction(

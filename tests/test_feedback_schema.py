@@ -133,3 +133,75 @@ def test_unreachable_database_is_one_line(home, monkeypatch):
     monkeypatch.setenv("ASKLOOP_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 1 and "could not upgrade" in result.output and "Traceback" not in result.output
+
+
+# -- 0003: question vectors on answers -------------------------------------------------------------
+def _columns(engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(engine).get_columns("answer")}
+
+
+def _count(engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+
+
+def check_question_vector_migration(url: str) -> None:
+    """0002 → head keeps old answers (without a vector), stores new ones with theirs; head → 0002
+    drops only the two columns (no vote, correction or shown source lost) and keeps 0002's guards."""
+    import numpy as np
+    from sqlalchemy.exc import DatabaseError
+
+    from feedback.store import FeedbackStore
+    from retrieval.types import Hit
+
+    engine = db.make_engine(url)
+    db.upgrade(engine, "0002")
+    assert not {"question_vector", "vector_model"} & _columns(engine)
+    with engine.begin() as conn:  # what an askloop at 0002 had written
+        conn.execute(text(
+            "INSERT INTO answer (question, asker, origin, created_at, abstained, answer_text) "
+            "VALUES ('old question?', 'UA', 'slack', CURRENT_TIMESTAMP, FALSE, 'old answer')"))
+        conn.execute(text(
+            "INSERT INTO shown_source (answer_id, rank, doc_id, chunk_id, title, source, score, base_score) "
+            "SELECT id, 1, 'vpn', 'vpn#0', 'VPN', 'vpn.md', 0.8, 0.8 FROM answer"))
+        conn.execute(text(
+            "INSERT INTO vote (answer_id, user_id, value, counted, weight, why, source, created_at, updated_at) "
+            "SELECT id, 'U1', 1, TRUE, 1.0, '', 'slack', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM answer"))
+        conn.execute(text(
+            "INSERT INTO audit_event (at, actor, action, object_type, object_id) "
+            "VALUES (CURRENT_TIMESTAMP, 'U1', 'vote.cast', 'answer', '1')"))
+
+    db.upgrade(engine)
+    assert {"question_vector", "vector_model"} <= _columns(engine)
+    store = FeedbackStore(url)
+    vector = np.linspace(-1, 1, 16, dtype=np.float32)
+    new = store.record_answer(question="new question?", asker="UA", origin="slack",
+                              hits=[Hit("vpn", "VPN", "vpn.md", 0.8, "x", "vpn#0", base_score=0.8)],
+                              answer_text="a", abstained=False, tuning_version=None,
+                              question_vector=vector, vector_model="m@16")
+    store.vote(new.id, "U2", 1)
+    old_vote, new_vote = store.training_feedback().votes
+    assert old_vote.question == "old question?" and old_vote.question_vector is None
+    np.testing.assert_allclose(new_vote.question_vector, vector, atol=1e-3)
+    store.close()
+
+    db.downgrade(engine, "0002")
+    assert not {"question_vector", "vector_model"} & _columns(engine)
+    assert (_count(engine, "answer"), _count(engine, "vote"), _count(engine, "shown_source")) == (2, 2, 2)
+    with pytest.raises(DatabaseError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE audit_event SET actor = 'someone else'"))
+    db.upgrade(engine)
+    assert db.check_schema(engine) == db.head_revision()
+    engine.dispose()
+
+
+def test_question_vector_migration_up_and_down_on_sqlite(tmp_path):
+    check_question_vector_migration(f"sqlite:///{tmp_path / 'migrate.db'}")
+
+
+@pytest.mark.postgres
+def test_question_vector_migration_up_and_down_on_postgres(fresh_pg_url):
+    check_question_vector_migration(fresh_pg_url)

@@ -107,3 +107,47 @@ def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_serv
     apply(services.feedback, {"kind": "from-the-future"})
     answer = services.answer("how do I connect to the VPN?", 3, asker="U1")
     assert answer.tuning_version is None and answer.hits
+
+
+class ShiftedQuery(NoTuning):
+    """A tuning whose query transform (as a learned adapter does) changes the vector searched with."""
+
+    def transform_query(self, query):
+        shifted = query + 0.5
+        return shifted / (shifted @ shifted) ** 0.5
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts learning asks it to embed."""
+
+    def __init__(self, inner, model_id=None):
+        self.inner, self.dimension, self.encoded = inner, inner.dimension, []
+        self.model_id = model_id or inner.model_id
+
+    def encode(self, texts, batch_size=None):
+        self.encoded.extend(texts)
+        return self.inner.encode(texts)
+
+
+def test_answers_keep_the_raw_question_vector_and_learning_does_not_embed_it_again(tiny_services, embedder, monkeypatch):
+    import numpy as np
+
+    from feedback.learning import learn_from_store
+
+    question = "how do I connect to the VPN?"
+    monkeypatch.setattr(tiny_services, "tuning", ShiftedQuery)
+    answer = tiny_services.answer(question, 3, asker="U1", origin="slack")
+    store = tiny_services.feedback
+    store.vote(answer.extras["answer_id"], "U2", 1)
+    [vote] = store.training_feedback().votes
+    raw = embedder.encode_one(question)
+    assert vote.vector_model == embedder.model_id
+    np.testing.assert_allclose(vote.question_vector, raw, atol=1e-3)  # raw: not the shifted query
+    assert not np.allclose(vote.question_vector, ShiftedQuery().transform_query(raw), atol=1e-2)
+
+    counting = CountingEmbedder(embedder)
+    learned = learn_from_store(store, counting)
+    assert counting.encoded == [] and learned.payload["memories"]["texts"] == [question]
+    other_model = CountingEmbedder(embedder, model_id="another-model@384")
+    learn_from_store(store, other_model)
+    assert other_model.encoded == [question]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from feedback.errors import InvalidFeedback, InvalidState, NotFound, PermissionDenied, UnknownAnswer
@@ -47,6 +48,64 @@ def test_attach_message_and_lookup(store):
 def test_empty_question_is_refused(store):
     with pytest.raises(InvalidFeedback):
         answer(store, question="   ")
+
+
+def test_question_vector_round_trips_to_training_feedback(store):
+    rng = np.random.default_rng(3)
+    vector = rng.normal(size=384).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    a = answer(store, question_vector=vector, vector_model="all-MiniLM-L6-v2@384")
+    old = answer(store, question="an answer recorded without a vector")
+    store.vote(a.id, "U1", 1)
+    store.vote(old.id, "U2", -1)
+    c = store.suggest_correction(a.id, "U3", source_ref="doc:vpn")
+    store.approve_correction(c.id, MODERATOR)
+    fb = store.training_feedback()
+    with_vector, without = fb.votes
+    assert with_vector.vector_model == "all-MiniLM-L6-v2@384" and with_vector.question_vector.dtype == np.float32
+    np.testing.assert_allclose(with_vector.question_vector, vector, atol=1e-3)  # kept as float16
+    assert without.question_vector is None and without.vector_model is None
+    [tc] = fb.corrections
+    assert tc.vector_model == "all-MiniLM-L6-v2@384"
+    np.testing.assert_allclose(tc.question_vector, vector, atol=1e-3)
+    assert json.dumps(with_vector.as_dict())  # still JSON-ready
+
+
+@pytest.mark.parametrize(
+    "vector, model",
+    [(np.ones(4), None), (np.ones(4), "  "), (np.ones((2, 4)), "m@4"), (np.array([1.0, np.nan]), "m@2"),
+     (np.zeros(0), "m@0")],
+)
+def test_unusable_question_vectors_are_refused_and_nothing_is_recorded(store, vector, model):
+    with pytest.raises(InvalidFeedback, match="question vector"):
+        answer(store, question_vector=vector, vector_model=model)
+    assert store.answers() == []
+
+
+def test_training_feedback_reads_vectors_without_a_query_per_row(store):
+    """Many votes cost the same number of SQL statements as a few (vectors come with the rows)."""
+    from sqlalchemy import event
+
+    def statements() -> int:
+        seen: list[str] = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(store.engine, "before_cursor_execute", listener)
+        try:
+            store.training_feedback()
+        finally:
+            event.remove(store.engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    def add(n: int) -> None:
+        for i in range(n):
+            a = answer(store, question=f"question {i}?", question_vector=np.full(8, 0.5), vector_model="m@8")
+            store.vote(a.id, f"U{i}", 1)
+
+    add(2)
+    few = statements()
+    add(40)
+    assert statements() == few
+    assert all(v.question_vector is not None for v in store.training_feedback().votes)
 
 
 # -- votes ----------------------------------------------------------------------------------

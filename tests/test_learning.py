@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from feedback.learning import LearningEngine, LearningParams, collect_memories
 from retrieval.learned import (
     DocBoostTuning,
+    decode_matrix,
     LearnedTuning,
     MemoryParams,
     PayloadError,
@@ -17,7 +19,7 @@ from retrieval.learned import (
     tuning_from_payload,
 )
 from retrieval.tuning import NoTuning
-from tests.learning_support import TableEncoder, correction, feedback, hits, unit, vote
+from tests.learning_support import CountingEncoder, TableEncoder, correction, feedback, hits, unit, vote
 
 PASSWORD = "how do I reset my password"
 PASSWORD_AGAIN = "I forgot my password, how to change it"
@@ -262,6 +264,54 @@ def test_learning_is_incremental_questions_already_learned_are_not_embedded_agai
     assert encoder.calls == 0
     tuning = tuning_from_payload(second.payload, None)
     assert tuning.adjustments(VECTORS[PASSWORD_AGAIN]).keys() == {"sso"}
+
+
+# -- question vectors stored at answer time ----------------------------------------------------------
+STORED = unit(0, 1, 0)  # deliberately not what the encoder gives for PASSWORD: shows which one is used
+
+
+def _question_row(proposal, question: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    memories = proposal.payload["memories"]
+    return decode_matrix(memories["questions"])[memories["texts"].index(question)]
+
+
+def test_stored_question_vectors_of_the_same_model_are_used_instead_of_embedding() -> None:
+    encoder = CountingEncoder(VECTORS)
+    fb = feedback(
+        [vote(1, PASSWORD, "ann", +1, "sso", vector=STORED, model=encoder.model_id),
+         vote(2, LUNCH, "bob", -1, "wiki")],  # recorded before vectors were kept: embedded as before
+    )
+    proposal = LearningEngine(encoder).build(fb)
+    assert encoder.encoded == [LUNCH]
+    np.testing.assert_allclose(_question_row(proposal, PASSWORD), STORED, atol=1e-3)
+    np.testing.assert_allclose(_question_row(proposal, LUNCH), VECTORS[LUNCH], atol=1e-3)
+
+
+def test_stored_vectors_of_corrections_are_used_too() -> None:
+    encoder = CountingEncoder(VECTORS)
+    fix = replace(correction(1, PASSWORD, "ann", doc_id="sso"), question_vector=STORED, vector_model=encoder.model_id)
+    proposal = LearningEngine(encoder).build(feedback(corrections=[fix]))
+    assert encoder.encoded == []
+    np.testing.assert_allclose(_question_row(proposal, PASSWORD), STORED, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "model, vector",
+    [("another-model@8", STORED),  # another model: its vectors mean something else
+     ("table@8", STORED[:4]),  # the right name but the wrong size: not trusted either
+     (None, STORED)],  # no model recorded
+)
+def test_stored_vectors_of_another_model_are_ignored_and_the_question_embedded(model, vector) -> None:
+    encoder = CountingEncoder(VECTORS)
+    proposal = LearningEngine(encoder).build(feedback([vote(1, PASSWORD, "ann", +1, "sso", vector=vector, model=model)]))
+    assert encoder.encoded == [PASSWORD]
+    np.testing.assert_allclose(_question_row(proposal, PASSWORD), VECTORS[PASSWORD], atol=1e-3)
+
+
+def test_an_encoder_without_a_model_name_never_trusts_stored_vectors() -> None:
+    encoder = TableEncoder(VECTORS)  # no model_id: nothing to compare a stored vector with
+    LearningEngine(encoder).build(feedback([vote(1, PASSWORD, "ann", +1, "sso", vector=STORED, model="table@8")]))
+    assert encoder.calls == 1
 
 
 def test_a_correction_reaches_further_than_an_upvote_and_a_downvote_least() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.embeddings import SMALL_INPUT, Embedder, EmbeddingModelError
+from retrieval.embeddings import MAX_MODEL_ID, SMALL_INPUT, Embedder, EmbeddingModelError, model_identity
 
 
 def test_vectors_are_unit_length_and_similar_texts_are_close(embedder) -> None:
@@ -43,3 +43,11 @@ def test_small_inputs_use_one_thread_and_restore_the_setting(embedder, monkeypat
 def test_missing_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(EmbeddingModelError, match="cannot load embedding model"):
         Embedder(str(tmp_path / "no-such-model"))
+
+
+def test_model_id_names_the_model_and_its_size_not_where_it_is_installed(embedder) -> None:
+    assert embedder.model_id == f"all-MiniLM-L6-v2@{embedder.dimension}"
+    assert model_identity("sentence-transformers/all-mpnet-base-v2", 768) == "sentence-transformers/all-mpnet-base-v2@768"
+    deep_a, deep_b = "/models/" + "a" * 300 + "/model", "/models/" + "b" * 300 + "/model"
+    assert len(model_identity(deep_a, 384)) == MAX_MODEL_ID
+    assert model_identity(deep_a, 384) != model_identity(deep_b, 384)  # same tail, different model

@@ -174,3 +174,14 @@ def test_langchain_retriever_accepts_a_tuning_factory(tiny_services) -> None:
     [document] = retriever.invoke("How do I connect to the VPN?")
     assert document.metadata["doc_id"] == "deploy"
     assert document.metadata["tuning_version"] == 7
+
+
+def test_search_result_carries_the_raw_question_vector_not_the_transformed_query(tiny_services) -> None:
+    class Negated(NoTuning):
+        def transform_query(self, query: np.ndarray) -> np.ndarray:
+            return -query
+
+    kb: KnowledgeBase = tiny_services.knowledge_base
+    question = "How do I connect to the VPN?"
+    result = kb.search(question, k=3, tuning=Negated())
+    np.testing.assert_allclose(result.vector, kb.embed_question(question), atol=1e-6)

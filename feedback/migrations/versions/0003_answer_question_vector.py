@@ -6,7 +6,7 @@ columns are nullable: answers recorded before this revision simply have no vecto
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-01 09:00:00
+Create Date: 2026-11-23 14:00:00
 """
 
 from __future__ import annotations

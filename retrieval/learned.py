@@ -78,8 +78,8 @@ class MemoryParams:
 
     tau: float = 0.45
     tau_negative: float = 0.7  # 👎 memories: only for near-repeats of the question
-    tau_vote: float = 0.6  # 👍 memories: a confirmation generalises less far than a correction
-    power: float = 2.0
+    tau_vote: float = 0.65  # 👍 memories: a confirmation generalises less far than a correction
+    power: float = 2.5
     cap: float = 3.0
     scale: float = 3.0
     min_spread: float = 0.02

@@ -1,0 +1,112 @@
+"""Score learning parameters on dev splits made only from `qrels/feedback.tsv` (never test.tsv).
+
+This is how the engine's one global parameter set was chosen. Feedback questions are grouped by
+information need (their most relevant document), and three splits are built per data set:
+
+* ``one-of-each``  — one feedback paraphrase per need teaches; the need's other paraphrases are
+  asked afterwards (generalising from a single phrasing). Needs with one paraphrase are skipped.
+* ``three-of-half`` — three paraphrases of a random half of the needs teach; every remaining
+  paraphrase is asked, so the *without feedback* row measures harm to needs nobody voted on.
+* ``half``         — one paraphrase of a random half of the needs teaches; the other half's
+  paraphrases are asked (harm only: works for sets with one feedback question per need).
+
+Feedback is simulated exactly as in `askloop eval`; each parameter set learns from the same
+feedback database and the held-out questions are ranked through the real search path.
+
+    .venv/bin/python benchmarks/learning_dev.py ../shared/data/stackfaq ../shared/data/covid-qa \\
+        --set tau_vote=0.6,power=2 --set tau_vote=0.65,power=2.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.services import Services  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from feedback.adapter import store_chunk_vectors  # noqa: E402
+from feedback.datasets import Dataset, load_dataset  # noqa: E402
+from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
+from feedback.learning import LearningEngine, LearningParams, doubtful_votes  # noqa: E402
+from retrieval.learned import MemoryParams, tuning_from_payload  # noqa: E402
+from retrieval.tuning import NoTuning  # noqa: E402
+
+
+def dev_splits(ds: Dataset, seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """split name → (teaching feedback ids, held-out feedback ids)."""
+    by_need: dict[str, list[str]] = defaultdict(list)
+    for q in ds.feedback_order:
+        by_need[min(best_docs(ds.feedback[q]))].append(q)
+    needs = sorted(by_need)
+    half = set(random.Random(seed).sample(needs, len(needs) // 2))
+    splits: dict[str, tuple[list[str], list[str]]] = {}
+    multi = [n for n in needs if len(by_need[n]) > 1]
+    if multi:
+        splits["one-of-each"] = ([by_need[n][0] for n in multi], [q for n in multi for q in by_need[n][1:]])
+    if any(len(by_need[n]) > 3 for n in half):
+        teach = [q for n in needs if n in half for q in by_need[n][:3]]
+        asked = [q for n in needs for q in (by_need[n][3:] if n in half else by_need[n][1:])]
+        splits["three-of-half"] = (teach, asked)
+    splits["half"] = ([by_need[n][0] for n in needs if n in half], [q for n in needs if n not in half for q in by_need[n]])
+    return splits
+
+
+def parse_set(text: str) -> dict[str, float]:
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    return {k.strip(): float(v) for k, v in pairs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("datasets", nargs="*", type=Path, default=[shared / "stackfaq", shared / "covid-qa"])
+    parser.add_argument("--set", action="append", default=[], help="memory parameters, e.g. tau_vote=0.65,power=2.5")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    variants = [{}] + [parse_set(s) for s in args.set]
+    missing = [p for p in args.datasets if not (p / "qrels" / "feedback.tsv").is_file()]
+    if missing:
+        parser.error(f"no qrels/feedback.tsv in {missing[0]} (give BEIR data set folders)")
+    print("| data set | split | parameters | part | n | hit@1 before → after | nDCG@10 before → after |")
+    print("|---|---|---|---|---|---|---|")
+    for path in args.datasets:
+        full = load_dataset(path)
+        with tempfile.TemporaryDirectory(prefix="askloop-dev-") as tmp:
+            services = Services(load_settings(home=Path(tmp), database_url=None, chroma_url=None, collection="askloop-dev"))
+            services.ingestor.run([full.corpus])
+            for split, (teach, asked) in dev_splits(full, args.seed).items():
+                dev = Dataset(full.path, f"{full.name}:{split}", full.queries, {q: full.feedback[q] for q in asked},
+                              {q: full.feedback[q] for q in teach}, list(teach))
+                evaluation = Evaluation(dev, EvalOptions(simulate=True, seed=7), services)
+                evaluation.embed_all()
+                store = evaluation.open_store(Path(tmp) / f"{split}.db")
+                evaluation.simulate(store, teach)
+                feedback, doubtful = store.training_feedback(), doubtful_votes(store)
+                store.close()
+                base = evaluation.rank(asked, NoTuning())
+                parts = evaluation.split(teach)
+                for variant in variants:
+                    params = LearningParams(memory=replace(MemoryParams(), **variant))
+                    engine = LearningEngine(services.embedder, params, vector_cache=evaluation.vectors,
+                                            chunk_vectors=store_chunk_vectors(services.store))
+                    learned = engine.build(feedback, "askloop", doubtful)
+                    after = evaluation.rank(asked, tuning_from_payload(learned.payload, None))
+                    label = ",".join(f"{k}={v:g}" for k, v in variant.items()) or "defaults"
+                    for part, ids in parts.items():
+                        if not ids:
+                            continue
+                        b, a = evaluation._metrics(base, ids), evaluation._metrics(after, ids)
+                        print(f"| {full.name} | {split} | {label} | {part.replace('_', ' ')} | {len(ids)} | "
+                              f"{b['hit@1']:.3f} → {a['hit@1']:.3f} | {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} |",
+                              flush=True)
+
+
+if __name__ == "__main__":
+    main()

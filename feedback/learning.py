@@ -290,6 +290,7 @@ class LearningEngine:
             "format": PAYLOAD_FORMAT,
             "params": params.memory.as_dict(),
             "dim": int(vectors.shape[1]) if len(questions) else 0,
+            "model": self.model_id,  # which model made the question vectors (see remember_vectors)
             "memories": {
                 "questions": encode_matrix(vectors) if len(questions) else None,
                 "texts": questions,
@@ -350,15 +351,24 @@ class LearningEngine:
 
     def remember_vectors(self, payload: dict[str, Any] | None) -> int:
         """Seed the question-vector cache from an earlier payload (learning is then incremental:
-        only questions asked since need embedding). Returns how many vectors were reused."""
-        memories = (payload or {}).get("memories") or {}
+        only questions asked since need embedding). Returns how many vectors were reused.
+
+        Vectors another model made mean something else, even at the same dimension: they are
+        reused only when the payload names this engine's model (older payloads name none and are
+        trusted when the dimension matches)."""
+        payload = payload or {}
+        memories = payload.get("memories") or {}
         texts, blob = memories.get("texts"), memories.get("questions")
         if not texts or not blob:
+            return 0
+        made_by = payload.get("model")
+        if made_by and self.model_id and made_by != self.model_id:
             return 0
         from retrieval.learned import decode_matrix
 
         matrix = decode_matrix(blob)
-        if len(matrix) != len(texts):
+        dimension = getattr(self.encoder, "dimension", None)
+        if len(matrix) != len(texts) or (dimension is not None and matrix.shape[1] != dimension):
             return 0
         for text, vector in zip(texts, matrix):
             self.vector_cache.setdefault(text, vector)

@@ -266,6 +266,20 @@ def test_learning_is_incremental_questions_already_learned_are_not_embedded_agai
     assert tuning.adjustments(VECTORS[PASSWORD_AGAIN]).keys() == {"sso"}
 
 
+def test_an_earlier_version_s_vectors_are_reused_only_for_the_same_model() -> None:
+    fb = feedback([vote(1, PASSWORD, "ann", +1, "sso"), vote(2, LUNCH, "bob", -1, "wiki")])
+    first = LearningEngine(CountingEncoder(VECTORS)).build(fb)
+    assert first.payload["model"] == "table@8"
+    assert LearningEngine(CountingEncoder(VECTORS)).remember_vectors(first.payload) == 2
+    other = CountingEncoder(VECTORS, model_id="another-model@8")  # same size, other meaning
+    assert LearningEngine(other).remember_vectors(first.payload) == 0
+    older = {k: v for k, v in first.payload.items() if k != "model"}  # versions written before names
+    assert LearningEngine(CountingEncoder(VECTORS)).remember_vectors(older) == 2
+    wider = CountingEncoder(VECTORS)
+    wider.dimension = 16
+    assert LearningEngine(wider).remember_vectors(older) == 0
+
+
 # -- question vectors stored at answer time ----------------------------------------------------------
 STORED = unit(0, 1, 0)  # deliberately not what the encoder gives for PASSWORD: shows which one is used
 

@@ -85,7 +85,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[LoadError]]:
     return files, errors
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -95,6 +95,11 @@ def _read_text(path: Path) -> str:
         raise LoadError(path, f"cannot read: {exc.strerror or exc}") from exc
     if b"\x00" in data[:8192]:
         raise LoadError(path, "binary file, not text")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    data = _read_bytes(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -143,8 +148,23 @@ def html_to_markdown(html: str) -> tuple[str, str]:
     return title, text.strip()
 
 
+def _decode_html(path: Path) -> str:
+    """UTF-8, else the charset the page declares (`<meta charset>`), else the likeliest one:
+    pages saved from older intranets are often windows-1252 or latin-1."""
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        from bs4 import UnicodeDammit
+
+        decoded = UnicodeDammit(data, is_html=True)
+        if decoded.unicode_markup is None:
+            raise LoadError(path, "cannot tell which text encoding this HTML file uses") from None
+        return decoded.unicode_markup
+
+
 def load_html(path: Path) -> SourceDocument:
-    raw = _read_text(path)
+    raw = _decode_html(path)
     title, text = html_to_markdown(raw)
     title = title or _title_from_markdown(text, _fallback_title(path))
     return SourceDocument(str(path), title, str(path), text, "markdown", fingerprint(title, text))

@@ -228,3 +228,14 @@ def test_fingerprint_changes_with_text_and_chunk_settings(tmp_path: Path) -> Non
     assert Chunker(500, 100).split(load_file(path).documents[0])[0].fingerprint != first
     path.write_text("two", encoding="utf-8")
     assert Chunker(1000, 100).split(load_file(path).documents[0])[0].fingerprint != first
+
+
+@pytest.mark.parametrize("charset", ["windows-1252", "iso-8859-1"])
+def test_html_in_its_declared_charset_is_decoded(tmp_path: Path, charset: str) -> None:
+    page = (f'<html><head><meta charset="{charset}"><title>Caf\xe9 menu</title></head>'
+            "<body><h1>Caf\xe9</h1><p>Cr\xe8me br\xfbl\xe9e costs 4 \xe9cus.</p></body></html>")
+    path = tmp_path / "menu.html"
+    path.write_bytes(page.encode(charset))
+    [document] = load_file(path).documents
+    assert document.title == "Caf\xe9 menu"
+    assert "Cr\xe8me br\xfbl\xe9e costs 4 \xe9cus." in document.text

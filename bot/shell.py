@@ -84,6 +84,9 @@ class Shell:
             self._show(answer)
 
     def run(self, stream: TextIO | None = None, interactive: bool | None = None) -> int:
+        """Read lines until the input ends or the user quits. The exit status is 1 when a piped
+        session had failed lines (a script must notice), 0 otherwise: at a terminal the person
+        has already seen each error."""
         stream = stream or sys.stdin
         interactive = stream.isatty() if interactive is None else interactive
         if interactive:
@@ -92,7 +95,7 @@ class Shell:
         for line in lines:
             if not self.handle(line):
                 break
-        return 0
+        return 1 if self.failures and not interactive else 0
 
     def _read(self, stream: TextIO, interactive: bool) -> str | None:
         if interactive:

@@ -55,12 +55,27 @@ def test_piped_questions_are_answered_in_order(cli, tiny_corpus: Path) -> None:
 def test_bad_question_in_the_shell_is_one_error_and_the_session_goes_on(tiny_services) -> None:
     shell, out = make_shell(tiny_services)
     code = shell.run(io.StringIO("x" * 50_000 + "\nHow do I request holidays?\n"), interactive=False)
-    assert code == 0
+    assert code == 1  # piped: the script must see that a line failed
     text = out.getvalue()
     assert "error: the question is too long (50,000 characters; the limit is 2,000)" in text
     assert TINY_CORPUS[2]["text"] in text
     assert shell.failures == 1
     assert shell.last_answer is not None and shell.last_answer.hits[0].doc_id == "holidays"
+
+
+def test_an_interactive_session_ends_with_status_0_even_after_errors(tiny_services, monkeypatch) -> None:
+    shell, out = make_shell(tiny_services)
+    lines = iter(["x" * 50_000, "How do I request holidays?"])
+
+    def typed(prompt: str = "") -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(shell.console, "input", typed)
+    assert shell.run(io.StringIO(), interactive=True) == 0
+    assert shell.failures == 1 and "error: the question is too long" in out.getvalue()
 
 
 def test_quit_stops_reading(tiny_services) -> None:
@@ -88,7 +103,7 @@ def test_other_modules_can_add_commands(tiny_services, monkeypatch) -> None:
 
 def test_shell_on_an_empty_knowledge_base_reports_and_goes_on(cli) -> None:
     result = cli("shell", input="anything?\nstill there?\n")
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # every line failed
     assert result.stdout.count("the knowledge base is empty") == 2
     assert "Traceback" not in result.stdout
 

@@ -36,6 +36,8 @@ class Answer(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("channel", "message_ts", name="uq_answer_message"),
         Index("ix_answer_created_at", "created_at"),
+        # follow-ups in a thread: "has any replica answered here?" (FeedbackStore.answered_in_thread)
+        Index("ix_answer_channel_thread", "channel", "thread_ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -43,7 +45,7 @@ class Answer(SQLModel, table=True):
     asker: str = Field(max_length=200)
     origin: str = Field(max_length=40)  # "slack", "cli", "shell", "api", ...
     channel: str | None = Field(default=None, max_length=200)
-    thread_ts: str | None = Field(default=None, max_length=64)
+    thread_ts: str | None = Field(default=None, max_length=64)  # root of the thread answered in
     message_ts: str | None = Field(default=None, max_length=64)  # the bot's reply, once posted
     created_at: datetime = _when()
     tuning_version: int | None = None

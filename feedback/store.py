@@ -412,6 +412,29 @@ class FeedbackStore:
             shown = session.exec(select(m.ShownSource).where(m.ShownSource.answer_id == row.id)).all()
             return self._answer_record(row, list(shown))
 
+    def answered_in_thread(self, channel: str, thread_ts: str) -> bool:
+        """Whether an answer of ours was posted in this Slack thread.
+
+        Every replica writes its answers here, so a follow-up that reaches a replica which did
+        not answer the thread is recognised without asking Slack (`conversations.replies` is
+        rate-limited). `thread_ts` is the thread's root: the question's ts for a top-level
+        mention, DM or `/askloop`, the parent's ts for a question asked inside a thread. Only
+        answers that reached Slack count (their message is attached), not ones whose post failed.
+        """
+        if not channel or not thread_ts:
+            return False
+        with self._session() as session:
+            found = session.exec(
+                select(m.Answer.id)
+                .where(
+                    m.Answer.channel == channel,
+                    m.Answer.thread_ts == thread_ts,
+                    m.Answer.message_ts.is_not(None),  # type: ignore[union-attr]
+                )
+                .limit(1)
+            ).first()
+            return found is not None
+
     def answers(self, *, limit: int = 50, offset: int = 0) -> list[AnswerRecord]:
         """Most recent first."""
         with self._session() as session:

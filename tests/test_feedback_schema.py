@@ -135,6 +135,32 @@ def test_unreachable_database_is_one_line(home, monkeypatch):
     assert result.exit_code == 1 and "could not upgrade" in result.output and "Traceback" not in result.output
 
 
+# -- the models and the migrations describe the same schema ---------------------------------------
+def check_models_match_migrations(url: str) -> None:
+    """A column, constraint or index declared in feedback/models.py but not migrated (or the
+    reverse) shows up here, instead of as a slow query or a failed write in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import feedback.models  # noqa: F401  (registers the tables)
+
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    engine.dispose()
+
+
+def test_models_match_migrations_on_sqlite(tmp_path):
+    check_models_match_migrations(f"sqlite:///{tmp_path / 'compare.db'}")
+
+
+@pytest.mark.postgres
+def test_models_match_migrations_on_postgres(fresh_pg_url):
+    check_models_match_migrations(fresh_pg_url)
+
+
 # -- 0003: question vectors on answers -------------------------------------------------------------
 def _columns(engine) -> set[str]:
     from sqlalchemy import inspect
@@ -205,3 +231,71 @@ def test_question_vector_migration_up_and_down_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_question_vector_migration_up_and_down_on_postgres(fresh_pg_url):
     check_question_vector_migration(fresh_pg_url)
+
+
+# -- 0004: answers found by their thread -----------------------------------------------------------
+THREAD_INDEX = "ix_answer_channel_thread"
+THREAD_LOOKUP = ("SELECT id FROM answer WHERE channel = 'C1' AND thread_ts = '100.000001' "
+                 "AND message_ts IS NOT NULL")
+
+
+def _answer_indexes(engine) -> dict[str, list[str]]:
+    from sqlalchemy import inspect
+
+    return {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("answer")}
+
+
+def _lookup_plan(engine) -> str:
+    """How the database runs `answered_in_thread`'s query (sequential scans discouraged on
+    PostgreSQL, whose planner would rightly scan a table this small)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = conn.execute(text("EXPLAIN QUERY PLAN " + THREAD_LOOKUP)).all()
+            return " ".join(str(r[-1]) for r in rows)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        return " ".join(r[0] for r in conn.execute(text("EXPLAIN " + THREAD_LOOKUP)).all())
+
+
+def check_thread_index_migration(url: str) -> None:
+    """0003 → head adds the (channel, thread_ts) index the thread lookup uses, keeping every row;
+    head → 0003 drops only the index (no answer, vote or shown source lost)."""
+    from feedback.store import FeedbackStore
+
+    engine = db.make_engine(url)
+    db.upgrade(engine, "0003")
+    assert THREAD_INDEX not in _answer_indexes(engine)
+    with engine.begin() as conn:  # an answer posted in a thread by an askloop at 0003
+        conn.execute(text(
+            "INSERT INTO answer (question, asker, origin, channel, thread_ts, message_ts, created_at, "
+            "abstained, answer_text) VALUES ('old question?', 'UA', 'slack_mention', 'C1', "
+            "'100.000001', '100.000002', CURRENT_TIMESTAMP, FALSE, 'old answer')"))
+        conn.execute(text(
+            "INSERT INTO shown_source (answer_id, rank, doc_id, chunk_id, title, source, score, base_score) "
+            "SELECT id, 1, 'vpn', 'vpn#0', 'VPN', 'vpn.md', 0.8, 0.8 FROM answer"))
+        conn.execute(text(
+            "INSERT INTO vote (answer_id, user_id, value, counted, weight, why, source, created_at, updated_at) "
+            "SELECT id, 'U1', 1, TRUE, 1.0, '', 'slack', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM answer"))
+
+    db.upgrade(engine)
+    assert _answer_indexes(engine)[THREAD_INDEX] == ["channel", "thread_ts"]
+    assert THREAD_INDEX in _lookup_plan(engine)
+    store = FeedbackStore(url)
+    assert store.answered_in_thread("C1", "100.000001") is True  # answered before the upgrade
+    assert store.answered_in_thread("C1", "100.000002") is False
+    store.close()
+
+    db.downgrade(engine, "0003")
+    assert THREAD_INDEX not in _answer_indexes(engine)
+    assert (_count(engine, "answer"), _count(engine, "vote"), _count(engine, "shown_source")) == (1, 1, 1)
+    db.upgrade(engine)
+    assert db.check_schema(engine) == db.head_revision()
+    engine.dispose()
+
+
+def test_thread_index_migration_up_and_down_on_sqlite(tmp_path):
+    check_thread_index_migration(f"sqlite:///{tmp_path / 'migrate.db'}")
+
+
+@pytest.mark.postgres
+def test_thread_index_migration_up_and_down_on_postgres(fresh_pg_url):
+    check_thread_index_migration(fresh_pg_url)

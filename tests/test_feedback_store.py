@@ -45,6 +45,24 @@ def test_attach_message_and_lookup(store):
         store.get_answer(9999)
 
 
+def test_answered_in_thread_knows_threads_with_a_posted_answer(store):
+    """What a replica asks before `conversations.replies`: did any replica answer in this thread?"""
+    a = answer(store, channel="C1", thread_ts="100.000001")  # a mention: the thread is its ts
+    assert store.answered_in_thread("C1", "100.000001") is False  # recorded, not yet posted
+    store.attach_message(a.id, "C1", "100.000002")
+    assert store.answered_in_thread("C1", "100.000001") is True
+    assert store.answered_in_thread("C2", "100.000001") is False  # same ts, another channel
+    assert store.answered_in_thread("C1", "100.000002") is False  # a reply is no thread root
+    assert store.answered_in_thread("C1", "999.000001") is False
+    # an answer to a question asked inside a thread is recorded under that thread's root
+    b = answer(store, channel="C1", thread_ts="200.000001")
+    store.attach_message(b.id, "C1", "200.000009")
+    assert store.answered_in_thread("C1", "200.000001") is True
+    # answers outside Slack (CLI, shell) have no channel and match nothing
+    answer(store, origin="cli")
+    assert store.answered_in_thread("", "") is False
+
+
 def test_empty_question_is_refused(store):
     with pytest.raises(InvalidFeedback):
         answer(store, question="   ")

@@ -37,7 +37,7 @@ from tests.ops_support import (
     with_listen,
 )
 from tests.slack_stub import SlackStub
-from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, SlackClient, block_action, mention, reaction, unique, wait_until
+from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, SlackClient, block_action, mention, message, reaction, unique, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -240,6 +240,24 @@ def test_events_alternating_between_replicas_get_exactly_one_answer_each(stack):
         assert answers1 - answers0 == 3
         assert retrievals1 - retrievals0 == 3
         assert requests1 - requests0 == 3
+
+
+def test_follow_up_reaching_the_replica_that_did_not_answer_costs_no_slack_lookup(stack):
+    """A answers the mention; B, with nothing cached, learns from the database that the bot
+    answered the thread and answers the follow-up without calling conversations.replies."""
+    a, b = stack.replicas
+    channel, user = unique("C"), unique("U")
+    event, _, _ = ask(stack, a, "how do I connect to the VPN?", channel, user)
+    follow = message("and how do I request holidays?", user=user, channel=channel,
+                     thread_ts=event["ts"])
+    response, _ = b.slack.event(follow)
+    assert response.status_code == 200
+    stack.stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
+                        "Requesting holidays" in json.dumps(c.get("blocks")))
+    follow_up = wait_until(lambda: [r for r in stack.store.answers(limit=500)
+                                    if r.channel == channel and r.origin == "slack_thread"])
+    assert follow_up[0].thread_ts == event["ts"]
+    assert stack.stub.find("conversations.replies", lambda c: c.get("channel") == channel) == []
 
 
 def test_retried_delivery_to_the_other_replica_is_not_processed_twice(stack):

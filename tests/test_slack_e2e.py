@@ -172,6 +172,23 @@ def test_thread_follow_up_is_answered_only_where_bot_answered(slack, stub):
     assert len(stub.find("chat.postMessage", lambda c: c.get("channel") == channel)) == 2
 
 
+def test_follow_up_where_only_slack_shows_the_bot_is_answered_after_asking_slack(slack, stub, store):
+    """The store knows the threads askloop answered; for one it does not know (here the bot's
+    message exists only in Slack, like a notice or an answer never linked) Slack is asked."""
+    from slack_sdk import WebClient
+
+    channel, user = unique("C"), unique("U")
+    root = f"{time.time():.6f}"
+    WebClient(token="xoxb-other-process", base_url=stub.url).chat_postMessage(
+        channel=channel, thread_ts=root, text="Ask me a question after the mention")
+    assert store.answered_in_thread(channel, root) is False
+    slack.event(message("how do I request holidays?", user=user, channel=channel, thread_ts=root))
+    stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
+                  "Requesting holidays" in json.dumps(c.get("blocks")))
+    assert len(stub.find("conversations.replies", lambda c: c.get("channel") == channel)) == 1
+    assert wait_until(lambda: store.answered_in_thread(channel, root)) is True
+
+
 def test_retried_delivery_answers_once(slack, stub):
     channel, user = unique("C"), unique("U")
     event = mention("how do I deploy to production?", user=user, channel=channel)

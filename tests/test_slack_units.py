@@ -144,6 +144,71 @@ def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
         stub.stop()
 
 
+def other_replica(deps: Any) -> Any:
+    """The same bot as another process would run it: its own store engine, nothing cached."""
+    from bot.slack.deps import BotDeps
+    from feedback.store import FeedbackStore
+
+    return BotDeps(settings=deps.settings, services=deps.services,
+                   store=FeedbackStore(deps.settings.effective_database_url),
+                   moderators=deps.moderators)
+
+
+def test_follow_up_thread_is_recognised_from_the_store_then_from_slack(tiny_services, caplog):
+    """Cache, then the feedback store (threads any replica answered), then conversations.replies."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.answering import answer_in_thread, bot_in_thread
+    from bot.slack.app import make_deps
+    from tests.slack_stub import BOT_ID, BOT_USER_ID
+
+    first = make_deps(tiny_services.settings, tiny_services)
+    second = other_replica(first)
+    stub = SlackStub().start()
+    try:
+        client = AsyncWebClient(token="xoxb-t", base_url=stub.url)
+
+        def in_thread(deps: Any, channel: str, thread_ts: str) -> bool:
+            return asyncio.run(bot_in_thread(deps, client, channel, thread_ts, BOT_USER_ID, BOT_ID))
+
+        def replies(channel: str) -> int:
+            return len(stub.find("conversations.replies", lambda c: c.get("channel") == channel))
+
+        asyncio.run(answer_in_thread(first, client, channel="CANSWERED", thread_ts="10.000001",
+                                     question="how do I connect to the VPN?", user="UASK",
+                                     origin="slack_mention"))
+        # the replica that did not answer knows from the store, and then from its own cache
+        assert in_thread(second, "CANSWERED", "10.000001") is True
+        assert "CANSWERED:10.000001" in second.answered_threads
+        assert in_thread(second, "CANSWERED", "10.000001") is True
+        assert replies("CANSWERED") == 0
+
+        # a bot message the store knows nothing of (a notice, or an answer never linked): Slack says
+        asyncio.run(client.chat_postMessage(channel="CNOTICE", thread_ts="20.000001", text="notice"))
+        assert in_thread(second, "CNOTICE", "20.000001") is True
+        assert replies("CNOTICE") == 1
+        # a thread without the bot: neither the store nor Slack claims it
+        assert in_thread(second, "CNOBOT", "30.000001") is False
+        assert replies("CNOBOT") == 1
+
+        # the store cannot be read: logged, and Slack is asked instead
+        from sqlalchemy.exc import OperationalError
+
+        def broken(channel: str, thread_ts: str) -> bool:
+            raise OperationalError("SELECT", {}, Exception("database is down"))
+
+        third = other_replica(first)
+        third.store.answered_in_thread = broken  # type: ignore[method-assign]
+        with caplog.at_level("ERROR", logger="askloop.slack"):
+            assert in_thread(third, "CANSWERED", "10.000001") is True
+        assert replies("CANSWERED") == 1
+        assert "asking Slack" in caplog.text
+        for deps in (second, third):
+            deps.store.close()
+    finally:
+        stub.stop()
+
+
 def test_serve_refuses_clearly_without_tokens(home, monkeypatch):
     from typer.testing import CliRunner
 

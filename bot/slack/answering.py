@@ -148,15 +148,35 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
             log.exception("answer %s was posted but not linked to its message", outcome.answer_id)
 
 
+async def answered_here(deps: BotDeps, channel: str, thread_ts: str) -> bool:
+    """Whether the feedback store has an answer of ours posted in this thread.
+
+    Every replica records its answers there, so this sees threads answered by any of them
+    without a Slack call. A database failure is logged and reads as "not known": the caller
+    then asks Slack, so a database hiccup never silences a follow-up.
+    """
+    try:
+        return await deps.db(deps.store.answered_in_thread, channel, thread_ts)
+    except Exception:
+        log.exception("could not look up answers in thread %s:%s; asking Slack", channel, thread_ts)
+        return False
+
+
 async def bot_in_thread(deps: BotDeps, client: AsyncWebClient, channel: str, thread_ts: str,
                         bot_user_id: str | None, bot_id: str | None) -> bool:
     """Whether the bot has replied in this thread (so follow-ups there are for it).
 
-    Asked of Slack (`conversations.replies`), which every replica sees the same way; threads this
-    process answered are remembered so the common case costs no call.
+    Cheapest first: threads this process answered are remembered; then the feedback store,
+    which knows the threads every replica answered; only then Slack (`conversations.replies`,
+    rate-limited), which still catches threads where the bot posted only a notice or an
+    apology, answers whose message could not be linked, and any thread while the store
+    cannot be read.
     """
     key = f"{channel}:{thread_ts}"
     if key in deps.answered_threads:
+        return True
+    if await answered_here(deps, channel, thread_ts):
+        deps.answered_threads.add(key)
         return True
     try:
         response = await client.conversations_replies(channel=channel, ts=thread_ts, limit=200)

@@ -90,13 +90,15 @@ def embed_chunks(
     similarity to the question, at no cost per question. Chosen on held-out feedback questions:
     it raised hit@1 on every data set we measured (e.g. 0.63 → 0.73 and 0.93 → 0.96).
     """
-    vectors = np.asarray(embedder.encode([embedding_text(c) for c in chunks]), dtype=np.float32)
+    texts = [embedding_text(c) for c in chunks]
     if not title_weight or not len(chunks):
-        return vectors
+        return np.asarray(embedder.encode(texts), dtype=np.float32)
     title_vectors = title_cache if title_cache is not None else {}
     missing = list(dict.fromkeys(c.title for c in chunks if c.title.strip() and c.title not in title_vectors))
-    if missing:
-        title_vectors.update(zip(missing, np.asarray(embedder.encode(missing), dtype=np.float32)))
+    # one call: the model batches the short titles together instead of paying a call for them
+    encoded = np.asarray(embedder.encode(texts + missing), dtype=np.float32)
+    vectors = encoded[: len(texts)]
+    title_vectors.update(zip(missing, encoded[len(texts) :]))
     for i, chunk in enumerate(chunks):
         title_vector = title_vectors.get(chunk.title)
         if title_vector is not None:

@@ -299,9 +299,11 @@ def test_untitled_chunks_and_the_title_cache(embedder) -> None:
     cache: dict[str, np.ndarray] = {}
     vectors = ingest_module.embed_chunks(Counting(), [untitled, *titled], 1.0, cache)
     assert np.allclose(vectors[0], embedder.encode([ingest_module.embedding_text(untitled)])[0], atol=1e-5)
-    assert calls[-1] == ["Holidays"]  # one title vector for both chunks; none for the untitled
+    texts = [ingest_module.embedding_text(c) for c in (untitled, *titled)]
+    assert calls == [texts + ["Holidays"]]  # one call; one title vector for both chunks, none for the untitled
+    assert np.allclose(cache["Holidays"], embedder.encode(["Holidays"])[0], atol=1e-5)
     ingest_module.embed_chunks(Counting(), titled, 1.0, cache)
-    assert calls[-1] != ["Holidays"] and "Holidays" not in calls[-1]  # the cached title is reused
+    assert calls[-1] == [ingest_module.embedding_text(c) for c in titled]  # the cached title is reused
 
 
 def test_changing_the_title_weight_re_embeds_on_the_next_ingest(home, embedder, tiny_corpus: Path, monkeypatch) -> None:

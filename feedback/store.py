@@ -204,18 +204,27 @@ class FeedbackStore:
         with Session(self._reader, expire_on_commit=False) as session:
             yield session
 
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run one transaction attempt, again (with a short backoff) when the database reports a
+        transient lock or serialization failure; anything else, or the last failure, is raised."""
+        for number in range(_RETRIES):
+            try:
+                return attempt()
+            except OperationalError as exc:
+                if not _transient(exc) or number == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * 2**number)
+        raise AssertionError("unreachable")
+
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction, retrying when the database reports a transient lock."""
-        for attempt in range(_RETRIES):
-            try:
-                with Session(self.engine, expire_on_commit=False) as session:
-                    with session.begin():
-                        return work(session)
-            except OperationalError as exc:
-                if not _transient(exc) or attempt == _RETRIES - 1:
-                    raise
-                time.sleep(0.01 * 2**attempt)
-        raise AssertionError("unreachable")
+
+        def attempt() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                with session.begin():
+                    return work(session)
+
+        return self._retrying(attempt)
 
     def _write_core(self, work: Callable[[Connection], T], *, single_statement: bool = False) -> T:
         """Like `_write` on a plain Core connection: for the hot path (votes), no ORM overhead.
@@ -225,18 +234,15 @@ class FeedbackStore:
         PostgreSQL's default READ COMMITTED isolation the reads see the same data either way.
         """
         autocommit = single_statement and self.engine.dialect.name == "postgresql"
-        for attempt in range(_RETRIES):
-            try:
-                if autocommit:
-                    with self.engine.connect() as connection:
-                        return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
-                with self.engine.begin() as connection:
-                    return work(connection)
-            except OperationalError as exc:
-                if not _transient(exc) or attempt == _RETRIES - 1:
-                    raise
-                time.sleep(0.01 * 2**attempt)
-        raise AssertionError("unreachable")
+
+        def attempt() -> T:
+            if autocommit:
+                with self.engine.connect() as connection:
+                    return work(connection.execution_options(isolation_level="AUTOCOMMIT"))
+            with self.engine.begin() as connection:
+                return work(connection)
+
+        return self._retrying(attempt)
 
     def _audit(
         self,

@@ -160,8 +160,12 @@ async def refresh_surface(deps: BotDeps, client: AsyncWebClient, body: dict[str,
         await respond(text=text, blocks=blocks, replace_original=True)
 
 
-async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any], respond: Any,
-                    approve: bool) -> None:
+async def moderator_button(deps: BotDeps, client: AsyncWebClient,
+                           body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The moderator who pressed a review, edit or rollback button, and the button's action.
+
+    None once a non-moderator has been told no: every moderation button is checked here, so none
+    can skip the check or word the refusal differently."""
     from bot.slack.feedback import ephemeral
 
     user = body["user"]["id"]
@@ -169,7 +173,18 @@ async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any],
     if not await may_moderate(deps, client, user):
         log.info("non-moderator %s pressed %s", user, action.get("action_id"))
         await ephemeral(client, body, REFUSAL)
+        return None
+    return user, action
+
+
+async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any], respond: Any,
+                    approve: bool) -> None:
+    from bot.slack.feedback import ephemeral
+
+    pressed = await moderator_button(deps, client, body)
+    if pressed is None:
         return
+    user, action = pressed
     try:
         kind, item_id = _parse_review(action.get("value", ""))
     except (ValueError, KeyError, TypeError):
@@ -193,11 +208,10 @@ async def on_review(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any],
 async def on_edit(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     from bot.slack.feedback import ephemeral
 
-    user = body["user"]["id"]
-    if not await may_moderate(deps, client, user):
-        await ephemeral(client, body, REFUSAL)
+    pressed = await moderator_button(deps, client, body)
+    if pressed is None:
         return
-    action = (body.get("actions") or [{}])[0]
+    _, action = pressed
     try:
         kind, item_id = _parse_review(action.get("value", ""))
         if kind != "correction":
@@ -245,11 +259,10 @@ async def submit_edit(deps: BotDeps, client: AsyncWebClient, ack: Any, body: dic
 async def on_rollback(deps: BotDeps, client: AsyncWebClient, body: dict[str, Any]) -> None:
     from bot.slack.feedback import ephemeral
 
-    user = body["user"]["id"]
-    if not await may_moderate(deps, client, user):
-        await ephemeral(client, body, REFUSAL)
+    pressed = await moderator_button(deps, client, body)
+    if pressed is None:
         return
-    action = (body.get("actions") or [{}])[0]
+    user, action = pressed
     try:
         number = int(action.get("value", ""))
         await deps.db(deps.store.rollback, number, user)

@@ -238,6 +238,7 @@ class LearningEngine:
         self.vector_cache = vector_cache if vector_cache is not None else {}
         self.chunk_vectors = chunk_vectors
         self.model_id = model_id if model_id is not None else getattr(encoder, "model_id", None)
+        self.dimension: int | None = getattr(encoder, "dimension", None)  # None: not known, not checked
 
     # -- strategies -----------------------------------------------------------------------------
     def build(
@@ -337,13 +338,12 @@ class LearningEngine:
         """
         if not self.model_id:
             return 0
-        dimension = getattr(self.encoder, "dimension", None)
         used = 0
         for item in [*feedback.votes, *feedback.corrections]:
             vector = item.question_vector
             if vector is None or item.vector_model != self.model_id or item.question in self.vector_cache:
                 continue
-            if dimension is not None and vector.shape != (dimension,):
+            if self.dimension is not None and vector.shape != (self.dimension,):
                 continue
             self.vector_cache[item.question] = np.asarray(vector, dtype=np.float32)
             used += 1
@@ -367,8 +367,7 @@ class LearningEngine:
         from retrieval.learned import decode_matrix
 
         matrix = decode_matrix(blob)
-        dimension = getattr(self.encoder, "dimension", None)
-        if len(matrix) != len(texts) or (dimension is not None and matrix.shape[1] != dimension):
+        if len(matrix) != len(texts) or (self.dimension is not None and matrix.shape[1] != self.dimension):
             return 0
         for text, vector in zip(texts, matrix):
             self.vector_cache.setdefault(text, vector)

@@ -173,6 +173,17 @@ def _count(engine, table: str) -> int:
         return conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
+def _old_source_and_vote(conn) -> None:
+    """A shown source and a 👍 for every answer, written in SQL as an older schema had them (the
+    models describe the newest schema), so a migration test can check that none is lost."""
+    conn.execute(text(
+        "INSERT INTO shown_source (answer_id, rank, doc_id, chunk_id, title, source, score, base_score) "
+        "SELECT id, 1, 'vpn', 'vpn#0', 'VPN', 'vpn.md', 0.8, 0.8 FROM answer"))
+    conn.execute(text(
+        "INSERT INTO vote (answer_id, user_id, value, counted, weight, why, source, created_at, updated_at) "
+        "SELECT id, 'U1', 1, TRUE, 1.0, '', 'slack', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM answer"))
+
+
 def check_question_vector_migration(url: str) -> None:
     """0002 → head keeps old answers (without a vector), stores new ones with theirs; head → 0002
     drops only the two columns (no vote, correction or shown source lost) and keeps 0002's guards."""
@@ -189,12 +200,7 @@ def check_question_vector_migration(url: str) -> None:
         conn.execute(text(
             "INSERT INTO answer (question, asker, origin, created_at, abstained, answer_text) "
             "VALUES ('old question?', 'UA', 'slack', CURRENT_TIMESTAMP, FALSE, 'old answer')"))
-        conn.execute(text(
-            "INSERT INTO shown_source (answer_id, rank, doc_id, chunk_id, title, source, score, base_score) "
-            "SELECT id, 1, 'vpn', 'vpn#0', 'VPN', 'vpn.md', 0.8, 0.8 FROM answer"))
-        conn.execute(text(
-            "INSERT INTO vote (answer_id, user_id, value, counted, weight, why, source, created_at, updated_at) "
-            "SELECT id, 'U1', 1, TRUE, 1.0, '', 'slack', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM answer"))
+        _old_source_and_vote(conn)
         conn.execute(text(
             "INSERT INTO audit_event (at, actor, action, object_type, object_id) "
             "VALUES (CURRENT_TIMESTAMP, 'U1', 'vote.cast', 'answer', '1')"))
@@ -269,12 +275,7 @@ def check_thread_index_migration(url: str) -> None:
             "INSERT INTO answer (question, asker, origin, channel, thread_ts, message_ts, created_at, "
             "abstained, answer_text) VALUES ('old question?', 'UA', 'slack_mention', 'C1', "
             "'100.000001', '100.000002', CURRENT_TIMESTAMP, FALSE, 'old answer')"))
-        conn.execute(text(
-            "INSERT INTO shown_source (answer_id, rank, doc_id, chunk_id, title, source, score, base_score) "
-            "SELECT id, 1, 'vpn', 'vpn#0', 'VPN', 'vpn.md', 0.8, 0.8 FROM answer"))
-        conn.execute(text(
-            "INSERT INTO vote (answer_id, user_id, value, counted, weight, why, source, created_at, updated_at) "
-            "SELECT id, 'U1', 1, TRUE, 1.0, '', 'slack', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM answer"))
+        _old_source_and_vote(conn)
 
     db.upgrade(engine)
     assert _answer_indexes(engine)[THREAD_INDEX] == ["channel", "thread_ts"]

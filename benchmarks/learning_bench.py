@@ -5,7 +5,9 @@ question vectors as the bot records them (it embeds each question to answer it; 
 questions are embedded once during setup, untimed). Timed twice over the same feedback:
 
 * with stored vectors: reading `training_feedback()` (vectors included), collecting and capping
-  memories, encoding the payload, and decoding it back into a tuning — no question is embedded;
+  memories, tuning the query encoder on the heaviest validated pairs (at most 500, with as many
+  title anchors), encoding the
+  payload, and decoding it back into a tuning — no question is embedded for the memories;
 * without (answers recorded before vectors were kept: the column emptied): the same, plus
   embedding every distinct question with the real model, as learning did before.
 
@@ -72,6 +74,7 @@ class CountingEncoder:
 
     def __init__(self, embedder) -> None:  # type: ignore[no-untyped-def]
         self.embedder, self.model_id, self.dimension = embedder, embedder.model_id, embedder.dimension
+        self.sentence_transformer, self.configured_name = embedder.sentence_transformer, embedder.configured_name
         self.encoded: list[str] = []
 
     def encode(self, texts, batch_size=None):  # type: ignore[no-untyped-def]
@@ -109,22 +112,28 @@ def main() -> None:
         print(f"setup (untimed): {args.votes:,} answers with question vectors + votes recorded in "
               f"{time.perf_counter() - started:.1f}s")
 
+        # The 400 documents the votes cite, as the chunk store would hold them (for the query encoder).
+        doc_texts = [f"{rng.choice(TOPICS)}: how to {rng.choice(VERBS)} it, document {d}" for d in range(400)]
+        chunks = ([f"doc{d}" for d in range(400)], embedder.encode(doc_texts, 256))
+        titles = {f"doc{d}": text.split(",")[0] + f" ({d})" for d, text in enumerate(doc_texts)}
+
         encoder = CountingEncoder(embedder)
-        with_vectors, learned = learn(store, LearningEngine(encoder))
+        with_vectors, learned = learn(store, LearningEngine(encoder, chunk_vectors=lambda: chunks, doc_titles=lambda: titles))
+        print(f"  {learned.diff['query_tuning']}")
         report("with stored vectors", with_vectors, encoder)
 
         # Answers recorded before vectors were kept: every question is embedded, as before.
         with store.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE answer SET question_vector = NULL, vector_model = NULL")
         cold = CountingEncoder(embedder)
-        without, _ = learn(store, LearningEngine(cold))
+        without, _ = learn(store, LearningEngine(cold, chunk_vectors=lambda: chunks, doc_titles=lambda: titles))
         report("without stored vectors (old rows)", without, cold)
 
         # Steady state: the worker learns again after 500 more votes. The new answers carry their
         # vectors, and questions already in the active version keep theirs (even on the old rows).
         record(store, embedder, [(question(rng, f"new {i}"), [1], (f"user{i % 700}", 1)) for i in range(500)], 1)
         again = CountingEncoder(embedder)
-        engine = LearningEngine(again)
+        engine = LearningEngine(again, chunk_vectors=lambda: chunks, doc_titles=lambda: titles)
         started = time.perf_counter()
         engine.remember_vectors(learned.payload)
         relearned = engine.build(store.training_feedback())

@@ -14,7 +14,7 @@ Feedback is simulated exactly as in `askloop eval`; each parameter set learns fr
 feedback database and the held-out questions are ranked through the real search path.
 
     .venv/bin/python benchmarks/learning_dev.py ../shared/data/stackfaq ../shared/data/covid-qa \\
-        --set tau_vote=0.6,power=2 --set tau_vote=0.65,power=2.5
+        --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 --set encoder.min_pairs=1e9
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.services import Services  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from feedback.adapter import store_chunk_vectors  # noqa: E402
+from feedback.adapter import store_chunk_vectors, store_titles  # noqa: E402
 from feedback.datasets import Dataset, load_dataset  # noqa: E402
+from feedback.encoder_tuning import EncoderTraining  # noqa: E402
 from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
 from feedback.learning import LearningEngine, LearningParams, doubtful_votes  # noqa: E402
 from retrieval.learned import MemoryParams, tuning_from_payload  # noqa: E402
@@ -63,14 +64,28 @@ def parse_set(text: str) -> dict[str, float]:
     return {k.strip(): float(v) for k, v in pairs}
 
 
+def learning_params(variant: dict[str, float]) -> LearningParams:
+    """`encoder.NAME=V` sets the query encoder's training (`encoder.min_pairs=1e9` turns it
+    off); any other key is a memory parameter."""
+    memory = {k: v for k, v in variant.items() if not k.startswith("encoder.")}
+    encoder = EncoderTraining()
+    for key, value in variant.items():
+        if key.startswith("encoder."):
+            name = key.removeprefix("encoder.")
+            kind = type(getattr(encoder, name))
+            encoder = replace(encoder, **{name: kind(value)})
+    return LearningParams(memory=replace(MemoryParams(), **memory), encoder=encoder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     parser.add_argument("datasets", nargs="*", type=Path, default=[shared / "stackfaq", shared / "covid-qa"])
     parser.add_argument("--set", action="append", default=[], help="memory parameters, e.g. tau_vote=0.65,power=2.5")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-defaults", action="store_true", help="score only the --set variants")
     args = parser.parse_args()
-    variants = [{}] + [parse_set(s) for s in args.set]
+    variants = ([] if args.skip_defaults else [{}]) + [parse_set(s) for s in args.set]
     missing = [p for p in args.datasets if not (p / "qrels" / "feedback.tsv").is_file()]
     if missing:
         parser.error(f"no qrels/feedback.tsv in {missing[0]} (give BEIR data set folders)")
@@ -93,9 +108,10 @@ def main() -> None:
                 base = evaluation.rank(asked, NoTuning())
                 parts = evaluation.split(teach)
                 for variant in variants:
-                    params = LearningParams(memory=replace(MemoryParams(), **variant))
+                    params = learning_params(variant)
                     engine = LearningEngine(services.embedder, params, vector_cache=evaluation.vectors,
-                                            chunk_vectors=store_chunk_vectors(services.store))
+                                            chunk_vectors=store_chunk_vectors(services.store),
+                                            doc_titles=store_titles(services.store))
                     learned = engine.build(feedback, "askloop", doubtful)
                     after = evaluation.rank(asked, tuning_from_payload(learned.payload, None))
                     label = ",".join(f"{k}={v:g}" for k, v in variant.items()) or "defaults"

@@ -25,6 +25,7 @@ from retrieval.store import ChunkStore, open_client
 from retrieval.tuning import NoTuning, Tuning
 
 if TYPE_CHECKING:
+    from feedback.learning import LearningParams
     from feedback.records import VersionRecord
     from feedback.store import FeedbackStore
 
@@ -141,6 +142,15 @@ class Services:
         except Exception:  # a version that cannot be decoded must not take answering down
             log.exception("tuning version %s cannot be used; serving the base index", version.number)
             return NoTuning()
+
+    def learning_params(self) -> "LearningParams":
+        """The learning engine's parameters: the global defaults, except what settings turn off."""
+        from dataclasses import replace
+
+        from feedback.learning import LearningParams
+
+        params = LearningParams()
+        return replace(params, encoder=replace(params.encoder, enabled=self.settings.tune_query_encoder))
 
     def answer(
         self,

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     tuning_cache_seconds: float = Field(default=2.0, ge=0.0)  # how long a replica caches the active version
     gate_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)  # largest nDCG@10 drop of a golden question
     gate_recent_questions: int = Field(default=200, ge=0)  # recent questions the gate replays
+    tune_query_encoder: bool = True  # learning may tune the question encoder (docs/learning.md)
 
     # -- operations (docs/operations.md) ------------------------------------------------------
     log_format: Literal["text", "json"] = "text"

@@ -189,7 +189,9 @@ def learning_job(services: Any, store: Any, created_by: str = "worker", strategy
         from feedback.gate import GateConfig, evaluate_proposal
         from feedback.learning import learn_from_store
 
-        learned = learn_from_store(store, services.embedder, chunk_store=services.store, strategy=strategy)
+        learned = learn_from_store(
+            store, services.embedder, chunk_store=services.store, strategy=strategy, params=services.learning_params()
+        )
         payload_id = learned.payload.get("id")
         empty = not learned.memories and not learned.payload.get("passages")
         if learned.strategy == "none" or empty:

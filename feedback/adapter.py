@@ -151,3 +151,20 @@ def store_chunk_vectors(chunk_store: Any, limit: int = 200_000) -> Callable[[], 
         return docs, _unit_rows(np.concatenate(blocks))
 
     return read
+
+
+def store_titles(chunk_store: Any, limit: int = 200_000) -> Callable[[], dict[str, str]]:
+    """Document id → title, from the stored chunks' metadata (no vectors read), read lazily."""
+
+    def read() -> dict[str, str]:
+        collection = chunk_store._collection  # as above: no public "all metadata" read
+        total = min(chunk_store.count(), limit)
+        titles: dict[str, str] = {}
+        for offset in range(0, total, 5000):
+            for meta in collection.get(include=["metadatas"], limit=5000, offset=offset)["metadatas"]:
+                meta = meta or {}
+                titles.setdefault(str(meta.get("doc_id", "")), str(meta.get("title", "") or ""))
+        return {doc: title for doc, title in titles.items() if doc and title.strip()}
+
+    return read
+

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from feedback.datasets import Dataset, Qrels, load_dataset
-from feedback.adapter import store_chunk_vectors
+from feedback.adapter import store_chunk_vectors, store_titles
 from feedback.gate import GateConfig, evaluate_proposal
 from feedback.learning import STRATEGIES, LearningEngine, doubtful_votes
 from feedback.metrics import METRICS, mean_metrics, per_query
@@ -184,7 +184,8 @@ class Evaluation:
         if strategy == "none":
             return NoTuning(), {"proposal": None, "gate": "not run (strategy none)", "applied": False}
         engine = LearningEngine(
-            self.kb.embedder, vector_cache=self.vectors, chunk_vectors=store_chunk_vectors(self.services.store)
+            self.kb.embedder, self.services.learning_params(), vector_cache=self.vectors,
+            chunk_vectors=store_chunk_vectors(self.services.store), doc_titles=store_titles(self.services.store),
         )
         started = time.perf_counter()
         learned = engine.build(store.training_feedback(), strategy, doubtful_votes(store))
@@ -202,7 +203,7 @@ class Evaluation:
             "golden": proposal.evaluation["golden"]["count"] if proposal.evaluation else 0,
             "golden_worse": len(proposal.evaluation["golden"]["worse"]) if proposal.evaluation else 0,
             "applied": False,
-            "adapter": learned.diff.get("adapter"),
+            "query_tuning": learned.diff.get("query_tuning"),
         }
         if passed:
             store.approve_proposal(proposal.id, MODERATOR, note="passed the gate")

@@ -9,8 +9,9 @@ weight); the payload stores them compactly and `retrieval.learned` applies them 
   user's memories together at most `user_cap`, each document's at most `doc_cap`;
 * turns corrected text without a document into a passage that lives in the tuning (with its
   vector and provenance) and corrections citing a document into candidates for similar questions;
-* trains a small residual query adapter when enough validated pairs exist, and keeps it only if
-  it helps on a held-out part of the feedback (`feedback.adapter`);
+* tunes the query encoder (a LoRA update of the embedding model, `feedback.encoder_tuning`) once
+  enough (question, document) pairs are validated; with fewer, tries a small residual linear
+  query adapter, kept only if it helps on a held-out part of the feedback (`feedback.adapter`);
 * explains itself: a `diff` (structured) and a `summary` (one screen) saying what would change
   and which feedback caused it.
 """
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from feedback.encoder_tuning import EncoderTraining
 from feedback.records import ShownDoc, TrainingFeedback
 from retrieval.learned import (
     KIND_ASKLOOP,
@@ -58,10 +60,11 @@ class LearningParams:
     adapter_min_pairs: int = 200  # validated (question, document) pairs before an adapter is tried
     rejected_fix_factor: float = 0.25  # a 👎 whose proposed fix a moderator rejected is doubtful
     center_prior: int = 20  # the centre is shrunk toward 0 when few questions are remembered
+    encoder: EncoderTraining = field(default_factory=EncoderTraining)  # the tuned query encoder
 
     def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "memory"}
-        return data | {"memory": self.memory.as_dict()}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("memory", "encoder")}
+        return data | {"memory": self.memory.as_dict(), "encoder": self.encoder.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -227,16 +230,20 @@ class LearningEngine:
         *,
         vector_cache: dict[str, np.ndarray] | None = None,
         chunk_vectors: Callable[[], Any] | None = None,
+        doc_titles: Callable[[], dict[str, str]] | None = None,
         model_id: str | None = None,
     ) -> None:
-        """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for the query adapter
-        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it no adapter is trained.
+        """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for query tuning
+        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it neither the query encoder
+        nor the adapter is trained. `doc_titles`: doc id → title (`store_titles`), the encoder's
+        anchors.
         `model_id`: which model `encoder` is (default: its `model_id`, as `Embedder` has); question
         vectors stored with the feedback are reused only when they come from this same model."""
         self.encoder = encoder
         self.params = params or LearningParams()
         self.vector_cache = vector_cache if vector_cache is not None else {}
         self.chunk_vectors = chunk_vectors
+        self.doc_titles = doc_titles
         self.model_id = model_id if model_id is not None else getattr(encoder, "model_id", None)
         self.dimension: int | None = getattr(encoder, "dimension", None)  # None: not known, not checked
 
@@ -318,15 +325,37 @@ class LearningEngine:
             payload["center"] = encode_matrix(center, "float32")
         if passages:
             payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
-        from feedback.adapter import train_adapter
+        query_note = self.tune_query(memories, payload)
+        payload["id"] = _payload_id(payload)
+        diff = describe(memories, passages, skipped, params, query_note)
+        return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
 
+    def tune_query(self, memories: list[Memory], payload: dict[str, Any]) -> str:
+        """Tune the query encoder when enough pairs are validated, else try the linear adapter;
+        the result goes into `payload`. Returns the line the proposal shows about it."""
+        from feedback.adapter import train_adapter
+        from feedback.encoder_tuning import train_query_encoder
+
+        params = self.params
+        base = getattr(self.encoder, "sentence_transformer", None)
+        tuned = train_query_encoder(memories, self.vector_cache, base, self.chunk_vectors, params.encoder, self.doc_titles)
+        if tuned.weights is not None:
+            payload["query_encoder"] = {
+                "model": self.model_id,
+                "model_name": getattr(self.encoder, "configured_name", ""),
+                "rank": params.encoder.rank,
+                "alpha": params.encoder.alpha,
+                "targets": list(params.encoder.shape.targets),
+                "blend": params.encoder.blend,
+                "reach": params.encoder.reach,
+                "weights": {name: encode_matrix(w) for name, w in sorted(tuned.weights.items())},
+                "stats": tuned.stats,
+            }
+            return tuned.note
         result = train_adapter(memories, self.vector_cache, params.adapter_min_pairs, self.chunk_vectors)
-        adapter_note = result.note
         if result.matrix is not None:
             payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
-        payload["id"] = _payload_id(payload)
-        diff = describe(memories, passages, skipped, params, adapter_note)
-        return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
+        return f"{tuned.note}; {result.note}"
 
     def seed_stored_vectors(self, feedback: TrainingFeedback) -> int:
         """Put the question vectors the bot stored at answer time into the cache, so only
@@ -391,13 +420,13 @@ def learn_from_store(
 ) -> LearnedProposal:
     """Everything the engine can use from a store, without recording anything: validated
     feedback, rejected fixes (to discount their 👎), the active version's question vectors
-    (incremental), and — given the chunk store — document vectors for the query adapter."""
-    chunk_vectors = None
+    (incremental), and — given the chunk store — document vectors and titles for query tuning."""
+    chunk_vectors = doc_titles = None
     if chunk_store is not None:
-        from feedback.adapter import store_chunk_vectors
+        from feedback.adapter import store_chunk_vectors, store_titles
 
-        chunk_vectors = store_chunk_vectors(chunk_store)
-    engine = LearningEngine(encoder, params, chunk_vectors=chunk_vectors)
+        chunk_vectors, doc_titles = store_chunk_vectors(chunk_store), store_titles(chunk_store)
+    engine = LearningEngine(encoder, params, chunk_vectors=chunk_vectors, doc_titles=doc_titles)
     active = store.active_version()
     if active is not None:
         engine.remember_vectors(active.payload)
@@ -419,7 +448,7 @@ def describe(
     passages: list[Passage],
     skipped: dict[str, int],
     params: LearningParams,
-    adapter_note: str,
+    query_note: str,
 ) -> dict[str, Any]:
     """Per document: net weight, votes up/down, corrections, and the questions behind them."""
     per_doc: dict[str, dict[str, Any]] = {}
@@ -456,7 +485,7 @@ def describe(
             for p in passages
         ],
         "skipped": skipped,
-        "adapter": adapter_note,
+        "query_tuning": query_note,
         "params": params.as_dict(),
     }
 
@@ -497,5 +526,5 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
         lines.append(f"+ passage from {passage['correction']} for “{passage['question'][:70]}”")
     if diff["skipped"]:
         lines.append("not used: " + "; ".join(f"{n} {why}" for why, n in diff["skipped"].items()))
-    lines.append(diff["adapter"])
+    lines.append(diff["query_tuning"])
     return "\n".join(lines)

@@ -60,7 +60,7 @@ def _torch() -> Any:
 
 
 @contextmanager
-def _intra_op_threads(wanted: int) -> Iterator[None]:
+def intra_op_threads(wanted: int) -> Iterator[None]:
     """Run with `wanted` torch threads; only touches the setting when it differs."""
     torch = _torch()
     current = torch.get_num_threads()
@@ -87,8 +87,10 @@ class Embedder(Embeddings):
         transformers_logging.disable_progress_bar()
 
         self.model_name = model or default_model_path()
+        # What to pass to `shared_embedder` for this same model in another process ("" = bundled).
+        self.configured_name = (model or "").strip()
         # The bundled model's path depends on where the package is installed; its name does not.
-        configured = (model or "").strip() or BUNDLED_MODEL_NAME
+        configured = self.configured_name or BUNDLED_MODEL_NAME
         self.batch_size = batch_size
         try:
             self._model = SentenceTransformer(self.model_name, device="cpu")
@@ -106,7 +108,7 @@ class Embedder(Embeddings):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         # torch releases the GIL, but one model instance is not safe under concurrent calls.
-        with self._lock, _intra_op_threads(1 if len(texts) <= SMALL_INPUT else self._threads):
+        with self._lock, intra_op_threads(1 if len(texts) <= SMALL_INPUT else self._threads):
             vectors = self._model.encode(
                 list(texts),
                 batch_size=batch_size or self.batch_size,
@@ -118,6 +120,11 @@ class Embedder(Embeddings):
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+    @property
+    def sentence_transformer(self) -> Any:
+        """The loaded model itself: what a tuned query encoder starts from (read, never changed)."""
+        return self._model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.encode(texts).tolist()

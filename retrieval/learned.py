@@ -12,7 +12,10 @@ This module turns it into a `retrieval.tuning.Tuning` and knows nothing of where
   swamps the ranking) and bounded by a tanh cap per document.
   Approved corrections also *augment*: their cited document becomes a candidate for similar
   questions, and corrected free text becomes a passage retrievable for similar questions.
-  An optional residual linear *query adapter* maps the question vector before the search.
+  Once enough pairs are validated, a *tuned query encoder* (the embedding model plus a LoRA
+  update, `retrieval.query_encoder`) gives the vector to search with; before that, an optional
+  residual linear *query adapter* may map the question vector. Memories always compare the
+  base model's vectors, so they mean the same whatever the encoder.
 * `DocBoostTuning` (kind ``doc-boost``) — the per-document boost some products use, whatever
   the question: kept as a baseline for `askloop eval --strategy doc-boost`.
 """
@@ -23,11 +26,13 @@ import base64
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from retrieval.query_encoder import LoraShape, QueryEncoder, cached_encoder
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Hit
 
@@ -152,6 +157,9 @@ class LearnedTuning:
         passages: list[CorrectionPassage] | None = None,
         passage_vectors: np.ndarray | None = None,
         adapter: np.ndarray | None = None,
+        query_encoder: Callable[[], QueryEncoder] | None = None,
+        encoder_blend: float = 1.0,
+        encoder_reach: float = 0.0,
         center: np.ndarray | None = None,
         memory_is_vote: np.ndarray | None = None,
     ) -> None:
@@ -176,6 +184,9 @@ class LearnedTuning:
         self.passages = {p.doc_id: p for p in passages or []}
         self.passage_vectors = passage_vectors
         self.adapter = adapter
+        self.query_encoder = query_encoder
+        self.encoder_blend = float(encoder_blend)
+        self.encoder_reach = float(encoder_reach)
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
         if self.center is None or vectors.size == 0:
@@ -217,7 +228,19 @@ class LearnedTuning:
             pins.setdefault(self.docs[self.memory_doc[i]], float(similarity[i]))
         return pins
 
-    def transform_query(self, query: np.ndarray) -> np.ndarray:
+    def _within_reach(self, query: np.ndarray) -> bool:
+        if self.encoder_reach <= 0:
+            return True
+        similarities = self.similarities(query)
+        return bool(len(similarities)) and float(similarities.max()) >= self.encoder_reach
+
+    def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
+        if self.query_encoder is not None and self._within_reach(query):
+            tuned = self.query_encoder().encode([question])[0]
+            if self.encoder_blend >= 1.0:
+                return tuned
+            mixed = (1.0 - self.encoder_blend) * np.asarray(query, dtype=np.float32) + self.encoder_blend * tuned
+            return _unit(mixed).astype(np.float32)
         if self.adapter is None:
             return query
         return _unit(np.asarray(query, dtype=np.float32) @ self.adapter).astype(np.float32)
@@ -358,7 +381,11 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
     adapter_blob = payload.get("adapter")
     adapter = decode_matrix(adapter_blob["matrix"]) if adapter_blob else None
     center = decode_matrix(payload["center"]) if payload.get("center") else None
+    encoder_block = payload.get("query_encoder")
     return LearnedTuning(
+        query_encoder=_encoder_factory(encoder_block, str(payload.get("id", ""))) if encoder_block else None,
+        encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
+        encoder_reach=float((encoder_block or {}).get("reach", 0.0)),
         center=center,
         version=version,
         params=params,
@@ -373,6 +400,24 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         passage_vectors=passage_vectors,
         adapter=adapter,
     )
+
+
+def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], QueryEncoder]:
+    """Checks the block now (a bad payload fails when decoded, not on some later question) and
+    merges the model on first use, once per payload."""
+    from retrieval.embeddings import shared_embedder
+
+    try:
+        shape = LoraShape(rank=int(block["rank"]), alpha=float(block["alpha"]), targets=tuple(block["targets"]))
+        weights = {str(name): decode_matrix(blob) for name, blob in block["weights"].items()}
+        model_name, model_id = str(block.get("model_name") or ""), str(block["model"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PayloadError(f"malformed query encoder in tuning payload: {exc}") from exc
+    base = shared_embedder(model_name or None)
+    if base.model_id != model_id:
+        raise PayloadError(f"the tuned query encoder was made for {model_id}, not {base.model_id}")
+    key = payload_id or f"unversioned-{id(block)}"
+    return lambda: cached_encoder(key, lambda: QueryEncoder(base.sentence_transformer, shape, weights))
 
 
 def _decode(payload: dict[str, Any], version: int | None) -> Tuning:

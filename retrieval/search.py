@@ -43,8 +43,8 @@ def check_question(question: str, max_chars: int) -> str:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """`vector` is the raw embedder vector of `question`, before the tuning's query transform
-    (a learned adapter): what the feedback store keeps, so learning can reuse it, and what a
+    """`vector` is the raw embedder vector of `question`, not the one the tuning searched with
+    (a tuned query encoder's or a learned adapter's): what the feedback store keeps, so learning can reuse it, and what a
     later tuning — whatever its adapter — expects as input."""
 
     question: str
@@ -71,7 +71,7 @@ class KnowledgeBase:
     ) -> SearchResult:
         """Search with a precomputed question vector (batch evaluation embeds all at once)."""
         tuning = tuning or NoTuning()
-        query = tuning.transform_query(vector)
+        query = tuning.search_query(question, vector)
         n = min(max(k * CHUNKS_PER_DOC, MIN_CANDIDATE_CHUNKS), MAX_CANDIDATE_CHUNKS)
         matches = self.store.query(query, n)
         if not matches:  # an unfiltered search finds nothing only in an empty store

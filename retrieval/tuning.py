@@ -1,6 +1,7 @@
 """The ranking hook: how an active tuning version changes what retrieval returns.
 
-Retrieval calls a `Tuning` at three points: on the query vector (a learned adapter), on the
+Retrieval calls a `Tuning` at three points: on the question (a tuned query encoder or a learned
+adapter gives the vector to search with), on the
 candidate set (documents and passages that feedback made retrievable for similar questions),
 and on the ranked list (query-aware reweighting). The store knows nothing of any of this, so
 learned behaviour can change, be versioned and be rolled back without touching the index.
@@ -19,8 +20,9 @@ from retrieval.types import Hit
 class Tuning(Protocol):
     version: int | None
 
-    def transform_query(self, query: np.ndarray) -> np.ndarray:
-        """The vector used to search the store (unit length)."""
+    def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
+        """The vector used to search the store (unit length); `query` is the base model's vector
+        of `question`, which every other hook also receives."""
 
     def extra_doc_ids(self, query: np.ndarray) -> list[str]:
         """Stored documents to consider even if plain search did not find them."""
@@ -38,7 +40,7 @@ class NoTuning:
     def __init__(self, version: int | None = None) -> None:
         self.version = version
 
-    def transform_query(self, query: np.ndarray) -> np.ndarray:
+    def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
         return query
 
     def extra_doc_ids(self, query: np.ndarray) -> list[str]:

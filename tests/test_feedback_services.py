@@ -112,7 +112,7 @@ def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_serv
 class ShiftedQuery(NoTuning):
     """A tuning whose query transform (as a learned adapter does) changes the vector searched with."""
 
-    def transform_query(self, query):
+    def search_query(self, question, query):
         shifted = query + 0.5
         return shifted / (shifted @ shifted) ** 0.5
 
@@ -143,7 +143,7 @@ def test_answers_keep_the_raw_question_vector_and_learning_does_not_embed_it_aga
     raw = embedder.encode_one(question)
     assert vote.vector_model == embedder.model_id
     np.testing.assert_allclose(vote.question_vector, raw, atol=1e-3)  # raw: not the shifted query
-    assert not np.allclose(vote.question_vector, ShiftedQuery().transform_query(raw), atol=1e-2)
+    assert not np.allclose(vote.question_vector, ShiftedQuery().search_query(question, raw), atol=1e-2)
 
     counting = CountingEmbedder(embedder)
     learned = learn_from_store(store, counting)

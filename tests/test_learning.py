@@ -228,7 +228,7 @@ def test_adapter_is_trained_and_kept_when_it_helps_on_held_out_feedback() -> Non
     assert result.stats["mrr_after"] > result.stats["mrr_before"]
     tuning = LearnedTuning(version=None, params=MemoryParams(), questions=np.zeros((0, 8)), memory_question=np.zeros(0),
                            memory_doc=[], memory_weight=np.zeros(0), adapter=result.matrix)
-    moved = tuning.transform_query(vectors["q0"])
+    moved = tuning.search_query("q0", vectors["q0"])
     assert np.argmax(moved[:4]) == 0 and np.argmax(vectors["q0"][:4]) == 1
     assert np.linalg.norm(moved) == pytest.approx(1.0, abs=1e-5)
 

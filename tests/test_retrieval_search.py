@@ -96,7 +96,7 @@ class BoostDeploy:
     def __init__(self) -> None:
         self.seen_queries: list[np.ndarray] = []
 
-    def transform_query(self, query: np.ndarray) -> np.ndarray:
+    def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
         self.seen_queries.append(query)
         return query
 
@@ -178,7 +178,7 @@ def test_langchain_retriever_accepts_a_tuning_factory(tiny_services) -> None:
 
 def test_search_result_carries_the_raw_question_vector_not_the_transformed_query(tiny_services) -> None:
     class Negated(NoTuning):
-        def transform_query(self, query: np.ndarray) -> np.ndarray:
+        def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
             return -query
 
     kb: KnowledgeBase = tiny_services.knowledge_base

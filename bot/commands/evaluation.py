@@ -54,7 +54,9 @@ def learn(
         feedback = store.training_feedback()
         if not feedback.votes and not feedback.corrections:
             fail("no validated feedback yet: nothing to learn (votes must count; corrections must be approved)")
-        learned = learn_from_store(store, services.embedder, chunk_store=services.store, strategy=strategy)
+        learned = learn_from_store(
+            store, services.embedder, chunk_store=services.store, strategy=strategy, params=services.learning_params()
+        )
         proposal = store.create_proposal(
             summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)
         )

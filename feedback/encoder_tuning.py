@@ -9,8 +9,11 @@ scores them. Chunk vectors are never re-embedded.
 
 Settings were chosen on dev splits of feedback data only (`benchmarks/learning_dev.py`). Every
 variant tried there gained on paraphrases and cost a little on some needs without feedback; the
-distillation anchors and searching with a half-and-half blend of the base and tuned vectors cost
-the least (docs/learning.md has the table).
+distillation anchors, a half-and-half blend of the base and tuned vectors, and a reach limited to
+questions near remembered ones cost the least (docs/learning.md has the table).
+
+Like the memories, the training set is bounded: each user and each document contributes at most a
+fixed number of pairs, so no one person's votes, nor one popular document, shape the encoder.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ ChunkVectors = tuple[list[str], np.ndarray]
 class EncoderTraining:
     enabled: bool = True  # ASKLOOP_TUNE_QUERY_ENCODER
     min_pairs: int = 32  # validated pairs before the encoder is tuned at all
-    max_pairs: int = 500  # bounds learning time (~40 s on 2 cores); the most-weighted pairs first
+    max_pairs: int = 500  # bounds learning time (about 30 s on 2 cores); the heaviest pairs first
+    user_pairs: int = 50  # at most this many pairs from one user's feedback
+    doc_pairs: int = 100  # at most this many pairs citing one document
     rank: int = 8
     alpha: float = 16.0
     learning_rate: float = 1e-3
@@ -46,7 +51,7 @@ class EncoderTraining:
     anchors: float = 1.0
     distill: float = 5.0
     # The vector searched with: (1 - blend)·base + blend·tuned, renormalised (1 = the tuned one):
-    # halfway keeps the base model's view in every search, which halved the harm on dev splits.
+    # halfway keeps the base model's view in every search, which lowered the harm on dev splits.
     blend: float = 0.5
     # Used only for questions whose centred cosine to some remembered question reaches this
     # (0: for every question); the others search with the base vector.
@@ -68,18 +73,32 @@ class EncoderResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def training_pairs(memories: list[Any], limit: int) -> list[tuple[str, str]]:
-    """Distinct (question, stored document) pairs that feedback validated, heaviest first.
+def training_pairs(memories: list[Any], limit: int, user_limit: int = 10**9, doc_limit: int = 10**9) -> list[tuple[str, str]]:
+    """Distinct (question, stored document) pairs that feedback validated, heaviest first, with
+    at most `user_limit` from one user and `doc_limit` citing one document.
 
     👎 memories are left to the memory kernel: "not this document" says nothing about which
     document the question wanted. Corrected free text is not a stored document, so it is out too.
     """
     weight: dict[tuple[str, str], float] = {}
+    users: dict[tuple[str, str], str] = {}
     for m in memories:
         if m.weight > 0 and not m.doc_id.startswith(PASSAGE_PREFIX):
             weight[(m.question, m.doc_id)] = weight.get((m.question, m.doc_id), 0.0) + float(m.weight)
-    ordered = sorted(weight, key=lambda pair: (-weight[pair], pair))
-    return ordered[:limit]
+            users.setdefault((m.question, m.doc_id), m.user)
+    per_user: dict[str, int] = {}
+    per_doc: dict[str, int] = {}
+    chosen: list[tuple[str, str]] = []
+    for pair in sorted(weight, key=lambda pair: (-weight[pair], pair)):
+        user, doc = users[pair], pair[1]
+        if per_user.get(user, 0) >= user_limit or per_doc.get(doc, 0) >= doc_limit:
+            continue
+        per_user[user] = per_user.get(user, 0) + 1
+        per_doc[doc] = per_doc.get(doc, 0) + 1
+        chosen.append(pair)
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
 def anchor_pairs(titles: dict[str, str], taught: list[tuple[str, str]], count: int, seed: int) -> list[tuple[str, str]]:
@@ -134,7 +153,7 @@ def train_query_encoder(
     """LoRA weights for the query encoder, or None with the reason (too few pairs, no model)."""
     if not config.enabled:
         return EncoderResult(None, "query encoder unchanged: tuning it is turned off (ASKLOOP_TUNE_QUERY_ENCODER)")
-    pairs = training_pairs(memories, config.max_pairs)
+    pairs = training_pairs(memories, config.max_pairs, config.user_pairs, config.doc_pairs)
     if len(pairs) < config.min_pairs:
         return EncoderResult(None, f"query encoder unchanged: {len(pairs)} validated pair(s), {config.min_pairs} needed")
     if base_model is None or chunk_vectors is None:

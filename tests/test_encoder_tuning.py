@@ -103,6 +103,16 @@ def test_training_pairs_are_distinct_validated_documents_heaviest_first() -> Non
     assert training_pairs(memories, 1) == [("q2", "b")]
 
 
+def test_no_user_and_no_document_dominates_the_training_pairs() -> None:
+    one_user = [Memory(f"mallory {i}", f"m{i}", 1.0, "vote", f"a{i}", "mallory") for i in range(20)]
+    one_doc = [Memory(f"wiki {i}", "wiki", 1.0, "vote", f"b{i}", f"u{i}") for i in range(20)]
+    others = [Memory(f"q{i}", f"d{i}", 1.0, "vote", f"c{i}", f"v{i}") for i in range(4)]
+    pairs = training_pairs(one_user + one_doc + others, 100, user_limit=3, doc_limit=2)
+    assert sum(q.startswith("mallory") for q, _ in pairs) == 3
+    assert sum(d == "wiki" for _, d in pairs) == 2
+    assert sum(q.startswith("q") for q, _ in pairs) == 4
+
+
 def test_anchors_are_titles_of_stored_documents_never_a_taught_question() -> None:
     titles = {"vpn": "Connecting to the VPN", "laptop": "Getting a new laptop", "faq": "how do I file a bluebird"}
     taught = [("how do I file a bluebird", "expenses")]

@@ -417,7 +417,14 @@ def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], Que
     if base.model_id != model_id:
         raise PayloadError(f"the tuned query encoder was made for {model_id}, not {base.model_id}")
     key = payload_id or f"unversioned-{id(block)}"
-    return lambda: cached_encoder(key, lambda: QueryEncoder(base.sentence_transformer, shape, weights))
+
+    def build() -> QueryEncoder:
+        try:
+            return QueryEncoder(base.sentence_transformer, shape, weights)
+        except (ValueError, RuntimeError) as exc:  # weights that do not fit this model's layers
+            raise PayloadError(f"the tuned query encoder does not fit {model_id}: {exc}") from exc
+
+    return lambda: cached_encoder(key, build)
 
 
 def _decode(payload: dict[str, Any], version: int | None) -> Tuning:

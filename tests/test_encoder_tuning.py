@@ -176,3 +176,14 @@ def test_questions_far_from_all_feedback_search_with_the_base_vector(tuned, embe
         assert (float(tuning.similarities(base).max()) >= tuning.encoder_reach) is reached, question
         searched = tuning.search_query(question, base)
         assert np.array_equal(searched, base) is not reached, question
+
+
+def test_weights_that_fit_no_layer_are_a_payload_error_not_a_crash(tuned, embedder) -> None:
+    proposal, _ = tuned
+    odd = copy.deepcopy(proposal.payload)
+    odd["id"] = "odd-weights"
+    name = sorted(odd["query_encoder"]["weights"])[0]
+    odd["query_encoder"]["weights"]["no.such.layer.lora_A.weight"] = odd["query_encoder"]["weights"].pop(name)
+    tuning = tuning_from_payload(odd, None)
+    with pytest.raises(PayloadError, match="does not fit"):
+        tuning.search_query("when is the bluebird due", embedder.encode_one("when is the bluebird due"))

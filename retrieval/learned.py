@@ -403,8 +403,9 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
 
 
 def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], QueryEncoder]:
-    """Checks the block now (a bad payload fails when decoded, not on some later question) and
-    merges the model on first use, once per payload."""
+    """Checks the block and merges the model now, so a bad payload fails when decoded (the bot
+    then serves the base index) rather than on some later question. The merged model is kept in a
+    small cache and rebuilt on demand if it was evicted."""
     from retrieval.embeddings import shared_embedder
 
     try:
@@ -424,7 +425,11 @@ def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], Que
         except (ValueError, RuntimeError) as exc:  # weights that do not fit this model's layers
             raise PayloadError(f"the tuned query encoder does not fit {model_id}: {exc}") from exc
 
-    return lambda: cached_encoder(key, build)
+    def factory() -> QueryEncoder:
+        return cached_encoder(key, build)
+
+    factory()  # merged now (0.1 s, once per version): weights that do not fit fail at decode time
+    return factory
 
 
 def _decode(payload: dict[str, Any], version: int | None) -> Tuning:

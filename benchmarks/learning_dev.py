@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.services import Services  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from feedback.adapter import store_chunk_vectors, store_titles  # noqa: E402
+from feedback.adapter import store_chunk_reads  # noqa: E402
 from feedback.datasets import Dataset, load_dataset  # noqa: E402
 from feedback.encoder_tuning import EncoderTraining  # noqa: E402
 from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
@@ -109,9 +109,9 @@ def main() -> None:
                 parts = evaluation.split(teach)
                 for variant in variants:
                     params = learning_params(variant)
+                    chunk_vectors, doc_titles = store_chunk_reads(services.store)
                     engine = LearningEngine(services.embedder, params, vector_cache=evaluation.vectors,
-                                            chunk_vectors=store_chunk_vectors(services.store),
-                                            doc_titles=store_titles(services.store))
+                                            chunk_vectors=chunk_vectors, doc_titles=doc_titles)
                     learned = engine.build(feedback, "askloop", doubtful)
                     after = evaluation.rank(asked, tuning_from_payload(learned.payload, None))
                     label = ",".join(f"{k}={v:g}" for k, v in variant.items()) or "defaults"

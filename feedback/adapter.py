@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -134,37 +135,32 @@ def train_adapter(
     )
 
 
-def store_chunk_vectors(chunk_store: Any, limit: int = 200_000) -> Callable[[], ChunkVectors]:
-    """Chunk vectors straight from the vector store (no re-embedding), read lazily, paged."""
+def store_chunk_reads(
+    chunk_store: Any, limit: int = 200_000
+) -> tuple[Callable[[], ChunkVectors], Callable[[], dict[str, str]]]:
+    """Chunk vectors (no re-embedding) and document id → title, straight from the vector store.
 
-    def read() -> ChunkVectors:
+    Both come from one paged read of the store, made lazily on the first use of either: query
+    tuning needs the vectors and its anchors need the titles, which sit in the same metadata.
+    """
+
+    @cache
+    def read() -> tuple[ChunkVectors, dict[str, str]]:
         collection = chunk_store._collection  # the store has no public "all vectors" read
         total = min(chunk_store.count(), limit)
         docs: list[str] = []
+        titles: dict[str, str] = {}
         blocks = []
         for offset in range(0, total, 5000):
             got = collection.get(include=["embeddings", "metadatas"], limit=5000, offset=offset)
-            docs += [str((meta or {}).get("doc_id", "")) for meta in got["metadatas"]]
+            for meta in got["metadatas"]:
+                doc, title = str((meta or {}).get("doc_id", "")), str((meta or {}).get("title", "") or "")
+                docs.append(doc)
+                if doc and title.strip():
+                    titles.setdefault(doc, title)
             blocks.append(np.asarray(got["embeddings"], dtype=np.float32))
         if not blocks:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        return docs, _unit_rows(np.concatenate(blocks))
+            return ([], np.zeros((0, 0), dtype=np.float32)), titles
+        return (docs, _unit_rows(np.concatenate(blocks))), titles
 
-    return read
-
-
-def store_titles(chunk_store: Any, limit: int = 200_000) -> Callable[[], dict[str, str]]:
-    """Document id → title, from the stored chunks' metadata (no vectors read), read lazily."""
-
-    def read() -> dict[str, str]:
-        collection = chunk_store._collection  # as above: no public "all metadata" read
-        total = min(chunk_store.count(), limit)
-        titles: dict[str, str] = {}
-        for offset in range(0, total, 5000):
-            for meta in collection.get(include=["metadatas"], limit=5000, offset=offset)["metadatas"]:
-                meta = meta or {}
-                titles.setdefault(str(meta.get("doc_id", "")), str(meta.get("title", "") or ""))
-        return {doc: title for doc, title in titles.items() if doc and title.strip()}
-
-    return read
-
+    return (lambda: read()[0]), (lambda: read()[1])

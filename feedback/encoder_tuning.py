@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from feedback.adapter import ChunkVectors
 from retrieval.learned import PASSAGE_PREFIX
 from retrieval.query_encoder import LoraShape, lora_state, with_lora
-
-ChunkVectors = tuple[list[str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -171,8 +170,8 @@ def train_query_encoder(
         known = {d: t for d, t in titles().items() if d in stored}
         pairs = pairs + anchor_pairs(known, pairs, int(config.anchors * taught), config.seed)
     questions = [q for q, _ in pairs]
-    missing = [q for q in questions if q not in vectors]
-    if missing and base_model is not None:
+    missing = [q for q in questions if q not in vectors]  # the anchors' titles
+    if missing:
         for q, v in zip(missing, base_model.encode(missing, normalize_embeddings=True, show_progress_bar=False)):
             vectors[q] = np.asarray(v, dtype=np.float32)
     base_vectors = np.stack([np.asarray(vectors[q], dtype=np.float32) for q in questions])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from feedback.datasets import Dataset, Qrels, load_dataset
-from feedback.adapter import store_chunk_vectors, store_titles
+from feedback.adapter import store_chunk_reads
 from feedback.gate import GateConfig, evaluate_proposal
 from feedback.learning import STRATEGIES, LearningEngine, doubtful_votes
 from feedback.metrics import METRICS, mean_metrics, per_query
@@ -183,9 +183,10 @@ class Evaluation:
         """Engine → proposal → gate → moderator → apply; returns the live tuning and what happened."""
         if strategy == "none":
             return NoTuning(), {"proposal": None, "gate": "not run (strategy none)", "applied": False}
+        chunk_vectors, doc_titles = store_chunk_reads(self.services.store)
         engine = LearningEngine(
             self.kb.embedder, self.services.learning_params(), vector_cache=self.vectors,
-            chunk_vectors=store_chunk_vectors(self.services.store), doc_titles=store_titles(self.services.store),
+            chunk_vectors=chunk_vectors, doc_titles=doc_titles,
         )
         started = time.perf_counter()
         learned = engine.build(store.training_feedback(), strategy, doubtful_votes(store))

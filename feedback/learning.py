@@ -234,9 +234,9 @@ class LearningEngine:
         model_id: str | None = None,
     ) -> None:
         """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for query tuning
-        (`feedback.adapter.store_chunk_vectors(chunk_store)`); without it neither the query encoder
-        nor the adapter is trained. `doc_titles`: doc id → title (`store_titles`), the encoder's
-        anchors.
+        (`feedback.adapter.store_chunk_reads(chunk_store)`); without it neither the query encoder
+        nor the adapter is trained. `doc_titles`: doc id → title (the same call's second reader),
+        the encoder's anchors.
         `model_id`: which model `encoder` is (default: its `model_id`, as `Embedder` has); question
         vectors stored with the feedback are reused only when they come from this same model."""
         self.encoder = encoder
@@ -423,9 +423,9 @@ def learn_from_store(
     (incremental), and — given the chunk store — document vectors and titles for query tuning."""
     chunk_vectors = doc_titles = None
     if chunk_store is not None:
-        from feedback.adapter import store_chunk_vectors, store_titles
+        from feedback.adapter import store_chunk_reads
 
-        chunk_vectors, doc_titles = store_chunk_vectors(chunk_store), store_titles(chunk_store)
+        chunk_vectors, doc_titles = store_chunk_reads(chunk_store)
     engine = LearningEngine(encoder, params, chunk_vectors=chunk_vectors, doc_titles=doc_titles)
     active = store.active_version()
     if active is not None:

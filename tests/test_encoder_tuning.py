@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from feedback.adapter import store_chunk_vectors, store_titles
+from feedback.adapter import store_chunk_reads
 from feedback.encoder_tuning import EncoderTraining, anchor_pairs, train_query_encoder, training_pairs
 from feedback.learning import LearningEngine, LearningParams, Memory
 from retrieval.learned import LearnedTuning, MemoryParams, PayloadError, tuning_from_payload
@@ -46,8 +46,8 @@ def _encoder_only(tuning: LearnedTuning) -> LearnedTuning:
 @pytest.fixture()
 def tuned(tiny_services, embedder):  # type: ignore[no-untyped-def]
     params = LearningParams(encoder=QUICK)
-    store = tiny_services.store
-    engine = LearningEngine(embedder, params, chunk_vectors=store_chunk_vectors(store), doc_titles=store_titles(store))
+    chunk_vectors, doc_titles = store_chunk_reads(tiny_services.store)
+    engine = LearningEngine(embedder, params, chunk_vectors=chunk_vectors, doc_titles=doc_titles)
     proposal = engine.build(_taught_feedback())
     return proposal, tuning_from_payload(json.loads(json.dumps(proposal.payload)), None)
 

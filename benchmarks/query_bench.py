@@ -1,4 +1,5 @@
-"""Query latency of the knowledge base: embed + search + rank + compose, at 10k and 100k chunks.
+"""Query latency of the knowledge base: embed + search + rank + compose, at 10k and 100k chunks,
+by vectors alone and hybrid (vectors + keyword scores), and what building the keyword index costs.
 
 Embedding 100k chunks with the real model would take hours on a 2-core machine, so the store is
 filled with synthetic but realistic vectors: real embeddings of real chunks (the evaluation
@@ -29,7 +30,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retrieval.answer import extractive_answer  # noqa: E402
+from bot.settings import Settings  # noqa: E402
 from retrieval.embeddings import shared_embedder  # noqa: E402
+from retrieval.lexical import LexicalIndex  # noqa: E402
 from retrieval.search import KnowledgeBase  # noqa: E402
 from retrieval.store import ChunkStore, open_client  # noqa: E402
 from retrieval.types import Chunk  # noqa: E402
@@ -106,14 +109,19 @@ def main() -> None:
         for size in sorted(args.sizes):
             seconds = fill_to(store, filled, size, seeds, texts, titles)
             filled = size
-            kb = KnowledgeBase(store, embedder)
-            ms, cpu = measure(kb, questions, args.queries)
-            print(
-                f"{size:>7,} chunks (filled in {seconds:.0f} s): query p50 {np.percentile(ms, 50):.1f} ms, "
-                f"p90 {np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
-                f"max {ms.max():.1f} ms over {len(ms)} queries; CPU time p50 {np.percentile(cpu, 50):.1f} ms, "
-                f"p99 {np.percentile(cpu, 99):.1f} ms; load average {os.getloadavg()[0]:.1f}"
-            )
+            start = time.perf_counter()
+            index = LexicalIndex(store.searchable_texts())
+            print(f"{size:>7,} chunks: keyword index built in {time.perf_counter() - start:.1f} s "
+                  f"({len(index):,} chunks read back from the store and indexed)")
+            for label, weight in (("vectors only", 0.0), ("hybrid", Settings.model_fields["lexical_weight"].default)):
+                kb = KnowledgeBase(store, embedder, lexical_weight=weight)
+                ms, cpu = measure(kb, questions, args.queries)
+                print(
+                    f"{size:>7,} chunks (filled in {seconds:.0f} s), {label}: query p50 {np.percentile(ms, 50):.1f} ms, "
+                    f"p90 {np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
+                    f"max {ms.max():.1f} ms over {len(ms)} queries; CPU time p50 {np.percentile(cpu, 50):.1f} ms, "
+                    f"p99 {np.percentile(cpu, 99):.1f} ms; load average {os.getloadavg()[0]:.1f}"
+                )
 
 
 def fill_to(store: ChunkStore, have: int, want: int, seeds, texts, titles) -> float:

@@ -70,7 +70,9 @@ class Services:
 
     @cached_property
     def knowledge_base(self) -> KnowledgeBase:
-        return KnowledgeBase(self.store, self.embedder, self.settings.max_question_chars)
+        return KnowledgeBase(
+            self.store, self.embedder, self.settings.max_question_chars, self.settings.lexical_weight
+        )
 
     @cached_property
     def chunker(self) -> Chunker:

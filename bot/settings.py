@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=100, ge=0, le=5000)
     title_weight: float = Field(default=1.0, ge=0.0, le=10.0)  # title vector blended into each chunk's
     max_question_chars: int = Field(default=2000, ge=10)
+    lexical_weight: float = Field(default=0.05, ge=0.0, le=1.0)  # keyword (BM25) bonus; 0: vectors only
 
     # -- feedback store -------------------------------------------------------------------------
     database_url: str | None = None

@@ -233,10 +233,21 @@ class Ingestor:
                 documents.append(document)
         chunks, stale = self.plan(documents, report)
         self.write(chunks, progress)
-        # Only now that every new chunk is stored do the replaced versions go.
-        leftovers = [chunk_id for ids in stale.values() for chunk_id in ids]
-        if leftovers:
-            self.store.delete_chunks(leftovers)
-        if prune:
-            self.prune(ingested_files, seen_ids, report)
+        try:
+            # Only now that every new chunk is stored do the replaced versions go.
+            leftovers = [chunk_id for ids in stale.values() for chunk_id in ids]
+            if leftovers:
+                self.store.delete_chunks(leftovers)
+            if prune:
+                self.prune(ingested_files, seen_ids, report)
+        finally:
+            if chunks or report.documents_removed or report.chunks_removed:
+                self._mark_changed()
         return report
+
+    def _mark_changed(self) -> None:
+        """Tell every process (replicas included) to rebuild its keyword index."""
+        try:
+            self.store.bump_generation()
+        except Exception:  # searching still works; keyword scores lag until the next change
+            log.warning("could not mark the knowledge base as changed", exc_info=True)

@@ -1,12 +1,13 @@
-"""Top-k documents for a question: embed, (adapt), search, fold, (augment), rank."""
+"""Top-k documents for a question: embed, (adapt), search, fold, add keyword scores, (augment), rank."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from retrieval.embeddings import Embedder
+from retrieval.lexical import LEXICAL_CANDIDATES, KeywordScores, LexicalIndexCache
 from retrieval.ranking import fold_to_documents, merge_hits
 from retrieval.store import ChunkStore
 from retrieval.tuning import NoTuning, Tuning
@@ -54,10 +55,21 @@ class SearchResult:
 
 
 class KnowledgeBase:
-    def __init__(self, store: ChunkStore, embedder: Embedder, max_question_chars: int = 2000) -> None:
+    """`lexical_weight` is the keyword bonus of the document that best matches the question's
+    words (others get it in proportion to their BM25 score); 0 searches by vectors alone."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        max_question_chars: int = 2000,
+        lexical_weight: float = 0.0,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.max_question_chars = max_question_chars
+        self.lexical_weight = lexical_weight
+        self.lexical = LexicalIndexCache(store)
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.encode_one(check_question(question, self.max_question_chars))
@@ -65,6 +77,11 @@ class KnowledgeBase:
     def search(self, question: str, k: int = 5, tuning: Tuning | None = None) -> SearchResult:
         text = check_question(question, self.max_question_chars)
         return self.search_vector(text, self.embedder.encode_one(text), k, tuning)
+
+    def keyword_scores(self, question: str) -> KeywordScores:
+        if self.lexical_weight <= 0:
+            return KeywordScores({})
+        return self.lexical.index().scores(question)
 
     def search_vector(
         self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None
@@ -77,10 +94,21 @@ class KnowledgeBase:
         if not matches:  # an unfiltered search finds nothing only in an empty store
             raise EmptyKnowledgeBase()
         hits = fold_to_documents(matches)
+        keywords = self.keyword_scores(question)
         present = {h.doc_id for h in hits}
         wanted = [d for d in tuning.extra_doc_ids(vector) if d not in present]
+        wanted += [d for d in keywords.best(LEXICAL_CANDIDATES) if d not in present and d not in wanted]
         if wanted:
             hits = merge_hits(hits, fold_to_documents(self.store.query(query, len(wanted) * 4, wanted)))
+        if keywords.by_doc:
+            hits = [self._with_keywords(hit, keywords.by_doc.get(hit.doc_id, 0.0)) for hit in hits]
         hits = merge_hits(hits, tuning.extra_hits(vector))
         ranked = tuning.rerank(vector, hits)
         return SearchResult(question, vector, ranked[:k], tuning.version)
+
+    def _with_keywords(self, hit: Hit, keyword_score: float) -> Hit:
+        bonus = self.lexical_weight * keyword_score
+        if bonus <= 0:
+            return hit
+        score = hit.score + bonus
+        return replace(hit, score=score, base_score=score)

@@ -19,6 +19,8 @@ from retrieval.types import Chunk
 
 # Chroma refuses batches above its max_batch_size (~5k); stay well below on every backend.
 _WRITE_BATCH = 1000
+# Collection metadata key whose value changes with every ingest that changed chunks.
+GENERATION_KEY = "askloop_generation"
 
 
 class StoreUnavailable(RuntimeError):
@@ -139,7 +141,36 @@ class ChunkStore:
             batch = list(chunk_ids[start : start + _WRITE_BATCH])
             self._call("deleting chunks", lambda c, b=batch: c.delete(ids=b))
 
+    def bump_generation(self) -> None:
+        """Mark that the chunks changed, so every process rebuilds what it derived from them
+        (the keyword index). Kept in the collection's metadata: shared by all replicas."""
+        import uuid
+
+        self._call(
+            "marking a change",
+            lambda c: c.modify(metadata={GENERATION_KEY: uuid.uuid4().hex}),
+        )
+
     # -- reads ----------------------------------------------------------------------------------
+    def generation(self) -> str | None:
+        """The mark of the last ingest change (None for a store written before marks existed)."""
+        collection = self._call("reading the collection", lambda c: self._client.get_collection(c.name))
+        value = (collection.metadata or {}).get(GENERATION_KEY)
+        return None if value is None else str(value)
+
+    def searchable_texts(self) -> Iterator[tuple[str, str]]:
+        """(doc_id, title and text) of every chunk, paged: what the keyword index is built from."""
+        total = self.count()
+        page = 5000
+        for offset in range(0, total, page):
+            result = self._call(
+                "reading chunks",
+                lambda c, o=offset: c.get(include=["documents", "metadatas"], limit=page, offset=o),
+            )
+            for text, meta in zip(result["documents"] or [], result["metadatas"] or []):
+                meta = meta or {}
+                yield str(meta.get("doc_id", "")), f"{meta.get('title', '')}\n{text or ''}"
+
     def count(self) -> int:
         return int(self._call("counting chunks", lambda c: c.count()))
 

@@ -27,7 +27,9 @@ def server_services(chroma_server, home, monkeypatch, embedder, tiny_corpus):  #
     return services
 
 
-def test_server_mode_ingests_and_answers_through_the_http_client(server_services, chroma_server):  # noqa: F811
+def test_server_mode_ingests_and_answers_through_the_http_client(
+    server_services, chroma_server, tiny_corpus  # noqa: F811
+):
     import chromadb
 
     from retrieval.store import ChunkStore
@@ -47,6 +49,21 @@ def test_server_mode_ingests_and_answers_through_the_http_client(server_services
     collection = other.get_collection(server_services.settings.collection)
     assert collection.count() == store.count() == 6
     assert not server_services.settings.chroma_path.exists()
+
+    # Keyword scores come from the server's chunks too, and a replica rebuilds them after an
+    # ingest made elsewhere (the change mark lives in the collection's metadata on the server).
+    from bot.services import Services
+
+    replica = Services(server_services.settings)
+    replica.knowledge_base.lexical.refresh_seconds = 0.0
+    assert replica.knowledge_base.keyword_scores("WireGuard").by_doc == {"vpn": pytest.approx(1.0)}
+    assert replica.knowledge_base.keyword_scores("kombucha").by_doc == {}
+    marked = store.generation()
+    extra = tiny_corpus.parent / "extra.jsonl"
+    extra.write_text('{"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}\n')
+    server_services.ingestor.run([extra])
+    assert store.generation() not in (None, marked)
+    assert replica.knowledge_base.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
 
 
 def test_chroma_down_fails_politely_keeps_feedback_and_recovers(

@@ -1,0 +1,113 @@
+"""Hybrid retrieval: BM25 keyword scores beside the vector search, kept in step with ingest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from retrieval import search
+from retrieval.lexical import LexicalIndex, LexicalIndexCache
+
+
+def test_keyword_scores_are_per_document_best_chunk_scaled_to_the_best_match() -> None:
+    index = LexicalIndex(
+        [
+            ("refunds", "Refunds\nA refund is paid within 14 days of the return."),
+            ("refunds", "Refunds\nGift cards are never refunded."),
+            ("shipping", "Shipping\nParcels ship within two days."),
+            ("returns", "Returns\nReturn the parcel with the label inside."),
+        ]
+    )
+    assert len(index) == 4
+    scores = index.scores("How long until my refunds are paid?").by_doc
+    assert max(scores.values()) == pytest.approx(1.0)
+    assert scores["refunds"] == pytest.approx(1.0)  # stemmed: "refunds" matches "refund"
+    assert "shipping" not in scores  # no shared word, no score
+    assert index.scores("How long until my refunds are paid?").best(1) == ["refunds"]
+
+
+def test_questions_without_indexed_words_get_no_keyword_scores() -> None:
+    index = LexicalIndex([("a", "Parcels ship within two days.")])
+    assert index.scores("what is it?").by_doc == {}  # stop words only
+    assert index.scores("zebra").by_doc == {}
+    assert LexicalIndex([]).scores("parcels").by_doc == {}
+
+
+def test_keyword_bonus_is_added_to_the_vector_score(tiny_services) -> None:
+    kb = tiny_services.knowledge_base
+    question = "pager handover"
+    kb.lexical_weight = 0.0
+    vector_only = {h.doc_id: h.score for h in kb.search(question, k=6).hits}
+    kb.lexical_weight = 0.2
+    keywords = kb.keyword_scores(question).by_doc
+    assert keywords == {"oncall": pytest.approx(1.0)}
+    hybrid = {h.doc_id: h for h in kb.search(question, k=6).hits}
+    assert hybrid["oncall"].score == pytest.approx(vector_only["oncall"] + 0.2, abs=1e-5)
+    assert hybrid["oncall"].base_score == hybrid["oncall"].score  # the base index's own score
+    assert all(hybrid[d].score == pytest.approx(vector_only[d], abs=1e-5) for d in vector_only if d != "oncall")
+
+
+def test_a_document_only_the_keywords_found_joins_with_its_vector_score(tiny_services, monkeypatch) -> None:
+    kb = tiny_services.knowledge_base
+    question = "When can I take a vacation? Fridays"  # about holidays; only `deploy` says "Fridays"
+    kb.lexical_weight = 0.0
+    vector_only = {h.doc_id: h.score for h in kb.search(question, k=6).hits}
+    assert max(vector_only, key=vector_only.get) != "deploy"
+    monkeypatch.setattr(search, "MIN_CANDIDATE_CHUNKS", 1)  # the vector search returns one chunk
+    monkeypatch.setattr(search, "CHUNKS_PER_DOC", 1)
+    kb.lexical_weight = 1.0
+    assert kb.keyword_scores(question).by_doc == {"deploy": pytest.approx(1.0)}
+    (hit,) = kb.search(question, k=1).hits
+    assert hit.doc_id == "deploy"
+    assert hit.score == pytest.approx(vector_only["deploy"] + 1.0, abs=1e-5)
+
+
+def test_vectors_only_when_the_weight_is_zero(tiny_services) -> None:
+    kb = tiny_services.knowledge_base
+    kb.lexical_weight = 0.0
+    assert kb.keyword_scores("pager handover").by_doc == {}
+    hits = kb.search("pager handover", k=3).hits
+    assert all(h.score == h.base_score for h in hits)
+
+
+def test_ingest_marks_a_change_and_other_processes_rebuild_their_keyword_index(
+    tiny_services, tmp_path: Path
+) -> None:
+    from bot.services import Services
+
+    store = tiny_services.store
+    first = store.generation()
+    assert first is not None
+    tiny_services.ingestor.run([tmp_path / "tiny" / "corpus.jsonl"])  # nothing changed
+    assert store.generation() == first
+
+    reader = Services(tiny_services.settings)  # another process on the same data dir
+    reader.knowledge_base.lexical.refresh_seconds = 0.0
+    assert reader.knowledge_base.keyword_scores("kombucha").by_doc == {}
+
+    extra = tmp_path / "extra" / "corpus.jsonl"
+    extra.parent.mkdir()
+    extra.write_text(json.dumps({"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}) + "\n")
+    tiny_services.ingestor.run([extra])
+    assert store.generation() != first
+    assert reader.knowledge_base.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
+    assert reader.knowledge_base.search("where is the kombucha?", k=1).hits[0].doc_id == "kitchen"
+
+
+def test_the_index_is_reread_only_after_refresh_seconds(tiny_services) -> None:
+    calls = []
+    store = tiny_services.store
+    original = store.generation
+
+    def counted() -> str | None:
+        calls.append(1)
+        return original()
+
+    store.generation = counted  # type: ignore[method-assign]
+    cache = LexicalIndexCache(store, refresh_seconds=3600)
+    first = cache.index()
+    assert cache.index() is first and len(calls) == 1
+    cache.invalidate()
+    assert cache.index() is first and len(calls) == 2  # same generation: not rebuilt

@@ -10,11 +10,12 @@ that match the question's words equally.
 The index is rebuilt from the chunk store itself (its text and titles), so embedded and server
 mode, and every replica, see the same index without a second store to keep in step. Ingest marks
 each change with a new store generation; a search re-reads the generation at most every
-`refresh_seconds` and rebuilds when it moved.
+`refresh_seconds` and, when it moved, rebuilds the index in the background.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -25,9 +26,14 @@ import numpy as np
 
 from retrieval.store import ChunkStore
 
+log = logging.getLogger(__name__)
+
 # Lexical candidates per question: documents that match the words best but that the vector
 # search did not return are fetched (with their vector score) and compete on the hybrid score.
 LEXICAL_CANDIDATES = 10
+# Documents per question that keep a keyword score (the best ones); a large knowledge base
+# matches common words in thousands of documents, and scoring them all would cost milliseconds.
+KEPT_SCORES = 1000
 
 
 def tokens(texts: list[str]) -> list[list[str]]:
@@ -63,16 +69,23 @@ class KeywordScores:
 
 
 class LexicalIndex:
-    """BM25 over every chunk's title and text; a document scores as its best chunk."""
+    """BM25 over every chunk's title and text; a document scores as its best chunk.
 
-    def __init__(self, entries: Iterable[tuple[str, str]]) -> None:
+    It also knows which chunks each document has, so search can read a keyword candidate's
+    chunks by id (milliseconds) instead of a vector search filtered to that document (tens of
+    milliseconds at 100,000 chunks).
+    """
+
+    def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
         import bm25s
 
         doc_ids: list[str] = []
         texts: list[str] = []
-        for doc_id, text in entries:
+        self._chunks: dict[str, list[str]] = {}
+        for chunk_id, doc_id, text in entries:
             doc_ids.append(doc_id)
             texts.append(text)
+            self._chunks.setdefault(doc_id, []).append(chunk_id)
         self.docs = sorted(set(doc_ids))
         position = {d: i for i, d in enumerate(self.docs)}
         self._chunk_doc = np.asarray([position[d] for d in doc_ids], dtype=np.int64)
@@ -82,6 +95,10 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self._chunk_doc)
+
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        """The document's chunks as they were when the index was built ([] if it was not there)."""
+        return list(self._chunks.get(doc_id, ()))
 
     def scores(self, question: str) -> KeywordScores:
         query = tokens([question])[0]
@@ -94,11 +111,18 @@ class LexicalIndex:
         if top <= 0.0:
             return KeywordScores({})
         hit = np.flatnonzero(doc_scores > 0)
+        if len(hit) > KEPT_SCORES:  # the rest would add next to nothing to any candidate
+            hit = hit[np.argpartition(-doc_scores[hit], KEPT_SCORES)[:KEPT_SCORES]]
         return KeywordScores({self.docs[i]: float(doc_scores[i] / top) for i in hit})
 
 
 class LexicalIndexCache:
-    """The lexical index of one chunk store, rebuilt when ingest changed the store."""
+    """The lexical index of one chunk store, rebuilt when ingest changed the store.
+
+    The first index is built when first needed; later rebuilds run in a background thread while
+    searches keep using the previous index (keyword scores lag an ingest by the rebuild time,
+    seconds at 100,000 chunks, instead of one question waiting for it).
+    """
 
     def __init__(self, store: ChunkStore, refresh_seconds: float = 5.0) -> None:
         self.store = store
@@ -107,6 +131,7 @@ class LexicalIndexCache:
         self._checked = float("-inf")
         self._generation: str | None = None
         self._index: LexicalIndex | None = None
+        self._rebuilding: threading.Thread | None = None
 
     def invalidate(self) -> None:
         with self._lock:
@@ -118,8 +143,33 @@ class LexicalIndexCache:
             if self._index is not None and now - self._checked < self.refresh_seconds:
                 return self._index
             generation = self.store.generation()
-            if self._index is None or generation != self._generation:
-                self._index = LexicalIndex(self.store.searchable_texts())
-                self._generation = generation
             self._checked = now
+            if self._index is None:
+                self._index, self._generation = LexicalIndex(self.store.searchable_texts()), generation
+            elif generation != self._generation and self._rebuilding is None:
+                self._rebuilding = threading.Thread(
+                    target=self._rebuild, args=(generation,), name="askloop-keyword-index", daemon=True
+                )
+                self._rebuilding.start()
             return self._index
+
+    def current(self) -> LexicalIndex | None:
+        """The index as it is now, without checking for changes (None before the first build)."""
+        return self._index
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until a background rebuild (if any) has finished: for tests and benchmarks."""
+        thread = self._rebuilding
+        if thread is not None:
+            thread.join(timeout)
+
+    def _rebuild(self, generation: str | None) -> None:
+        try:
+            index = LexicalIndex(self.store.searchable_texts())
+            with self._lock:
+                self._index, self._generation = index, generation
+        except Exception:  # the store went away: keep the old index, try again on the next check
+            log.warning("could not rebuild the keyword index", exc_info=True)
+        finally:
+            with self._lock:
+                self._rebuilding = None

@@ -18,6 +18,8 @@ from retrieval.types import Hit
 CHUNKS_PER_DOC = 8
 MIN_CANDIDATE_CHUNKS = 50
 MAX_CANDIDATE_CHUNKS = 400
+# Chunks read per document that only a tuning or the keywords made a candidate.
+MAX_CHUNKS_READ = 16
 
 
 class QuestionError(ValueError):
@@ -99,12 +101,27 @@ class KnowledgeBase:
         wanted = [d for d in tuning.extra_doc_ids(vector) if d not in present]
         wanted += [d for d in keywords.best(LEXICAL_CANDIDATES) if d not in present and d not in wanted]
         if wanted:
-            hits = merge_hits(hits, fold_to_documents(self.store.query(query, len(wanted) * 4, wanted)))
+            hits = merge_hits(hits, self._candidates(query, wanted))
         if keywords.by_doc:
             hits = [self._with_keywords(hit, keywords.by_doc.get(hit.doc_id, 0.0)) for hit in hits]
         hits = merge_hits(hits, tuning.extra_hits(vector))
         ranked = tuning.rerank(vector, hits)
         return SearchResult(question, vector, ranked[:k], tuning.version)
+
+    def _candidates(self, query: np.ndarray, doc_ids: list[str]) -> list[Hit]:
+        """Documents the vector search did not return, scored by their best chunk all the same.
+
+        Chunks the keyword index knows are read by id; documents it does not know (ingested
+        since it was built, or a tuning's extra documents without the index) take a search
+        filtered to them."""
+        index = self.lexical.current() if self.lexical_weight > 0 else None
+        by_id = [c for d in doc_ids for c in (index.chunk_ids(d)[:MAX_CHUNKS_READ] if index else [])]
+        matches = self.store.match_chunks(query, by_id)
+        found = {m.chunk.doc_id for m in matches}
+        rest = [d for d in doc_ids if d not in found]
+        if rest:
+            matches += self.store.query(query, len(rest) * 4, rest)
+        return fold_to_documents(matches)
 
     def _with_keywords(self, hit: Hit, keyword_score: float) -> Hit:
         bonus = self.lexical_weight * keyword_score

@@ -158,8 +158,9 @@ class ChunkStore:
         value = (collection.metadata or {}).get(GENERATION_KEY)
         return None if value is None else str(value)
 
-    def searchable_texts(self) -> Iterator[tuple[str, str]]:
-        """(doc_id, title and text) of every chunk, paged: what the keyword index is built from."""
+    def searchable_texts(self) -> Iterator[tuple[str, str, str]]:
+        """(chunk_id, doc_id, title and text) of every chunk, paged: what the keyword index is
+        built from."""
         total = self.count()
         page = 5000
         for offset in range(0, total, page):
@@ -167,9 +168,9 @@ class ChunkStore:
                 "reading chunks",
                 lambda c, o=offset: c.get(include=["documents", "metadatas"], limit=page, offset=o),
             )
-            for text, meta in zip(result["documents"] or [], result["metadatas"] or []):
+            for chunk_id, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or []):
                 meta = meta or {}
-                yield str(meta.get("doc_id", "")), f"{meta.get('title', '')}\n{text or ''}"
+                yield chunk_id, str(meta.get("doc_id", "")), f"{meta.get('title', '')}\n{text or ''}"
 
     def count(self) -> int:
         return int(self._call("counting chunks", lambda c: c.count()))
@@ -256,6 +257,26 @@ class ChunkStore:
         ):
             matches.append(ChunkMatch(_chunk_from(chunk_id, text, meta), 1.0 - float(distance)))
         return matches
+
+    def match_chunks(self, embedding: np.ndarray, chunk_ids: Sequence[str]) -> list[ChunkMatch]:
+        """These chunks (those that still exist), scored against `embedding` as `query` scores
+        them: a read by id, for candidates another signal found, without a filtered search."""
+        if not chunk_ids:
+            return []
+        result = self._call(
+            "reading chunks",
+            lambda c: c.get(ids=list(chunk_ids), include=["embeddings", "documents", "metadatas"]),
+        )
+        vectors = np.asarray(result["embeddings"], dtype=np.float32).reshape(len(result["ids"]), -1)
+        if not len(vectors):
+            return []
+        query = np.asarray(embedding, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+        similarities = vectors @ query / np.maximum(norms, 1e-12)
+        return [
+            ChunkMatch(_chunk_from(i, t, m), float(s))
+            for i, t, m, s in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], similarities)
+        ]
 
     def get_chunks(self, doc_ids: Sequence[str]) -> list[Chunk]:
         if not doc_ids:

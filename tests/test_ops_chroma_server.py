@@ -63,6 +63,8 @@ def test_server_mode_ingests_and_answers_through_the_http_client(
     extra.write_text('{"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}\n')
     server_services.ingestor.run([extra])
     assert store.generation() not in (None, marked)
+    replica.knowledge_base.keyword_scores("kombucha")  # notices the change, rebuilds in the background
+    replica.knowledge_base.lexical.wait(30)
     assert replica.knowledge_base.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
 
 

@@ -9,18 +9,20 @@ import pytest
 
 from retrieval import search
 from retrieval.lexical import LexicalIndex, LexicalIndexCache
+from retrieval.search import KnowledgeBase
 
 
 def test_keyword_scores_are_per_document_best_chunk_scaled_to_the_best_match() -> None:
     index = LexicalIndex(
         [
-            ("refunds", "Refunds\nA refund is paid within 14 days of the return."),
-            ("refunds", "Refunds\nGift cards are never refunded."),
-            ("shipping", "Shipping\nParcels ship within two days."),
-            ("returns", "Returns\nReturn the parcel with the label inside."),
+            ("r1", "refunds", "Refunds\nA refund is paid within 14 days of the return."),
+            ("r2", "refunds", "Refunds\nGift cards are never refunded."),
+            ("s1", "shipping", "Shipping\nParcels ship within two days."),
+            ("t1", "returns", "Returns\nReturn the parcel with the label inside."),
         ]
     )
     assert len(index) == 4
+    assert index.chunk_ids("refunds") == ["r1", "r2"] and index.chunk_ids("gone") == []
     scores = index.scores("How long until my refunds are paid?").by_doc
     assert max(scores.values()) == pytest.approx(1.0)
     assert scores["refunds"] == pytest.approx(1.0)  # stemmed: "refunds" matches "refund"
@@ -29,7 +31,7 @@ def test_keyword_scores_are_per_document_best_chunk_scaled_to_the_best_match() -
 
 
 def test_questions_without_indexed_words_get_no_keyword_scores() -> None:
-    index = LexicalIndex([("a", "Parcels ship within two days.")])
+    index = LexicalIndex([("a1", "a", "Parcels ship within two days.")])
     assert index.scores("what is it?").by_doc == {}  # stop words only
     assert index.scores("zebra").by_doc == {}
     assert LexicalIndex([]).scores("parcels").by_doc == {}
@@ -59,9 +61,49 @@ def test_a_document_only_the_keywords_found_joins_with_its_vector_score(tiny_ser
     monkeypatch.setattr(search, "CHUNKS_PER_DOC", 1)
     kb.lexical_weight = 1.0
     assert kb.keyword_scores(question).by_doc == {"deploy": pytest.approx(1.0)}
+    filtered = []
+    query = tiny_services.store.query
+    monkeypatch.setattr(
+        tiny_services.store, "query", lambda e, n, doc_ids=None: filtered.append(doc_ids) or query(e, n, doc_ids)
+    )
     (hit,) = kb.search(question, k=1).hits
     assert hit.doc_id == "deploy"
+    # read by id from what the keyword index knows, scored exactly as the vector search scores
     assert hit.score == pytest.approx(vector_only["deploy"] + 1.0, abs=1e-5)
+    assert filtered == [None]  # no search filtered to documents
+
+
+def test_a_candidate_the_keyword_index_does_not_know_yet_is_still_scored(tiny_services, monkeypatch, tmp_path) -> None:
+    from retrieval.tuning import NoTuning
+
+    class WantsKitchen(NoTuning):
+        def extra_doc_ids(self, query):  # type: ignore[no-untyped-def]
+            return ["kitchen"]
+
+        def rerank(self, query, hits):  # type: ignore[no-untyped-def]
+            return sorted(hits, key=lambda h: h.doc_id != "kitchen")
+
+    kb = tiny_services.knowledge_base
+    kb.lexical_weight = 0.05
+    kb.lexical.refresh_seconds = 3600
+    kb.search("VPN", k=1)  # the keyword index is built now, without the kitchen
+    extra = tmp_path / "extra" / "corpus.jsonl"
+    extra.parent.mkdir()
+    extra.write_text(json.dumps({"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}) + "\n")
+    tiny_services.ingestor.run([extra])
+    assert kb.lexical.current().chunk_ids("kitchen") == []
+    vector_only = {h.doc_id: h.score for h in KnowledgeBase(tiny_services.store, tiny_services.embedder).search("VPN", k=7).hits}
+    monkeypatch.setattr(search, "MIN_CANDIDATE_CHUNKS", 1)  # the vector search returns one chunk
+    monkeypatch.setattr(search, "CHUNKS_PER_DOC", 1)
+    filtered = []
+    query = tiny_services.store.query
+    monkeypatch.setattr(
+        tiny_services.store, "query", lambda e, n, doc_ids=None: filtered.append(doc_ids) or query(e, n, doc_ids)
+    )
+    (hit,) = kb.search("VPN", k=1, tuning=WantsKitchen()).hits
+    assert hit.doc_id == "kitchen"
+    assert hit.score == pytest.approx(vector_only["kitchen"], abs=1e-5)
+    assert filtered == [None, ["kitchen"]]  # the index does not know it: a search filtered to it
 
 
 def test_vectors_only_when_the_weight_is_zero(tiny_services) -> None:
@@ -92,8 +134,21 @@ def test_ingest_marks_a_change_and_other_processes_rebuild_their_keyword_index(
     extra.write_text(json.dumps({"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}) + "\n")
     tiny_services.ingestor.run([extra])
     assert store.generation() != first
+    # The change is noticed; until the rebuild (in the background) is done the old index serves.
+    assert reader.knowledge_base.keyword_scores("kombucha").by_doc == {}
+    reader.knowledge_base.lexical.wait(30)
     assert reader.knowledge_base.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
     assert reader.knowledge_base.search("where is the kombucha?", k=1).hits[0].doc_id == "kitchen"
+
+
+def test_a_failed_rebuild_keeps_the_old_index(tiny_services, monkeypatch) -> None:
+    cache = LexicalIndexCache(tiny_services.store, refresh_seconds=0.0)
+    first = cache.index()
+    monkeypatch.setattr(tiny_services.store, "generation", lambda: "moved")
+    monkeypatch.setattr(tiny_services.store, "searchable_texts", lambda: (_ for _ in ()).throw(RuntimeError("down")))
+    assert cache.index() is first
+    cache.wait(30)
+    assert cache.index() is first  # still the old one; the next check tries again
 
 
 def test_the_index_is_reread_only_after_refresh_seconds(tiny_services) -> None:

@@ -14,7 +14,8 @@ Feedback is simulated exactly as in `askloop eval`; each parameter set learns fr
 feedback database and the held-out questions are ranked through the real search path.
 
     .venv/bin/python benchmarks/learning_dev.py ../shared/data/stackfaq ../shared/data/covid-qa \\
-        --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 --set encoder.min_pairs=1e9
+        --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 --set encoder.min_pairs=1e9 \\
+        --set rejected_fix_factor=0 --noise 0.2
 """
 
 from __future__ import annotations
@@ -66,15 +67,17 @@ def parse_set(text: str) -> dict[str, float]:
 
 def learning_params(variant: dict[str, float]) -> LearningParams:
     """`encoder.NAME=V` sets the query encoder's training (`encoder.min_pairs=1e9` turns it
-    off); any other key is a memory parameter."""
-    memory = {k: v for k, v in variant.items() if not k.startswith("encoder.")}
+    off); a LearningParams field (e.g. `rejected_fix_factor=0`) sets that; any other key is a
+    memory parameter."""
+    top = {k: v for k, v in variant.items() if k in LearningParams.__dataclass_fields__}
+    memory = {k: v for k, v in variant.items() if not k.startswith("encoder.") and k not in top}
     encoder = EncoderTraining()
     for key, value in variant.items():
         if key.startswith("encoder."):
             name = key.removeprefix("encoder.")
             kind = type(getattr(encoder, name))
             encoder = replace(encoder, **{name: kind(value)})
-    return LearningParams(memory=replace(MemoryParams(), **memory), encoder=encoder)
+    return LearningParams(memory=replace(MemoryParams(), **memory), encoder=encoder, **top)
 
 
 def main() -> None:
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="memory parameters, e.g. tau_vote=0.65,power=2.5")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-defaults", action="store_true", help="score only the --set variants")
+    parser.add_argument("--noise", type=float, default=0.0, help="flip each teaching vote with this probability")
     args = parser.parse_args()
     variants = ([] if args.skip_defaults else [{}]) + [parse_set(s) for s in args.set]
     missing = [p for p in args.datasets if not (p / "qrels" / "feedback.tsv").is_file()]
@@ -99,7 +103,7 @@ def main() -> None:
             for split, (teach, asked) in dev_splits(full, args.seed).items():
                 dev = Dataset(full.path, f"{full.name}:{split}", full.queries, {q: full.feedback[q] for q in asked},
                               {q: full.feedback[q] for q in teach}, list(teach))
-                evaluation = Evaluation(dev, EvalOptions(simulate=True, seed=7), services)
+                evaluation = Evaluation(dev, EvalOptions(simulate=True, seed=7, noise=args.noise), services)
                 evaluation.embed_all()
                 store = evaluation.open_store(Path(tmp) / f"{split}.db")
                 evaluation.simulate(store, teach)

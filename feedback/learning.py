@@ -120,7 +120,7 @@ def collect_memories(
     """Votes and corrections → memories and passages, with the per-user and per-document caps.
 
     `doubtful`: (answer id, user) pairs whose 👎 came with a correction a moderator rejected;
-    such a 👎 counts `rejected_fix_factor` of a normal one.
+    such a 👎 counts `rejected_fix_factor` of a normal one (at 0 it is set aside).
     Returns (memories, passages, counts of what was skipped or discounted and why).
     """
     skipped: dict[str, int] = defaultdict(int)
@@ -138,6 +138,9 @@ def collect_memories(
         weight = base * min(1.0, max(0.0, float(vote.weight)))
         if vote.value < 0 and (vote.answer_id, vote.user) in doubtful:
             weight *= params.rejected_fix_factor
+            if weight == 0:
+                skipped["👎 set aside: its proposed fix was rejected"] += 1
+                continue
             skipped["👎 discounted: its proposed fix was rejected"] += 1
         if weight == 0:
             skipped["vote with weight 0"] += 1

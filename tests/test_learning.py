@@ -110,7 +110,16 @@ def test_downvote_whose_fix_was_rejected_counts_less() -> None:
     normal, _, _ = collect_memories(fb, LearningParams())
     doubtful, _, skipped = collect_memories(fb, LearningParams(rejected_fix_factor=0.25), {(7, "ann")})
     assert doubtful[0].weight == pytest.approx(normal[0].weight * 0.25)
-    assert skipped
+    assert skipped == {"👎 discounted: its proposed fix was rejected": 1}
+
+
+def test_at_factor_zero_a_downvote_whose_fix_was_rejected_is_set_aside_and_the_proposal_says_so() -> None:
+    fb = feedback([vote(7, PASSWORD, "ann", -1, "wiki"), vote(8, PASSWORD_AGAIN, "bob", -1, "wiki")])
+    memories, _, skipped = collect_memories(fb, LearningParams(rejected_fix_factor=0.0), {(7, "ann")})
+    assert [m.ref for m in memories] == ["a8"]
+    assert skipped == {"👎 set aside: its proposed fix was rejected": 1}
+    proposal = engine(rejected_fix_factor=0.0).build(fb, doubtful={(7, "ann")})
+    assert "👎 set aside: its proposed fix was rejected" in proposal.summary
 
 
 # -- augmentation -----------------------------------------------------------------------------------

@@ -166,3 +166,23 @@ def test_the_index_is_reread_only_after_refresh_seconds(tiny_services) -> None:
     assert cache.index() is first and len(calls) == 1
     cache.invalidate()
     assert cache.index() is first and len(calls) == 2  # same generation: not rebuilt
+
+
+def test_a_server_builds_the_keyword_index_before_the_first_question(tiny_services, caplog) -> None:
+    from bot.commands.serve import _prepare_keywords
+
+    kb = tiny_services.knowledge_base
+    kb.lexical_weight = 0.0
+    kb.prepare_keywords()
+    assert kb.lexical.current() is None  # vectors only: nothing to build
+    kb.lexical_weight = 0.05
+    _prepare_keywords(tiny_services)
+    assert kb.lexical.current() is not None and len(kb.lexical.current()) == 6
+
+    class Down:
+        @property
+        def knowledge_base(self):  # type: ignore[no-untyped-def]
+            raise RuntimeError("Chroma is not up")
+
+    _prepare_keywords(Down())  # logged, not raised: the first question builds it instead
+    assert "could not build the keyword index yet" in caplog.text

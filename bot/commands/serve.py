@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Annotated, Any
 
 import typer
@@ -43,7 +44,15 @@ def prepare(settings: Settings) -> Any:
         deps.services.embedder.encode_one("warm up")
     except Exception as exc:
         log.warning("could not load the embedding model yet: %s", exc)
+    threading.Thread(target=_prepare_keywords, args=(deps.services,), name="askloop-keywords", daemon=True).start()
     return deps, build_app
+
+
+def _prepare_keywords(services: Any) -> None:
+    try:
+        services.knowledge_base.prepare_keywords()
+    except Exception as exc:  # e.g. Chroma not up yet: the first question builds it instead
+        log.warning("could not build the keyword index yet: %s", exc)
 
 
 def socket_handler(bolt_app: Any, app_token: str) -> Any:

@@ -113,6 +113,12 @@ def main() -> None:
             index = LexicalIndex(store.searchable_texts())
             print(f"{size:>7,} chunks: keyword index built in {time.perf_counter() - start:.1f} s "
                   f"({len(index):,} chunks read back from the store and indexed)")
+            saved = Path(tmp) / "keywords" / str(size)
+            index.save(saved)
+            start = time.perf_counter()
+            LexicalIndex.load(saved)
+            print(f"{size:>7,} chunks: saved keyword index loaded in {time.perf_counter() - start:.2f} s "
+                  "(what the next process on this data dir pays)")
             for label, weight in (("vectors only", 0.0), ("hybrid", Settings.model_fields["lexical_weight"].default)):
                 kb = KnowledgeBase(store, embedder, lexical_weight=weight)
                 ms, cpu = measure(kb, questions, args.queries)

@@ -71,7 +71,11 @@ class Services:
     @cached_property
     def knowledge_base(self) -> KnowledgeBase:
         return KnowledgeBase(
-            self.store, self.embedder, self.settings.max_question_chars, self.settings.lexical_weight
+            self.store,
+            self.embedder,
+            self.settings.max_question_chars,
+            self.settings.lexical_weight,
+            keyword_cache=self.settings.home / "keywords",
         )
 
     @cached_property

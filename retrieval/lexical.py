@@ -15,11 +15,16 @@ each change with a new store generation; a search re-reads the generation at mos
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,19 +84,48 @@ class LexicalIndex:
     def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
         import bm25s
 
+        chunk_ids: list[str] = []
         doc_ids: list[str] = []
         texts: list[str] = []
-        self._chunks: dict[str, list[str]] = {}
         for chunk_id, doc_id, text in entries:
+            chunk_ids.append(chunk_id)
             doc_ids.append(doc_id)
             texts.append(text)
-            self._chunks.setdefault(doc_id, []).append(chunk_id)
-        self.docs = sorted(set(doc_ids))
-        position = {d: i for i, d in enumerate(self.docs)}
-        self._chunk_doc = np.asarray([position[d] for d in doc_ids], dtype=np.int64)
         self._bm25 = bm25s.BM25()
         if texts:
             self._bm25.index(tokens(texts), show_progress=False)
+        self._set_chunks(chunk_ids, doc_ids)
+
+    def _set_chunks(self, chunk_ids: list[str], doc_ids: list[str]) -> None:
+        self._chunk_ids, self._doc_ids = chunk_ids, doc_ids
+        self._chunks: dict[str, list[str]] = {}
+        for chunk_id, doc_id in zip(chunk_ids, doc_ids):
+            self._chunks.setdefault(doc_id, []).append(chunk_id)
+        self.docs = sorted(self._chunks)
+        position = {d: i for i, d in enumerate(self.docs)}
+        self._chunk_doc = np.asarray([position[d] for d in doc_ids], dtype=np.int64)
+
+    def save(self, directory: Path) -> None:
+        """Write the index to `directory` (made whole or not at all: written beside, then renamed)."""
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        try:
+            if len(self._chunk_ids):
+                self._bm25.save(str(partial), show_progress=False)
+            (partial / "chunks.json").write_text(json.dumps([self._chunk_ids, self._doc_ids]), encoding="utf-8")
+            os.replace(partial, directory)
+        except OSError:  # another process saved the same generation first, or the disk is full
+            shutil.rmtree(partial, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: Path) -> "LexicalIndex":
+        import bm25s
+
+        chunk_ids, doc_ids = json.loads((directory / "chunks.json").read_text(encoding="utf-8"))
+        index = cls.__new__(cls)
+        index._bm25 = bm25s.BM25.load(str(directory), show_progress=False) if chunk_ids else bm25s.BM25()
+        index._set_chunks(list(chunk_ids), list(doc_ids))
+        return index
 
     def __len__(self) -> int:
         return len(self._chunk_doc)
@@ -124,9 +158,10 @@ class LexicalIndexCache:
     seconds at 100,000 chunks, instead of one question waiting for it).
     """
 
-    def __init__(self, store: ChunkStore, refresh_seconds: float = 5.0) -> None:
+    def __init__(self, store: ChunkStore, refresh_seconds: float = 5.0, cache_dir: Path | None = None) -> None:
         self.store = store
         self.refresh_seconds = refresh_seconds
+        self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._checked = float("-inf")
         self._generation: str | None = None
@@ -145,7 +180,7 @@ class LexicalIndexCache:
             generation = self.store.generation()
             self._checked = now
             if self._index is None:
-                self._index, self._generation = LexicalIndex(self.store.searchable_texts()), generation
+                self._index, self._generation = self._build(generation), generation
             elif generation != self._generation and self._rebuilding is None:
                 self._rebuilding = threading.Thread(
                     target=self._rebuild, args=(generation,), name="askloop-keyword-index", daemon=True
@@ -163,9 +198,31 @@ class LexicalIndexCache:
         if thread is not None:
             thread.join(timeout)
 
+    def _saved(self, generation: str | None) -> Path | None:
+        if self.cache_dir is None or generation is None:
+            return None
+        return self.cache_dir / self.store.name / generation
+
+    def _build(self, generation: str | None) -> LexicalIndex:
+        """The index of this generation: from the disk cache when a process already built it
+        (a one-shot `askloop ask` then starts in milliseconds), else from the store, then saved."""
+        path = self._saved(generation)
+        if path is not None and path.is_dir():
+            try:
+                return LexicalIndex.load(path)
+            except Exception:  # half-deleted by a process that saved a newer one: build it
+                log.warning("could not load the saved keyword index %s; building it", path, exc_info=True)
+        index = LexicalIndex(self.store.searchable_texts())
+        if path is not None:
+            index.save(path)
+            for old in path.parent.iterdir():  # older generations are of no use to anyone
+                if old != path and not old.name.startswith("."):
+                    shutil.rmtree(old, ignore_errors=True)
+        return index
+
     def _rebuild(self, generation: str | None) -> None:
         try:
-            index = LexicalIndex(self.store.searchable_texts())
+            index = self._build(generation)
             with self._lock:
                 self._index, self._generation = index, generation
         except Exception:  # the store went away: keep the old index, try again on the next check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -58,7 +59,8 @@ class SearchResult:
 
 class KnowledgeBase:
     """`lexical_weight` is the keyword bonus of the document that best matches the question's
-    words (others get it in proportion to their BM25 score); 0 searches by vectors alone."""
+    words (others get it in proportion to their BM25 score); 0 searches by vectors alone.
+    `keyword_cache`: a folder where built keyword indexes are kept for the next process."""
 
     def __init__(
         self,
@@ -66,12 +68,13 @@ class KnowledgeBase:
         embedder: Embedder,
         max_question_chars: int = 2000,
         lexical_weight: float = 0.0,
+        keyword_cache: Path | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.max_question_chars = max_question_chars
         self.lexical_weight = lexical_weight
-        self.lexical = LexicalIndexCache(store)
+        self.lexical = LexicalIndexCache(store, cache_dir=keyword_cache)
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.encode_one(check_question(question, self.max_question_chars))

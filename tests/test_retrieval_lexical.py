@@ -176,13 +176,50 @@ def test_a_server_builds_the_keyword_index_before_the_first_question(tiny_servic
     kb.prepare_keywords()
     assert kb.lexical.current() is None  # vectors only: nothing to build
     kb.lexical_weight = 0.05
-    _prepare_keywords(tiny_services)
+    _prepare_keywords(kb)
     assert kb.lexical.current() is not None and len(kb.lexical.current()) == 6
 
     class Down:
-        @property
-        def knowledge_base(self):  # type: ignore[no-untyped-def]
+        def prepare_keywords(self) -> None:
             raise RuntimeError("Chroma is not up")
 
     _prepare_keywords(Down())  # logged, not raised: the first question builds it instead
     assert "could not build the keyword index yet" in caplog.text
+
+
+def test_the_next_process_loads_the_saved_keyword_index_instead_of_reading_every_chunk(
+    tiny_services, tmp_path: Path, monkeypatch
+) -> None:
+    from bot.services import Services
+
+    first = tiny_services.knowledge_base
+    first.lexical_weight = 0.05
+    expected = first.keyword_scores("pager handover").by_doc
+    generation = tiny_services.store.generation()
+    saved = tiny_services.settings.home / "keywords" / tiny_services.store.name / generation
+    assert (saved / "chunks.json").is_file()
+
+    later = Services(tiny_services.settings)  # a one-shot `askloop ask`, say
+    monkeypatch.setattr(later.store, "searchable_texts", lambda: pytest.fail("read every chunk"))
+    assert later.knowledge_base.keyword_scores("pager handover").by_doc == pytest.approx(expected)
+    assert later.knowledge_base.lexical.current().chunk_ids("oncall") == first.lexical.current().chunk_ids("oncall")
+    monkeypatch.undo()
+
+    # A new generation is built, saved, and the older one removed.
+    extra = tmp_path / "extra" / "corpus.jsonl"
+    extra.parent.mkdir()
+    extra.write_text(json.dumps({"_id": "kitchen", "title": "Kitchen", "text": "Kombucha is in the fridge."}) + "\n")
+    tiny_services.ingestor.run([extra])
+    newer = Services(tiny_services.settings).knowledge_base
+    assert newer.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
+    assert [p.name for p in saved.parent.iterdir()] == [tiny_services.store.generation()]
+
+
+def test_a_damaged_saved_index_is_rebuilt_from_the_store(tiny_services) -> None:
+    from bot.services import Services
+
+    tiny_services.knowledge_base.keyword_scores("pager")
+    saved = tiny_services.settings.home / "keywords" / tiny_services.store.name / tiny_services.store.generation()
+    (saved / "chunks.json").write_text("not json")
+    later = Services(tiny_services.settings).knowledge_base
+    assert later.keyword_scores("pager handover").by_doc == {"oncall": pytest.approx(1.0)}

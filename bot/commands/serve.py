@@ -44,13 +44,18 @@ def prepare(settings: Settings) -> Any:
         deps.services.embedder.encode_one("warm up")
     except Exception as exc:
         log.warning("could not load the embedding model yet: %s", exc)
-    threading.Thread(target=_prepare_keywords, args=(deps.services,), name="askloop-keywords", daemon=True).start()
+    try:  # built here, in this thread, so what wraps it later (retrieval metrics) wraps this one
+        knowledge_base = deps.services.knowledge_base
+    except Exception as exc:  # e.g. Chroma not up yet: the first question builds it instead
+        log.warning("could not open the knowledge base yet: %s", exc)
+    else:
+        threading.Thread(target=_prepare_keywords, args=(knowledge_base,), name="askloop-keywords", daemon=True).start()
     return deps, build_app
 
 
-def _prepare_keywords(services: Any) -> None:
+def _prepare_keywords(knowledge_base: Any) -> None:
     try:
-        services.knowledge_base.prepare_keywords()
+        knowledge_base.prepare_keywords()
     except Exception as exc:  # e.g. Chroma not up yet: the first question builds it instead
         log.warning("could not build the keyword index yet: %s", exc)
 

@@ -210,8 +210,9 @@ class LexicalIndexCache:
         if path is not None and path.is_dir():
             try:
                 return LexicalIndex.load(path)
-            except Exception:  # half-deleted by a process that saved a newer one: build it
+            except Exception:  # damaged, or half-deleted by a process that saved a newer one
                 log.warning("could not load the saved keyword index %s; building it", path, exc_info=True)
+                shutil.rmtree(path, ignore_errors=True)
         index = LexicalIndex(self.store.searchable_texts())
         if path is not None:
             index.save(path)

@@ -223,3 +223,4 @@ def test_a_damaged_saved_index_is_rebuilt_from_the_store(tiny_services) -> None:
     (saved / "chunks.json").write_text("not json")
     later = Services(tiny_services.settings).knowledge_base
     assert later.keyword_scores("pager handover").by_doc == {"oncall": pytest.approx(1.0)}
+    assert json.loads((saved / "chunks.json").read_text())  # saved again, whole

@@ -146,13 +146,10 @@ def store_chunk_reads(
 
     @cache
     def read() -> tuple[ChunkVectors, dict[str, str]]:
-        collection = chunk_store._collection  # the store has no public "all vectors" read
-        total = min(chunk_store.count(), limit)
         docs: list[str] = []
         titles: dict[str, str] = {}
         blocks = []
-        for offset in range(0, total, 5000):
-            got = collection.get(include=["embeddings", "metadatas"], limit=5000, offset=offset)
+        for got in chunk_store.pages(["embeddings", "metadatas"], "reading chunk vectors", limit):
             for meta in got["metadatas"]:
                 doc, title = str((meta or {}).get("doc_id", "")), str((meta or {}).get("title", "") or "")
                 docs.append(doc)

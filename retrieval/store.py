@@ -161,16 +161,18 @@ class ChunkStore:
     def searchable_texts(self) -> Iterator[tuple[str, str, str]]:
         """(chunk_id, doc_id, title and text) of every chunk, paged: what the keyword index is
         built from."""
-        total = self.count()
-        page = 5000
-        for offset in range(0, total, page):
-            result = self._call(
-                "reading chunks",
-                lambda c, o=offset: c.get(include=["documents", "metadatas"], limit=page, offset=o),
-            )
+        for result in self.pages(["documents", "metadatas"], "reading chunks"):
             for chunk_id, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or []):
                 meta = meta or {}
                 yield chunk_id, str(meta.get("doc_id", "")), f"{meta.get('title', '')}\n{text or ''}"
+
+    def pages(self, include: list[str], what: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """The whole collection (or its first `limit` chunks) in pages of 5,000: Chroma's `get`
+        results with `include`. `what` names the read in errors."""
+        total = self.count() if limit is None else min(self.count(), limit)
+        page = 5000
+        for offset in range(0, total, page):
+            yield self._call(what, lambda c, o=offset: c.get(include=include, limit=page, offset=o))
 
     def count(self) -> int:
         return int(self._call("counting chunks", lambda c: c.count()))
@@ -220,13 +222,7 @@ class ChunkStore:
                     lambda c, b=batch: c.get(where={"doc_id": {"$in": b}}, include=["metadatas"]),
                 )
             return
-        total = self.count()
-        page = 5000
-        for offset in range(0, total, page):
-            yield self._call(
-                "listing documents",
-                lambda c, o=offset: c.get(include=["metadatas"], limit=page, offset=o),
-            )
+        yield from self.pages(["metadatas"], "listing documents")
 
     def query(
         self, embedding: np.ndarray, n: int, doc_ids: Sequence[str] | None = None

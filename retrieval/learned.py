@@ -184,6 +184,7 @@ class LearnedTuning:
         self.passages = {p.doc_id: p for p in passages or []}
         self.passage_vectors = passage_vectors
         self.adapter = adapter
+        self._last = threading.local()  # the last question's similarities, per thread
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
@@ -197,10 +198,22 @@ class LearnedTuning:
 
     # -- the core: one matrix product per question ------------------------------------------------
     def similarities(self, query: np.ndarray) -> np.ndarray:
-        """Centred cosine between this question and every remembered question."""
+        """Centred cosine between this question and every remembered question (read-only).
+
+        One search asks for it up to four times (the encoder's reach, then the adjustments for
+        candidates, passages and the ranking); the last question's result is kept per thread,
+        so the product with every remembered question is computed once per question.
+        """
         if len(self.questions) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.questions @ self._centred(np.asarray(query, dtype=np.float32))
+        query = np.asarray(query, dtype=np.float32)
+        key = query.tobytes()
+        if getattr(self._last, "key", None) == key:
+            return self._last.value
+        value = self.questions @ self._centred(query)
+        value.flags.writeable = False
+        self._last.key, self._last.value = key, value
+        return value
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:
         """Bounded adjustment per document (in spread units) for this question; zeros omitted."""

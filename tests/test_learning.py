@@ -379,3 +379,21 @@ def test_pin_threshold_is_a_visible_parameter() -> None:
     assert "similarity ≥ 0.99" in proposal.summary
     assert tuning.pinned(VECTORS[PASSWORD_AGAIN]) == {}
     assert tuning.pinned(VECTORS[PASSWORD]) == {"sso": pytest.approx(1.0, abs=1e-4)}
+
+
+def test_a_questions_similarities_are_computed_once_for_all_the_hooks() -> None:
+    _, tuning = learned(feedback([vote(1, PASSWORD, "ann", +1, "sso")], [correction(2, PASSWORD, "bob", doc_id="wiki")]))
+    calls = []
+    centred = tuning._centred
+    tuning._centred = lambda v: calls.append(1) or centred(v)  # type: ignore[method-assign]
+    query = VECTORS[PASSWORD_AGAIN]
+    expected = tuning.questions @ centred(query)
+    tuning.extra_doc_ids(query)
+    tuning.extra_hits(query)
+    ranked = tuning.rerank(query, hits(wiki=0.5, sso=0.6, other=0.7))
+    assert len(calls) == 1
+    assert np.array_equal(tuning.similarities(query.copy()), expected)  # same question, same result
+    assert len(calls) == 1
+    tuning.similarities(VECTORS[LUNCH])
+    assert len(calls) == 2  # a new question is computed afresh
+    assert ranked == tuning.rerank(query, hits(wiki=0.5, sso=0.6, other=0.7))

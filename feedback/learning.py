@@ -351,6 +351,7 @@ class LearningEngine:
                 "targets": list(params.encoder.shape.targets),
                 "blend": params.encoder.blend,
                 "reach": params.encoder.reach,
+                **self._reach_titles(payload),
                 "weights": {name: encode_matrix(w) for name, w in sorted(tuned.weights.items())},
                 "stats": tuned.stats,
             }
@@ -359,6 +360,20 @@ class LearningEngine:
         if result.matrix is not None:
             payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
         return f"{tuned.note}; {result.note}"
+
+    def _reach_titles(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Every document's title vector goes into `payload` for the encoder's reach (see
+        `LearnedTuning.explained`); returns the encoder block's margin entry, or nothing when
+        the rule is off or no titles are known."""
+        margin = self.params.encoder.title_margin
+        titles = {d: t for d, t in (self.doc_titles() if self.doc_titles else {}).items() if t.strip()}
+        if margin >= 2 or len(titles) < 2:
+            return {}
+        docs = sorted(titles)
+        texts = [titles[d] for d in docs]
+        vectors = _embed(self.encoder, texts, self.vector_cache)
+        payload["titles"] = {"doc_ids": docs, "texts": texts, "vectors": encode_matrix(vectors)}
+        return {"title_margin": margin}
 
     def seed_stored_vectors(self, feedback: TrainingFeedback) -> int:
         """Put the question vectors the bot stored at answer time into the cache, so only
@@ -389,21 +404,23 @@ class LearningEngine:
         reused only when the payload names this engine's model (older payloads name none and are
         trusted when the dimension matches)."""
         payload = payload or {}
-        memories = payload.get("memories") or {}
-        texts, blob = memories.get("texts"), memories.get("questions")
-        if not texts or not blob:
-            return 0
         made_by = payload.get("model")
         if made_by and self.model_id and made_by != self.model_id:
             return 0
         from retrieval.learned import decode_matrix
 
-        matrix = decode_matrix(blob)
-        if len(matrix) != len(texts) or (self.dimension is not None and matrix.shape[1] != self.dimension):
-            return 0
-        for text, vector in zip(texts, matrix):
-            self.vector_cache.setdefault(text, vector)
-        return len(texts)
+        reused = 0
+        for block, vectors in ((payload.get("memories"), "questions"), (payload.get("titles"), "vectors")):
+            texts, blob = (block or {}).get("texts"), (block or {}).get(vectors)
+            if not texts or not blob:
+                continue
+            matrix = decode_matrix(blob)
+            if len(matrix) != len(texts) or (self.dimension is not None and matrix.shape[1] != self.dimension):
+                continue
+            for text, vector in zip(texts, matrix):
+                self.vector_cache.setdefault(text, vector)
+            reused += len(texts)
+        return reused
 
     # -- through the store -------------------------------------------------------------------------
     def propose(self, store: Any, created_by: str, strategy: str = "askloop", since: Any = None) -> Any:

@@ -40,6 +40,7 @@ PAYLOAD_FORMAT = 1
 KIND_ASKLOOP = "askloop"
 KIND_DOC_BOOST = "doc-boost"
 PASSAGE_PREFIX = "correction:"
+TITLES_CONSIDERED = 8  # best titles looked at per question (a question's own feedback involves few documents)
 
 
 class PayloadError(ValueError):
@@ -162,6 +163,9 @@ class LearnedTuning:
         encoder_reach: float = 0.0,
         center: np.ndarray | None = None,
         memory_is_vote: np.ndarray | None = None,
+        title_docs: list[str] | None = None,
+        title_vectors: np.ndarray | None = None,
+        encoder_title_margin: float | None = None,
     ) -> None:
         self.version = version
         self.params = params
@@ -188,6 +192,16 @@ class LearnedTuning:
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
+        # The encoder's reach also asks that a remembered question describe the new one at
+        # least as well as other documents' titles do (see `explained`); None: reach alone.
+        self.title_margin = encoder_title_margin
+        self.title_docs: list[str] = []
+        self.title_vectors: np.ndarray | None = None
+        if encoder_title_margin is not None and title_docs and title_vectors is not None and len(title_docs) >= 2:
+            self.title_docs = list(title_docs)
+            self.title_vectors = np.asarray(title_vectors, dtype=np.float32)
+            where = {d: i for i, d in enumerate(title_docs)}
+            self.memory_title = np.asarray([where.get(d, -1) for d in memory_doc], dtype=np.int64)
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
         if self.center is None or vectors.size == 0:
@@ -213,6 +227,43 @@ class LearnedTuning:
         value = self.questions @ self._centred(query)
         value.flags.writeable = False
         self._last.key, self._last.value = key, value
+        return value
+
+    def explained(self, query: np.ndarray) -> np.ndarray | None:
+        """Per memory: does its remembered question describe this question at least as well
+        (raw cosine, less the margin) as the best title of any document that question's
+        feedback is not about? None when the tuning carries no titles.
+
+        A tuned encoder pulls the whole neighbourhood of a taught question toward the taught
+        document. A question that another document's title describes better than any remembered
+        question belongs to that document's need, however near it sits, and searches with the
+        base vector (the FAQ entries "pregnant women" and "babies of infected mothers" are
+        such neighbours)."""
+        if self.title_vectors is None or self.title_margin is None or len(self.memory_weight) == 0:
+            return None
+        query = np.asarray(query, dtype=np.float32)
+        key = query.tobytes()
+        if getattr(self._last, "explained_key", None) == key:
+            return self._last.explained
+        titles = self.title_vectors @ query
+        # The best title among documents the remembered question's own feedback is not about
+        # (its 👍 or corrected document, and the one a 👎 rejected): that confusion is what
+        # the feedback settles, not a sign of another need.
+        k = min(len(titles), TITLES_CONSIDERED)
+        top = np.argpartition(-titles, k - 1)[:k]
+        top = top[np.argsort(-titles[top])]
+        involved = np.zeros((len(self.raw_questions), k), dtype=bool)
+        position = np.full(len(titles), -1, dtype=np.int64)
+        position[top] = np.arange(k)
+        at = position[np.maximum(self.memory_title, 0)]
+        touching = np.flatnonzero((self.memory_title >= 0) & (at >= 0))
+        involved[self.memory_question[touching], at[touching]] = True
+        free = ~involved
+        best = np.where(free.any(axis=1), titles[top[np.argmax(free, axis=1)]], -np.inf)
+        other = best[self.memory_question]
+        remembered = (self.raw_questions @ query)[self.memory_question]
+        value = remembered >= other - self.title_margin
+        self._last.explained_key, self._last.explained = key, value
         return value
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:
@@ -245,7 +296,13 @@ class LearnedTuning:
         if self.encoder_reach <= 0:
             return True
         similarities = self.similarities(query)
-        return bool(len(similarities)) and float(similarities.max()) >= self.encoder_reach
+        if not len(similarities):
+            return False
+        explained = self.explained(query)
+        if explained is None:
+            return float(similarities.max()) >= self.encoder_reach
+        near = similarities[self.memory_question] >= self.encoder_reach
+        return bool(np.any(near & explained & (self.memory_weight > 0)))
 
     def search_query(self, question: str, query: np.ndarray) -> np.ndarray:
         if self.query_encoder is not None and self._within_reach(query):
@@ -394,7 +451,13 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
     adapter_blob = payload.get("adapter")
     adapter = decode_matrix(adapter_blob["matrix"]) if adapter_blob else None
     center = decode_matrix(payload["center"]) if payload.get("center") else None
+    titles = payload.get("titles") or {}
+    title_docs = [str(d) for d in titles.get("doc_ids", [])]
+    title_vectors = decode_matrix(titles["vectors"]) if titles.get("vectors") else None
+    if title_vectors is not None and (title_vectors.ndim != 2 or len(title_vectors) != len(title_docs)):
+        raise PayloadError("tuning payload: title vectors and document ids differ in length")
     encoder_block = payload.get("query_encoder")
+    margin = (encoder_block or {}).get("title_margin")
     return LearnedTuning(
         query_encoder=_encoder_factory(encoder_block, str(payload.get("id", ""))) if encoder_block else None,
         encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
@@ -412,6 +475,9 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         passages=passages,
         passage_vectors=passage_vectors,
         adapter=adapter,
+        title_docs=title_docs,
+        title_vectors=title_vectors,
+        encoder_title_margin=None if margin is None else float(margin),
     )
 
 

@@ -12,6 +12,7 @@ from feedback.learning import LearningEngine, LearningParams, collect_memories
 from retrieval.learned import (
     DocBoostTuning,
     decode_matrix,
+    encode_matrix as _encode,
     LearnedTuning,
     MemoryParams,
     PayloadError,
@@ -397,3 +398,73 @@ def test_a_questions_similarities_are_computed_once_for_all_the_hooks() -> None:
     tuning.similarities(VECTORS[LUNCH])
     assert len(calls) == 2  # a new question is computed afresh
     assert ranked == tuning.rerank(query, hits(wiki=0.5, sso=0.6, other=0.7))
+
+
+# -- the tuned encoder's reach: other documents' titles ---------------------------------------------
+BABIES_Q = unit(1, 0, 0)  # "are babies at risk?" — remembered, corrected to the "babies" entry
+TITLES = {"babies": unit(1, 0.3, 0), "women": unit(0.6, 0, 0.8), "canteen": unit(0, 0, 0, 1)}
+PARAPHRASE = unit(0.95, 0.3, 0)  # "can my baby catch it?": nearest to the remembered question
+NEIGHBOUR = unit(0.8, 0, 0.6)  # "is it dangerous for pregnant women?": near it, nearer the women title
+
+
+class FixedEncoder:
+    """A stand-in tuned encoder: every question goes to one vector the base model never gives."""
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        return np.stack([unit(0, 0, 0, 0, 1) for _ in texts])
+
+
+def _reach_tuning(docs: list[str], weights: list[float], margin: float | None = 0.0, titles=TITLES):  # type: ignore[no-untyped-def]
+    return LearnedTuning(
+        version=None, params=MemoryParams(), questions=np.stack([BABIES_Q]),
+        memory_question=np.zeros(len(docs), dtype=np.int64), memory_doc=docs,
+        memory_weight=np.asarray(weights, dtype=np.float32), memory_is_vote=np.asarray([w < 0 for w in weights]),
+        query_encoder=lambda: FixedEncoder(), encoder_blend=0.5, encoder_reach=0.45,
+        title_docs=list(titles) if titles else None,
+        title_vectors=np.stack(list(titles.values())) if titles else None,
+        encoder_title_margin=margin,
+    )
+
+
+def _uses_tuned_encoder(tuning: LearnedTuning, vector: np.ndarray) -> bool:
+    return not np.allclose(tuning.search_query("q", vector), vector)
+
+
+def test_encoder_is_left_out_for_a_question_another_documents_title_describes_better() -> None:
+    tuning = _reach_tuning(["babies"], [3.0])
+    assert float(NEIGHBOUR @ BABIES_Q) >= 0.45  # within the plain reach: only the titles tell
+    assert _uses_tuned_encoder(tuning, PARAPHRASE)
+    assert not _uses_tuned_encoder(tuning, NEIGHBOUR)
+    np.testing.assert_array_equal(tuning.search_query("q", NEIGHBOUR), NEIGHBOUR)
+    assert not _uses_tuned_encoder(tuning, unit(0, 0, 0, 1))  # out of reach as before
+
+
+def test_title_margin_is_visible_and_two_or_no_titles_turn_the_rule_off() -> None:
+    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], margin=0.2), NEIGHBOUR)  # 0.8 ≥ 0.96 − 0.2
+    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], margin=None), NEIGHBOUR)
+    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], titles=None), NEIGHBOUR)
+
+
+def test_a_document_the_remembered_questions_own_feedback_rejected_does_not_count_against_it() -> None:
+    # The bot answered "are babies at risk?" with the women entry (👎) and was corrected: a
+    # question that looks like the women title is the very confusion this feedback settles.
+    tuning = _reach_tuning(["women", "babies"], [-1.0, 3.0])
+    assert _uses_tuned_encoder(tuning, NEIGHBOUR)
+
+
+def test_only_questions_with_positive_feedback_give_the_encoder_reach() -> None:
+    assert not _uses_tuned_encoder(_reach_tuning(["women"], [-1.0]), PARAPHRASE)
+
+
+def test_memories_are_not_limited_by_titles() -> None:
+    tuning = _reach_tuning(["babies"], [3.0])
+    assert tuning.adjustments(NEIGHBOUR)["babies"] > 0
+    assert tuning.adjustments(NEIGHBOUR) == _reach_tuning(["babies"], [3.0], margin=None).adjustments(NEIGHBOUR)
+
+
+def test_mismatched_title_vectors_are_refused_when_decoded() -> None:
+    payload = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")])).payload
+    payload["titles"] = {"doc_ids": ["a", "b", "c"], "texts": ["A", "B", "C"],
+                         "vectors": json.loads(json.dumps(_encode(np.stack([unit(1), unit(0, 1)]))))}
+    with pytest.raises(PayloadError, match="title vectors"):
+        tuning_from_payload(payload, None)

@@ -55,9 +55,7 @@ class EncoderTraining:
     # Used only for questions whose centred cosine to some remembered question reaches this
     # (0: for every question); the others search with the base vector.
     reach: float = 0.45  # as far as an approved correction reaches (MemoryParams.tau)
-    # ...and only while a remembered question describes the question at least as well as any
-    # other document's title does, less this margin (raw cosines; 2 turns the rule off).
-    title_margin: float = 0.0
+    # ...through a memory that counts for the question (see MemoryParams.title_margin).
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:

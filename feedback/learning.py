@@ -328,6 +328,8 @@ class LearningEngine:
             payload["center"] = encode_matrix(center, "float32")
         if passages:
             payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
+        if memories:
+            self._titles(payload)
         query_note = self.tune_query(memories, payload)
         payload["id"] = _payload_id(payload)
         diff = describe(memories, passages, skipped, params, query_note)
@@ -351,7 +353,6 @@ class LearningEngine:
                 "targets": list(params.encoder.shape.targets),
                 "blend": params.encoder.blend,
                 "reach": params.encoder.reach,
-                **self._reach_titles(payload),
                 "weights": {name: encode_matrix(w) for name, w in sorted(tuned.weights.items())},
                 "stats": tuned.stats,
             }
@@ -361,19 +362,16 @@ class LearningEngine:
             payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
         return f"{tuned.note}; {result.note}"
 
-    def _reach_titles(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Every document's title vector goes into `payload` for the encoder's reach (see
-        `LearnedTuning.explained`); returns the encoder block's margin entry, or nothing when
-        the rule is off or no titles are known."""
-        margin = self.params.encoder.title_margin
+    def _titles(self, payload: dict[str, Any]) -> None:
+        """Every document's title vector goes into `payload` (see `LearnedTuning.explained`),
+        unless the rule is off or no titles are known."""
         titles = {d: t for d, t in (self.doc_titles() if self.doc_titles else {}).items() if t.strip()}
-        if margin >= 2 or len(titles) < 2:
-            return {}
+        if self.params.memory.title_margin >= 2 or len(titles) < 2:
+            return
         docs = sorted(titles)
         texts = [titles[d] for d in docs]
         vectors = _embed(self.encoder, texts, self.vector_cache)
         payload["titles"] = {"doc_ids": docs, "texts": texts, "vectors": encode_matrix(vectors)}
-        return {"title_margin": margin}
 
     def seed_stored_vectors(self, feedback: TrainingFeedback) -> int:
         """Put the question vectors the bot stored at answer time into the cache, so only

@@ -40,7 +40,6 @@ PAYLOAD_FORMAT = 1
 KIND_ASKLOOP = "askloop"
 KIND_DOC_BOOST = "doc-boost"
 PASSAGE_PREFIX = "correction:"
-TITLES_CONSIDERED = 8  # best titles looked at per question (a question's own feedback involves few documents)
 
 
 class PayloadError(ValueError):
@@ -95,6 +94,10 @@ class MemoryParams:
     # above this), like an annotation reply: a spread-bounded boost cannot lift a source the
     # model scores far below the rest, and a moderator-approved fix must show for its question.
     pin_similarity: float = 0.9
+    # A memory counts for a question (and gives the tuned encoder reach to it) only while the
+    # remembered question describes it at least as well (raw cosine, less this margin) as the
+    # title of every other document does; 2 turns the rule off. See `LearnedTuning.explained`.
+    title_margin: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.__dict__.items()}
@@ -165,7 +168,6 @@ class LearnedTuning:
         memory_is_vote: np.ndarray | None = None,
         title_docs: list[str] | None = None,
         title_vectors: np.ndarray | None = None,
-        encoder_title_margin: float | None = None,
     ) -> None:
         self.version = version
         self.params = params
@@ -192,12 +194,11 @@ class LearnedTuning:
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
-        # The encoder's reach also asks that a remembered question describe the new one at
-        # least as well as other documents' titles do (see `explained`); None: reach alone.
-        self.title_margin = encoder_title_margin
+        # Every document's title, to tell whether a remembered question or another document's
+        # title describes a new question better (see `explained`); none: every memory counts.
         self.title_docs: list[str] = []
         self.title_vectors: np.ndarray | None = None
-        if encoder_title_margin is not None and title_docs and title_vectors is not None and len(title_docs) >= 2:
+        if params.title_margin < 2 and title_docs and title_vectors is not None and len(title_docs) >= 2:
             self.title_docs = list(title_docs)
             self.title_vectors = np.asarray(title_vectors, dtype=np.float32)
             where = {d: i for i, d in enumerate(title_docs)}
@@ -231,38 +232,28 @@ class LearnedTuning:
 
     def explained(self, query: np.ndarray) -> np.ndarray | None:
         """Per memory: does its remembered question describe this question at least as well
-        (raw cosine, less the margin) as the best title of any document that question's
-        feedback is not about? None when the tuning carries no titles.
+        (raw cosine, less `title_margin`) as the title of every *other* document does? None
+        when the tuning carries no titles (every memory counts).
 
-        A tuned encoder pulls the whole neighbourhood of a taught question toward the taught
-        document. A question that another document's title describes better than any remembered
-        question belongs to that document's need, however near it sits, and searches with the
-        base vector (the FAQ entries "pregnant women" and "babies of infected mothers" are
-        such neighbours)."""
-        if self.title_vectors is None or self.title_margin is None or len(self.memory_weight) == 0:
+        Feedback generalises by similarity, so it also reaches the neighbouring entries of a
+        knowledge base: a correction that taught "VPN on my phone?" → the mobile guide would
+        pull "VPN on my laptop?" away from the laptop guide. A question that another document's
+        title describes better than the remembered question belongs to that document's need,
+        however near the two questions sit; the memory leaves it alone, and so does the tuned
+        encoder. The memory's own document never counts against it.
+        """
+        if self.title_vectors is None or len(self.memory_weight) == 0:
             return None
         query = np.asarray(query, dtype=np.float32)
         key = query.tobytes()
         if getattr(self._last, "explained_key", None) == key:
             return self._last.explained
         titles = self.title_vectors @ query
-        # The best title among documents the remembered question's own feedback is not about
-        # (its 👍 or corrected document, and the one a 👎 rejected): that confusion is what
-        # the feedback settles, not a sign of another need.
-        k = min(len(titles), TITLES_CONSIDERED)
-        top = np.argpartition(-titles, k - 1)[:k]
-        top = top[np.argsort(-titles[top])]
-        involved = np.zeros((len(self.raw_questions), k), dtype=bool)
-        position = np.full(len(titles), -1, dtype=np.int64)
-        position[top] = np.arange(k)
-        at = position[np.maximum(self.memory_title, 0)]
-        touching = np.flatnonzero((self.memory_title >= 0) & (at >= 0))
-        involved[self.memory_question[touching], at[touching]] = True
-        free = ~involved
-        best = np.where(free.any(axis=1), titles[top[np.argmax(free, axis=1)]], -np.inf)
-        other = best[self.memory_question]
+        first, second = np.argsort(-titles)[:2]
+        other = np.where(self.memory_title == first, titles[second], titles[first])
         remembered = (self.raw_questions @ query)[self.memory_question]
-        value = remembered >= other - self.title_margin
+        value = remembered >= other - self.params.title_margin
+        value.flags.writeable = False
         self._last.explained_key, self._last.explained = key, value
         return value
 
@@ -274,6 +265,9 @@ class LearnedTuning:
         similarity = self.similarities(query)[self.memory_question]
         x = np.clip((similarity - self.memory_tau) / np.maximum(1e-6, 1.0 - self.memory_tau), 0.0, 1.0)
         contributions = x**p.power * self.memory_weight
+        explained = self.explained(query)
+        if explained is not None:
+            contributions = np.where(explained, contributions, 0.0)
         if not np.any(contributions):
             return {}
         totals = np.bincount(self.memory_doc, weights=contributions, minlength=len(self.docs))
@@ -457,7 +451,6 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
     if title_vectors is not None and (title_vectors.ndim != 2 or len(title_vectors) != len(title_docs)):
         raise PayloadError("tuning payload: title vectors and document ids differ in length")
     encoder_block = payload.get("query_encoder")
-    margin = (encoder_block or {}).get("title_margin")
     return LearnedTuning(
         query_encoder=_encoder_factory(encoder_block, str(payload.get("id", ""))) if encoder_block else None,
         encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
@@ -477,7 +470,6 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         adapter=adapter,
         title_docs=title_docs,
         title_vectors=title_vectors,
-        encoder_title_margin=None if margin is None else float(margin),
     )
 
 

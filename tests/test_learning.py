@@ -400,7 +400,7 @@ def test_a_questions_similarities_are_computed_once_for_all_the_hooks() -> None:
     assert ranked == tuning.rerank(query, hits(wiki=0.5, sso=0.6, other=0.7))
 
 
-# -- the tuned encoder's reach: other documents' titles ---------------------------------------------
+# -- other documents' titles: where feedback stops --------------------------------------------------
 BABIES_Q = unit(1, 0, 0)  # "are babies at risk?" — remembered, corrected to the "babies" entry
 TITLES = {"babies": unit(1, 0.3, 0), "women": unit(0.6, 0, 0.8), "canteen": unit(0, 0, 0, 1)}
 PARAPHRASE = unit(0.95, 0.3, 0)  # "can my baby catch it?": nearest to the remembered question
@@ -414,15 +414,14 @@ class FixedEncoder:
         return np.stack([unit(0, 0, 0, 0, 1) for _ in texts])
 
 
-def _reach_tuning(docs: list[str], weights: list[float], margin: float | None = 0.0, titles=TITLES):  # type: ignore[no-untyped-def]
+def _titled(docs: list[str], weights: list[float], margin: float = 0.0, titles=TITLES):  # type: ignore[no-untyped-def]
     return LearnedTuning(
-        version=None, params=MemoryParams(), questions=np.stack([BABIES_Q]),
+        version=None, params=MemoryParams(title_margin=margin), questions=np.stack([BABIES_Q]),
         memory_question=np.zeros(len(docs), dtype=np.int64), memory_doc=docs,
         memory_weight=np.asarray(weights, dtype=np.float32), memory_is_vote=np.asarray([w < 0 for w in weights]),
         query_encoder=lambda: FixedEncoder(), encoder_blend=0.5, encoder_reach=0.45,
         title_docs=list(titles) if titles else None,
         title_vectors=np.stack(list(titles.values())) if titles else None,
-        encoder_title_margin=margin,
     )
 
 
@@ -430,36 +429,60 @@ def _uses_tuned_encoder(tuning: LearnedTuning, vector: np.ndarray) -> bool:
     return not np.allclose(tuning.search_query("q", vector), vector)
 
 
-def test_encoder_is_left_out_for_a_question_another_documents_title_describes_better() -> None:
-    tuning = _reach_tuning(["babies"], [3.0])
-    assert float(NEIGHBOUR @ BABIES_Q) >= 0.45  # within the plain reach: only the titles tell
+def test_feedback_leaves_alone_a_question_another_documents_title_describes_better() -> None:
+    tuning = _titled(["babies"], [3.0])
+    assert float(NEIGHBOUR @ BABIES_Q) >= 0.45  # near enough for the kernel: only the titles tell
+    assert tuning.adjustments(PARAPHRASE)["babies"] > 0
+    assert tuning.extra_doc_ids(PARAPHRASE) == ["babies"]
+    assert tuning.adjustments(NEIGHBOUR) == {}
+    assert tuning.extra_doc_ids(NEIGHBOUR) == []
+    candidates = hits(women=0.70, babies=0.69, canteen=0.2)
+    assert [(h.doc_id, h.score) for h in tuning.rerank(NEIGHBOUR, candidates)] == [("women", 0.70), ("babies", 0.69), ("canteen", 0.2)]
+
+
+def test_the_tuned_encoder_reaches_only_questions_a_counting_memory_describes() -> None:
+    tuning = _titled(["babies"], [3.0])
     assert _uses_tuned_encoder(tuning, PARAPHRASE)
-    assert not _uses_tuned_encoder(tuning, NEIGHBOUR)
     np.testing.assert_array_equal(tuning.search_query("q", NEIGHBOUR), NEIGHBOUR)
     assert not _uses_tuned_encoder(tuning, unit(0, 0, 0, 1))  # out of reach as before
+    assert not _uses_tuned_encoder(_titled(["women"], [-1.0]), PARAPHRASE)  # a 👎 teaches the encoder nothing
 
 
-def test_title_margin_is_visible_and_two_or_no_titles_turn_the_rule_off() -> None:
-    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], margin=0.2), NEIGHBOUR)  # 0.8 ≥ 0.96 − 0.2
-    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], margin=None), NEIGHBOUR)
-    assert _uses_tuned_encoder(_reach_tuning(["babies"], [3.0], titles=None), NEIGHBOUR)
-
-
-def test_a_document_the_remembered_questions_own_feedback_rejected_does_not_count_against_it() -> None:
-    # The bot answered "are babies at risk?" with the women entry (👎) and was corrected: a
-    # question that looks like the women title is the very confusion this feedback settles.
-    tuning = _reach_tuning(["women", "babies"], [-1.0, 3.0])
+def test_a_memorys_own_document_never_counts_against_it() -> None:
+    # The remembered question is answered by the women entry itself: its title, however close
+    # to the new question, is the feedback's own answer.
+    tuning = _titled(["women"], [3.0])
+    assert tuning.adjustments(NEIGHBOUR)["women"] > 0
     assert _uses_tuned_encoder(tuning, NEIGHBOUR)
 
 
-def test_only_questions_with_positive_feedback_give_the_encoder_reach() -> None:
-    assert not _uses_tuned_encoder(_reach_tuning(["women"], [-1.0]), PARAPHRASE)
+def test_title_margin_is_visible_and_two_or_no_titles_turn_the_rule_off() -> None:
+    assert _titled(["babies"], [3.0], margin=0.2).adjustments(NEIGHBOUR)["babies"] > 0  # 0.8 ≥ 0.96 − 0.2
+    off = _titled(["babies"], [3.0], margin=2.0)
+    untitled = _titled(["babies"], [3.0], titles=None)
+    for tuning in (off, untitled):
+        assert tuning.explained(NEIGHBOUR) is None
+        assert tuning.adjustments(NEIGHBOUR)["babies"] > 0
+        assert _uses_tuned_encoder(tuning, NEIGHBOUR)
+    assert "title_margin" in MemoryParams().as_dict()
 
 
-def test_memories_are_not_limited_by_titles() -> None:
-    tuning = _reach_tuning(["babies"], [3.0])
-    assert tuning.adjustments(NEIGHBOUR)["babies"] > 0
-    assert tuning.adjustments(NEIGHBOUR) == _reach_tuning(["babies"], [3.0], margin=None).adjustments(NEIGHBOUR)
+def test_the_payload_carries_every_documents_title_and_relearning_reuses_their_vectors() -> None:
+    titles = {"sso": "Single sign-on", "wiki": "The team wiki", "canteen": "Lunch"}
+    table = VECTORS | {"Single sign-on": unit(1, 0, 0.1), "The team wiki": unit(0, 1, 0), "Lunch": unit(0, 0, 1)}
+    fb = feedback([vote(1, PASSWORD, "ann", +1, "sso")])
+    payload = LearningEngine(TableEncoder(table), LearningParams(), doc_titles=lambda: titles).build(fb).payload  # type: ignore[arg-type]
+    assert payload["titles"]["doc_ids"] == ["canteen", "sso", "wiki"]
+    np.testing.assert_allclose(decode_matrix(payload["titles"]["vectors"])[1], table["Single sign-on"], atol=1e-3)
+    tuning = tuning_from_payload(json.loads(json.dumps(payload)), None)
+    assert tuning.title_docs == ["canteen", "sso", "wiki"]
+    again = CountingEncoder(table)
+    engine = LearningEngine(again, LearningParams(), doc_titles=lambda: titles)  # type: ignore[arg-type]
+    assert engine.remember_vectors(payload) == 1 + 3
+    engine.build(fb)
+    assert again.encoded == []  # neither the question nor any title embedded again
+    off = LearningEngine(TableEncoder(table), LearningParams(memory=MemoryParams(title_margin=2)), doc_titles=lambda: titles)  # type: ignore[arg-type]
+    assert "titles" not in off.build(fb).payload
 
 
 def test_mismatched_title_vectors_are_refused_when_decoded() -> None:

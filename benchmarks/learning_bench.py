@@ -12,8 +12,8 @@ questions are embedded once during setup, untimed). Timed twice over the same fe
   embedding every distinct question with the real model, as learning did before.
 
 Also times learning again after 500 more votes, one rerank with the resulting 10k-memory
-tuning (what every question pays), and the title test of the tuned encoder's reach (what a
-question near some feedback pays before it is encoded again).
+tuning (what every question pays, the title test included), and the title test alone with
+400 and with 10,000 document titles.
 
     .venv/bin/python benchmarks/learning_bench.py [--votes 10000]
 """
@@ -151,8 +151,9 @@ def main() -> None:
             tuning.rerank(query, candidates)
         print(f"rerank with {len(learned.memories):,} memories: {(time.perf_counter() - t0) / 200 * 1000:.2f} ms per question")
 
-        # The encoder's reach also compares the question with every document's title: timed with
-        # the 400 titles learned here, and with 10,000 (a knowledge base of ~100k chunks).
+        # Memories and the encoder's reach also compare the question with every document's title
+        # (part of the rerank above): timed alone with the 400 titles learned here, and with
+        # 10,000 (a knowledge base of ~100k chunks).
         for count in (len(tuning.title_docs), 10_000):
             if count > len(tuning.title_docs):
                 extra = np.random.default_rng(0).normal(size=(count - len(tuning.title_docs), queries.shape[1]))
@@ -161,7 +162,7 @@ def main() -> None:
             t0 = time.perf_counter()
             for query in queries:
                 tuning.explained(query)
-            print(f"reach test against {len(tuning.title_vectors):,} titles and {len(learned.memories):,} memories: "
+            print(f"title test against {len(tuning.title_vectors):,} titles and {len(learned.memories):,} memories: "
                   f"{(time.perf_counter() - t0) / 200 * 1000:.2f} ms per question")
 
 

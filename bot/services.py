@@ -150,13 +150,17 @@ class Services:
             return NoTuning()
 
     def learning_params(self) -> "LearningParams":
-        """The learning engine's parameters: the global defaults, except what settings turn off."""
+        """The learning engine's parameters: the global defaults, except what settings change."""
         from dataclasses import replace
 
         from feedback.learning import LearningParams
 
         params = LearningParams()
-        return replace(params, encoder=replace(params.encoder, enabled=self.settings.tune_query_encoder))
+        return replace(
+            params,
+            memory=replace(params.memory, title_margin=self.settings.title_margin),
+            encoder=replace(params.encoder, enabled=self.settings.tune_query_encoder),
+        )
 
     def answer(
         self,

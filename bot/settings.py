@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)  # largest nDCG@10 drop of a golden question
     gate_recent_questions: int = Field(default=200, ge=0)  # recent questions the gate replays
     tune_query_encoder: bool = True  # learning may tune the question encoder (docs/learning.md)
+    title_margin: float = Field(default=0.0, ge=0.0, le=2.0)  # where feedback stops (docs/learning.md); 2: off
 
     # -- operations (docs/operations.md) ------------------------------------------------------
     log_format: Literal["text", "json"] = "text"

@@ -219,7 +219,11 @@ def _embed(
 
 
 def _payload_id(payload: dict[str, Any]) -> str:
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    """What was learned, hashed: the same feedback gives the same id, so a schedule never piles up
+    identical proposals. The document titles are left out: they are a snapshot of the knowledge
+    base (see `LearnedTuning.explained`), and documents added since do not make new feedback."""
+    learned = {k: v for k, v in payload.items() if k != "titles"}
+    blob = json.dumps(learned, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -371,7 +375,8 @@ class LearningEngine:
         docs = sorted(titles)
         texts = [titles[d] for d in docs]
         vectors = _embed(self.encoder, texts, self.vector_cache)
-        payload["titles"] = {"doc_ids": docs, "texts": texts, "vectors": encode_matrix(vectors)}
+        block = {"doc_ids": docs, "texts": texts, "vectors": encode_matrix(vectors)}
+        payload["titles"] = block | {"id": _payload_id(block)}
 
     def seed_stored_vectors(self, feedback: TrainingFeedback) -> int:
         """Put the question vectors the bot stored at answer time into the cache, so only

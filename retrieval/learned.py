@@ -531,7 +531,8 @@ def tuning_from_payload(payload: dict[str, Any] | None, version: int | None) -> 
     identity = str((payload or {}).get("id", ""))
     if version is None or not identity:
         return _decode(payload or {}, version)
-    key = (version, identity)
+    # The id leaves out the document titles (a snapshot of the knowledge base): their own id counts.
+    key = (version, f"{identity}:{((payload or {}).get('titles') or {}).get('id', '')}")
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:

@@ -195,3 +195,12 @@ def test_the_payload_carries_the_stored_documents_titles(tiny_services, tuned, e
     assert titles["doc_ids"] == sorted(doc_titles()) == tuning.title_docs and len(titles["doc_ids"]) >= 6
     vpn = titles["doc_ids"].index("vpn")
     np.testing.assert_allclose(tuning.title_vectors[vpn], embedder.encode_one(doc_titles()["vpn"]), atol=2e-3)
+
+
+def test_the_title_margin_setting_reaches_the_learning_parameters(tiny_services) -> None:
+    from bot.services import Services
+
+    assert tiny_services.learning_params().memory.title_margin == 0.0
+    looser = Services(tiny_services.settings.model_copy(update={"title_margin": 0.1}))
+    assert looser.learning_params().memory.title_margin == 0.1
+    assert looser.learning_params().encoder.enabled

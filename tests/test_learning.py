@@ -485,6 +485,18 @@ def test_the_payload_carries_every_documents_title_and_relearning_reuses_their_v
     assert "titles" not in off.build(fb).payload
 
 
+def test_new_documents_alone_make_no_new_proposal_but_each_title_snapshot_decodes_as_itself() -> None:
+    table = VECTORS | {"Single sign-on": unit(1, 0, 0.1), "The team wiki": unit(0, 1, 0), "Lunch": unit(0, 0, 1)}
+    fb = feedback([vote(1, PASSWORD, "ann", +1, "sso")])
+    two = {"sso": "Single sign-on", "wiki": "The team wiki"}
+    before = LearningEngine(TableEncoder(table), doc_titles=lambda: two).build(fb).payload  # type: ignore[arg-type]
+    after = LearningEngine(TableEncoder(table), doc_titles=lambda: two | {"canteen": "Lunch"}).build(fb).payload  # type: ignore[arg-type]
+    assert before["id"] == after["id"]  # the same feedback: a schedule does not propose it again
+    assert before["titles"]["id"] != after["titles"]["id"]
+    assert tuning_from_payload(before, 12).title_docs == ["sso", "wiki"]
+    assert tuning_from_payload(after, 12).title_docs == ["canteen", "sso", "wiki"]
+
+
 def test_mismatched_title_vectors_are_refused_when_decoded() -> None:
     payload = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")])).payload
     payload["titles"] = {"doc_ids": ["a", "b", "c"], "texts": ["A", "B", "C"],

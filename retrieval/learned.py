@@ -10,6 +10,9 @@ This module turns it into a `retrieval.tuning.Tuning` and knows nothing of where
   proportion to that similarity, and for nothing else. Adjustments are added in units of the
   candidates' own score spread (MiniLM cosines cluster: a fixed boost either does nothing or
   swamps the ranking) and bounded by a tanh cap per document.
+  A memory counts only for questions its remembered question describes at least as well as the
+  title of every other document does (`LearnedTuning.explained`), so feedback on one entry of a
+  knowledge base leaves the questions of its neighbouring entries alone.
   Approved corrections also *augment*: their cited document becomes a candidate for similar
   questions, and corrected free text becomes a passage retrievable for similar questions.
   Once enough pairs are validated, a *tuned query encoder* (the embedding model plus a LoRA

@@ -193,7 +193,7 @@ class LearnedTuning:
         self.passages = {p.doc_id: p for p in passages or []}
         self.passage_vectors = passage_vectors
         self.adapter = adapter
-        self._last = threading.local()  # the last question's similarities, per thread
+        self._last = threading.local()  # the last question's products, per thread (_per_question)
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
@@ -215,23 +215,32 @@ class LearnedTuning:
         return shifted / np.maximum(norms, 1e-6)
 
     # -- the core: one matrix product per question ------------------------------------------------
-    def similarities(self, query: np.ndarray) -> np.ndarray:
-        """Centred cosine between this question and every remembered question (read-only).
+    def _per_question(self, name: str, query: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`compute(query)`, kept per thread for the last question asked (read-only).
 
-        One search asks for it up to four times (the encoder's reach, then the adjustments for
-        candidates, passages and the ranking); the last question's result is kept per thread,
-        so the product with every remembered question is computed once per question.
+        One search asks each hook about the same question (the encoder's reach, then the
+        adjustments and pins for candidates, passages and the ranking), so every product with
+        the remembered questions or the titles is computed once per question.
         """
-        if len(self.questions) == 0:
-            return np.zeros(0, dtype=np.float32)
         query = np.asarray(query, dtype=np.float32)
         key = query.tobytes()
-        if getattr(self._last, "key", None) == key:
-            return self._last.value
-        value = self.questions @ self._centred(query)
+        kept = getattr(self._last, name, None)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        value = compute(query)
         value.flags.writeable = False
-        self._last.key, self._last.value = key, value
+        setattr(self._last, name, (key, value))
         return value
+
+    def similarities(self, query: np.ndarray) -> np.ndarray:
+        """Centred cosine between this question and every remembered question (read-only)."""
+        if len(self.questions) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._per_question("centred", query, lambda q: self.questions @ self._centred(q))
+
+    def raw_similarities(self, query: np.ndarray) -> np.ndarray:
+        """Raw cosine between this question and every remembered question (read-only)."""
+        return self._per_question("raw", query, lambda q: self.raw_questions @ q)
 
     def explained(self, query: np.ndarray) -> np.ndarray | None:
         """Per memory: does its remembered question describe this question at least as well
@@ -247,18 +256,14 @@ class LearnedTuning:
         """
         if self.title_vectors is None or len(self.memory_weight) == 0:
             return None
-        query = np.asarray(query, dtype=np.float32)
-        key = query.tobytes()
-        if getattr(self._last, "explained_key", None) == key:
-            return self._last.explained
+        return self._per_question("explained", query, self._explained)
+
+    def _explained(self, query: np.ndarray) -> np.ndarray:
         titles = self.title_vectors @ query
         first, second = np.argsort(-titles)[:2]
         other = np.where(self.memory_title == first, titles[second], titles[first])
-        remembered = (self.raw_questions @ query)[self.memory_question]
-        value = remembered >= other - self.params.title_margin
-        value.flags.writeable = False
-        self._last.explained_key, self._last.explained = key, value
-        return value
+        remembered = self.raw_similarities(query)[self.memory_question]
+        return remembered >= other - self.params.title_margin
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:
         """Bounded adjustment per document (in spread units) for this question; zeros omitted."""
@@ -281,8 +286,7 @@ class LearnedTuning:
         """Documents of approved corrections made on a near-repeat of this question → similarity."""
         if not np.any(self.memory_is_correction) or len(self.raw_questions) == 0:
             return {}
-        raw = self.raw_questions @ np.asarray(query, dtype=np.float32)
-        similarity = raw[self.memory_question]
+        similarity = self.raw_similarities(query)[self.memory_question]
         chosen = np.flatnonzero(self.memory_is_correction & (similarity >= self.params.pin_similarity))
         pins: dict[str, float] = {}
         for i in chosen[np.argsort(-similarity[chosen])]:

@@ -89,6 +89,11 @@ class Evaluation:
         self.vectors: dict[str, np.ndarray] = {}
         self.timings: dict[str, float] = {}
         self.counts: dict[str, Any] = {}
+        # Kept for a closer look (benchmarks/noise_share.py): per-question rankings, and the
+        # information needs one of whose simulated votes noise flipped.
+        self.base_rankings: dict[str, list[str]] = {}
+        self.rankings: dict[str, dict[str, list[str]]] = {}
+        self.flipped_needs: set[str] = set()
 
     # -- pieces --------------------------------------------------------------------------------
     def _timed(self, name: str, started: float) -> None:
@@ -125,6 +130,14 @@ class Evaluation:
         without = [q for q in self.ds.test if q not in set(with_fb)]
         return {"with_feedback": with_fb, "without_feedback": without}
 
+    def noise_split(self, with_feedback: Sequence[str]) -> dict[str, list[str]]:
+        """Test questions with feedback, by whether noise flipped a vote of their need's: what a
+        flipped vote took away (a correction never made, a confirmation turned into a 👎) no
+        learner can recover, so the kept share means most on the other part."""
+        flipped = [q for q in with_feedback if best_docs(self.ds.test[q]) & self.flipped_needs]
+        true = [q for q in with_feedback if q not in set(flipped)]
+        return {"with_true_feedback": true, "with_flipped_feedback": flipped}
+
     def open_store(self, path: Path) -> Any:
         from feedback.store import FeedbackStore
 
@@ -157,6 +170,8 @@ class Evaluation:
             flipped = noise > 0 and rng.random() < noise
             up = good != flipped
             counts["votes_flipped"] += int(flipped)
+            if flipped:
+                self.flipped_needs |= best_docs(grades)
             outcome = store.vote(record.id, user, 1 if up else -1, source="eval")
             counts["votes_up" if up else "votes_down"] += 1
             counts["votes_counted"] += int(outcome.counted)
@@ -227,7 +242,7 @@ class Evaluation:
         self._timed("embed_questions_s", started)
         test_ids = list(self.ds.test)
         started = time.perf_counter()
-        base_rankings = self.rank(test_ids, NoTuning())
+        base_rankings = self.base_rankings = self.rank(test_ids, NoTuning())
         self._timed("baseline_s", started)
         before = self._metrics(base_rankings)
         result: dict[str, Any] = {"dataset": self.ds.name, "strategies": {}, "counts": self.counts}
@@ -252,6 +267,8 @@ class Evaluation:
             started = time.perf_counter()
             self.counts.update(self.simulate(store, feedback_ids))
             store.close()
+            if self.options.noise > 0:
+                split_ids.update(self.noise_split(split_ids["with_feedback"]))
             self._timed("simulate_s", started)
             for strategy in self.options.strategies:
                 self.log(f"strategy {strategy}: learning, gate, apply, answering test questions")
@@ -261,7 +278,7 @@ class Evaluation:
                 live, info = self.learn_and_apply(strategy_store, strategy)
                 strategy_store.close()
                 started = time.perf_counter()
-                rankings = self.rank(test_ids, live)
+                rankings = self.rankings[strategy] = self.rank(test_ids, live)
                 self._timed(f"{strategy}.answer_s", started)
                 result["strategies"][strategy] = {"before": before, "after": self._metrics(rankings)}
                 gates[strategy] = info
@@ -275,24 +292,28 @@ class Evaluation:
         return result
 
 
+def eval_services(dataset: Dataset, home: Path, settings: Any = None, log: Log | None = None) -> Any:
+    """Services on a data dir of their own (`home`), with the corpus ingested."""
+    from bot.services import Services
+    from bot.settings import load_settings
+
+    base = settings.model_dump() if settings is not None else {}
+    base.update({"home": home, "database_url": None, "chroma_url": None, "collection": "askloop-eval"})
+    services = Services(load_settings(**base))
+    (log or (lambda message: None))(f"ingesting {dataset.corpus}")
+    services.ingestor.run([dataset.corpus])
+    return services
+
+
 def run_eval(
     dataset_dir: Path, options: EvalOptions, *, settings: Any = None, log: Log | None = None
 ) -> dict[str, Any]:
     """Ingest into `options.home` (a fresh temporary dir by default) and evaluate."""
-    from bot.services import Services
-    from bot.settings import load_settings
-
     dataset = load_dataset(dataset_dir)
     options.check()
-    log = log or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="askloop-eval-") as tmp:
-        home = Path(options.home) if options.home else Path(tmp)
-        base = settings.model_dump() if settings is not None else {}
-        base.update({"home": home, "database_url": None, "chroma_url": None, "collection": "askloop-eval"})
-        services = Services(load_settings(**base))
         started = time.perf_counter()
-        log(f"ingesting {dataset.corpus}")
-        services.ingestor.run([dataset.corpus])
+        services = eval_services(dataset, Path(options.home) if options.home else Path(tmp), settings, log)
         evaluation = Evaluation(dataset, options, services, log)
         evaluation.timings["ingest_s"] = round(time.perf_counter() - started, 3)
         return evaluation.run()

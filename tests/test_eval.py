@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feedback.datasets import DatasetError, load_dataset
-from feedback.evaluation import EvalOptions, run_eval
+from feedback.evaluation import EvalOptions, Evaluation, eval_services, run_eval
 from feedback.metrics import METRICS
 from tests.conftest import TINY_CORPUS
 
@@ -80,10 +80,30 @@ def test_simulated_feedback_runs_the_whole_loop(dataset, settings, embedder, tmp
 
 def test_noise_flips_votes_and_wrong_fixes_are_rejected(dataset, settings, embedder, tmp_path) -> None:
     options = EvalOptions(simulate=True, noise=1.0, seed=3, strategies=["askloop"], home=tmp_path / "noisy")
-    counts = run_eval(dataset, options, settings=settings)["counts"]
+    result = run_eval(dataset, options, settings=settings)
+    counts = result["counts"]
     assert counts["votes_flipped"] == 4
     assert counts["corrections_approved"] == 0
     assert counts["corrections_rejected"] == counts["votes_down"]
+    split = result["split"]["askloop"]
+    assert split["with_flipped_feedback"]["n"] == 4 and split["with_true_feedback"]["n"] == 0
+
+
+def test_noisy_runs_report_needs_with_a_flipped_vote_apart(dataset, settings, embedder, tmp_path) -> None:
+    ds = load_dataset(dataset)
+    services = eval_services(ds, tmp_path / "half", settings)
+    noisy = Evaluation(ds, EvalOptions(simulate=True, noise=0.5, seed=1, strategies=["askloop"]), services)
+    result = noisy.run()
+    flipped = result["counts"]["votes_flipped"]
+    assert 0 < flipped < 4  # this seed flips some votes, not all
+    # One feedback and one test question per need here: each flipped vote marks one need.
+    assert len(noisy.flipped_needs) == flipped
+    split = result["split"]["askloop"]
+    assert split["with_flipped_feedback"]["n"] == flipped
+    assert split["with_true_feedback"]["n"] + flipped == split["with_feedback"]["n"] == 4
+    assert set(noisy.rankings) == {"askloop"} and set(noisy.base_rankings) == set(ds.test)
+    clean = Evaluation(ds, EvalOptions(simulate=True, seed=1, strategies=["askloop"]), services).run()
+    assert set(clean["split"]["askloop"]) == {"with_feedback", "without_feedback"}  # no noise, no such parts
 
 
 def test_cli_json_and_plot(dataset, home, embedder, tmp_path) -> None:

@@ -43,7 +43,8 @@ def share(part: float, whole: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("dataset", type=Path, nargs="?", default=shared / "covid-qa")
     parser.add_argument("--seeds", default="0,1,2,3,4,5,7", help="comma-separated noise seeds")
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--strategy", default="askloop")

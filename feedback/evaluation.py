@@ -134,9 +134,9 @@ class Evaluation:
         """Test questions with feedback, by whether noise flipped a vote of their need's: what a
         flipped vote took away (a correction never made, a confirmation turned into a 👎) no
         learner can recover, so the kept share means most on the other part."""
-        flipped = [q for q in with_feedback if best_docs(self.ds.test[q]) & self.flipped_needs]
-        true = [q for q in with_feedback if q not in set(flipped)]
-        return {"with_true_feedback": true, "with_flipped_feedback": flipped}
+        flipped = {q for q in with_feedback if best_docs(self.ds.test[q]) & self.flipped_needs}
+        return {"with_true_feedback": [q for q in with_feedback if q not in flipped],
+                "with_flipped_feedback": [q for q in with_feedback if q in flipped]}
 
     def open_store(self, path: Path) -> Any:
         from feedback.store import FeedbackStore

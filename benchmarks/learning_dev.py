@@ -30,12 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.services import Services  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
 from feedback.adapter import store_chunk_reads  # noqa: E402
 from feedback.datasets import Dataset, load_dataset  # noqa: E402
 from feedback.encoder_tuning import EncoderTraining  # noqa: E402
-from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
+from feedback.evaluation import EvalOptions, Evaluation, best_docs, eval_services  # noqa: E402
 from feedback.learning import LearningEngine, LearningParams, doubtful_votes  # noqa: E402
 from retrieval.learned import MemoryParams, tuning_from_payload  # noqa: E402
 from retrieval.tuning import NoTuning  # noqa: E402
@@ -98,8 +96,7 @@ def main() -> None:
     for path in args.datasets:
         full = load_dataset(path)
         with tempfile.TemporaryDirectory(prefix="askloop-dev-") as tmp:
-            services = Services(load_settings(home=Path(tmp), database_url=None, chroma_url=None, collection="askloop-dev"))
-            services.ingestor.run([full.corpus])
+            services = eval_services(full, Path(tmp))
             for split, (teach, asked) in dev_splits(full, args.seed).items():
                 dev = Dataset(full.path, f"{full.name}:{split}", full.queries, {q: full.feedback[q] for q in asked},
                               {q: full.feedback[q] for q in teach}, list(teach))

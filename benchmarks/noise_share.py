@@ -64,10 +64,12 @@ def main() -> None:
         clean = run(0.0, 0)
         base = per_query(ds.test, clean.base_rankings)
         clean_per = per_query(ds.test, clean.rankings[args.strategy])
+        test_ids = list(ds.test)
         with_fb = clean.split(clean.feedback_ids())["with_feedback"]
+        whole = {metric: gain(clean_per, base, metric, test_ids) for metric in METRICS}
         print(f"{ds.name}: noise {args.noise}, strategy {args.strategy}, {len(with_fb)} test questions with feedback")
         for metric in METRICS:
-            print(f"  clean gain {metric}: {gain(clean_per, base, metric, list(ds.test)):+.2f} (sum over {len(ds.test)} test questions)")
+            print(f"  clean gain {metric}: {whole[metric]:+.2f} (sum over {len(test_ids)} test questions)")
         header = ["seed", "flipped votes", "n true / flipped"]
         for metric in METRICS:
             header += [f"{metric} kept", "kept, true votes", "kept, flipped", "ceiling"]
@@ -81,12 +83,11 @@ def main() -> None:
             true, flipped = parts["with_true_feedback"], parts["with_flipped_feedback"]
             row = [str(seed), str(noisy.counts["votes_flipped"]), f"{len(true)} / {len(flipped)}"]
             for metric in METRICS:
-                whole = gain(clean_per, base, metric, list(ds.test))
                 figures = [
-                    (gain(noisy_per, base, metric, list(ds.test)), whole),
+                    (gain(noisy_per, base, metric, test_ids), whole[metric]),
                     (gain(noisy_per, base, metric, true), gain(clean_per, base, metric, true)),
                     (gain(noisy_per, base, metric, flipped), gain(clean_per, base, metric, flipped)),
-                    (gain(clean_per, base, metric, true), whole),
+                    (gain(clean_per, base, metric, true), whole[metric]),
                 ]
                 row += [share(a, b) for a, b in figures]
                 for name, (a, b) in zip(("kept", "true", "flipped", "ceiling"), figures):

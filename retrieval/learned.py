@@ -26,6 +26,7 @@ This module turns it into a `retrieval.tuning.Tuning` and knows nothing of where
 from __future__ import annotations
 
 import base64
+import copy
 import math
 import threading
 from collections import OrderedDict
@@ -171,6 +172,7 @@ class LearnedTuning:
         memory_is_vote: np.ndarray | None = None,
         title_docs: list[str] | None = None,
         title_vectors: np.ndarray | None = None,
+        title_texts: list[str] | None = None,
     ) -> None:
         self.version = version
         self.params = params
@@ -200,12 +202,44 @@ class LearnedTuning:
         # Every document's title, to tell whether a remembered question or another document's
         # title describes a new question better (see `explained`); none: every memory counts.
         self.title_docs: list[str] = []
+        self.title_texts: list[str] = []
         self.title_vectors: np.ndarray | None = None
+        self.memory_doc_ids = list(memory_doc)
         if params.title_margin < 2 and title_docs and title_vectors is not None and len(title_docs) >= 2:
-            self.title_docs = list(title_docs)
-            self.title_vectors = np.asarray(title_vectors, dtype=np.float32)
-            where = {d: i for i, d in enumerate(title_docs)}
-            self.memory_title = np.asarray([where.get(d, -1) for d in memory_doc], dtype=np.int64)
+            self._set_titles(list(title_docs), np.asarray(title_vectors, dtype=np.float32), title_texts)
+
+    def _set_titles(self, docs: list[str], vectors: np.ndarray, texts: list[str] | None) -> None:
+        self.title_docs, self.title_vectors = docs, vectors
+        self.title_texts = list(texts) if texts is not None and len(texts) == len(docs) else []
+        where = {d: i for i, d in enumerate(docs)}
+        self.memory_title = np.asarray([where.get(d, -1) for d in self.memory_doc_ids], dtype=np.int64)
+
+    def with_titles(self, titles: dict[str, str], encode: Callable[[list[str]], np.ndarray]) -> "LearnedTuning":
+        """This tuning with the knowledge base's titles as they are now, instead of the snapshot
+        taken when the version was learned.
+
+        Documents ingested after that snapshot would otherwise be invisible to the title rule: a
+        question about a new entry, which the new entry's title describes better than any
+        remembered question, would still be pulled to an older entry by feedback on a similar
+        question. The learned part (memories, weights, encoder) is the version's and unchanged;
+        only titles that are new or changed are embedded (`encode`: the base model, as the
+        snapshot was). Returns `self` when the titles are the snapshot's or the rule is off.
+        """
+        current = {d: t for d, t in titles.items() if t.strip()}
+        if self.title_vectors is None or len(current) < 2:
+            return self
+        known = dict(zip(self.title_docs, self.title_texts))
+        if known == current:
+            return self
+        docs = sorted(current)
+        kept = {(d, t): self.title_vectors[i] for i, (d, t) in enumerate(zip(self.title_docs, self.title_texts))}
+        missing = list(dict.fromkeys(current[d] for d in docs if (d, current[d]) not in kept))
+        made = dict(zip(missing, np.asarray(encode(missing), dtype=np.float32))) if missing else {}
+        vectors = np.stack([kept[(d, current[d])] if (d, current[d]) in kept else made[current[d]] for d in docs])
+        fresh = copy.copy(self)
+        fresh._last = threading.local()  # the title test's memo belongs to the old titles
+        fresh._set_titles(docs, vectors, [current[d] for d in docs])
+        return fresh
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
         if self.center is None or vectors.size == 0:
@@ -477,6 +511,7 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         adapter=adapter,
         title_docs=title_docs,
         title_vectors=title_vectors,
+        title_texts=[str(t) for t in titles.get("texts", [])] or None,
     )
 
 

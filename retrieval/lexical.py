@@ -78,19 +78,24 @@ class LexicalIndex:
 
     It also knows which chunks each document has, so search can read a keyword candidate's
     chunks by id (milliseconds) instead of a vector search filtered to that document (tens of
-    milliseconds at 100,000 chunks).
+    milliseconds at 100,000 chunks), and each document's title as the store has it (`titles`:
+    what the title rule of a learned tuning compares questions with).
     """
 
-    def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
+    def __init__(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
         import bm25s
 
         chunk_ids: list[str] = []
         doc_ids: list[str] = []
         texts: list[str] = []
-        for chunk_id, doc_id, text in entries:
+        titles: dict[str, str] = {}
+        for chunk_id, doc_id, title, text in entries:
             chunk_ids.append(chunk_id)
             doc_ids.append(doc_id)
-            texts.append(text)
+            texts.append(f"{title}\n{text}")
+            if title.strip():
+                titles.setdefault(doc_id, title)
+        self.titles: dict[str, str] = titles
         self._bm25 = bm25s.BM25()
         if texts:
             self._bm25.index(tokens(texts, as_ids=True), show_progress=False)
@@ -112,7 +117,8 @@ class LexicalIndex:
         try:
             if len(self._chunk_ids):
                 self._bm25.save(str(partial), show_progress=False)
-            (partial / "chunks.json").write_text(json.dumps([self._chunk_ids, self._doc_ids]), encoding="utf-8")
+            chunks = [self._chunk_ids, self._doc_ids, self.titles]
+            (partial / "chunks.json").write_text(json.dumps(chunks), encoding="utf-8")
             os.replace(partial, directory)
         except OSError:  # another process saved the same generation first, or the disk is full
             shutil.rmtree(partial, ignore_errors=True)
@@ -121,8 +127,11 @@ class LexicalIndex:
     def load(cls, directory: Path) -> "LexicalIndex":
         import bm25s
 
-        chunk_ids, doc_ids = json.loads((directory / "chunks.json").read_text(encoding="utf-8"))
+        chunk_ids, doc_ids, *rest = json.loads((directory / "chunks.json").read_text(encoding="utf-8"))
+        if not rest:  # the cache then builds the index again from the store, and saves it whole
+            raise ValueError(f"{directory} was saved before keyword indexes kept document titles")
         index = cls.__new__(cls)
+        index.titles = dict(rest[0])
         index._bm25 = bm25s.BM25.load(str(directory), show_progress=False) if chunk_ids else bm25s.BM25()
         index._set_chunks(list(chunk_ids), list(doc_ids))
         return index

@@ -89,6 +89,11 @@ class KnowledgeBase:
         if self.lexical_weight > 0:
             self.lexical.index()
 
+    def document_titles(self) -> dict[str, str] | None:
+        """doc id → title as the store has them now, read with the keyword index (so they follow
+        ingest as it does; the same object until it is rebuilt); None without keyword scores."""
+        return self.lexical.index().titles if self.lexical_weight > 0 else None
+
     def keyword_scores(self, question: str) -> KeywordScores:
         if self.lexical_weight <= 0:
             return KeywordScores({})

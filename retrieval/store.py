@@ -158,13 +158,13 @@ class ChunkStore:
         value = (collection.metadata or {}).get(GENERATION_KEY)
         return None if value is None else str(value)
 
-    def searchable_texts(self) -> Iterator[tuple[str, str, str]]:
-        """(chunk_id, doc_id, title and text) of every chunk, paged: what the keyword index is
+    def searchable_texts(self) -> Iterator[tuple[str, str, str, str]]:
+        """(chunk_id, doc_id, title, text) of every chunk, paged: what the keyword index is
         built from."""
         for result in self.pages(["documents", "metadatas"], "reading chunks"):
             for chunk_id, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or []):
                 meta = meta or {}
-                yield chunk_id, str(meta.get("doc_id", "")), f"{meta.get('title', '')}\n{text or ''}"
+                yield chunk_id, str(meta.get("doc_id", "")), str(meta.get("title", "") or ""), text or ""
 
     def pages(self, include: list[str], what: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """The whole collection (or its first `limit` chunks) in pages of 5,000: Chroma's `get`

@@ -151,3 +151,54 @@ def test_answers_keep_the_raw_question_vector_and_learning_does_not_embed_it_aga
     other_model = CountingEmbedder(embedder, model_id="another-model@384")
     learn_from_store(store, other_model)
     assert other_model.encoded == [question]
+
+
+def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(tiny_services, embedder, tmp_path):
+    """A version's title snapshot is taken when it is learned; the bot compares questions with the
+    titles the knowledge base has now. Before the dog policy was written, a moderator sent "Can I
+    bring my dog to work?" to the holidays page; once the policy is ingested, a question its title
+    describes better than that remembered question goes to the policy, not to holidays."""
+    import json
+
+    from bot.services import Services
+    from feedback.learning import learn_from_store
+    from retrieval.learned import tuning_from_payload
+
+    services = Services(tiny_services.settings.model_copy(
+        update={"moderators": [MOD], "tuning_cache_seconds": 0, "tune_query_encoder": False}))
+    services.knowledge_base.lexical.refresh_seconds = 0.0
+    store = services.feedback
+    taught = {"Can I bring my dog to work?": "holidays", "How do I get onto the VPN from home?": "vpn",
+              "Who holds the pager this week?": "oncall", "Where do my taxi receipts go?": "expenses"}
+    for number, (question, doc) in enumerate(taught.items()):
+        user, answer_id = f"U{number}", services.answer(question, 3, asker=f"U{number}").extras["answer_id"]
+        store.vote(answer_id, user, -1)
+        store.approve_correction(store.suggest_correction(answer_id, user, source_ref=doc).id, MOD)
+    learned = learn_from_store(store, embedder, chunk_store=services.store, params=services.learning_params())
+    record = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=MOD)
+    store.record_evaluation(record.id, {}, True)
+    store.approve_proposal(record.id, MOD)
+    version = store.apply_proposal(record.id, MOD).number
+
+    question = "Is my dog allowed in the office?"
+    vector = embedder.encode_one(question)
+    snapshot = tuning_from_payload(learned.payload, version)
+    assert snapshot.adjustments(vector).get("holidays", 0) > 0  # nothing in the snapshot stops it
+    assert services.answer(question, 3, record=False).hits[0].doc_id == "holidays"
+
+    policy = tmp_path / "policy" / "corpus.jsonl"
+    policy.parent.mkdir()
+    policy.write_text(json.dumps({"_id": "dogs", "title": "Bringing your dog to the office",
+                                  "text": "Dogs are welcome on Fridays if the whole team agrees. Keep them out of the kitchen."}) + "\n")
+    services.ingestor.run([policy])
+    services.knowledge_base.document_titles()  # notices the new generation and rebuilds the index
+    services.knowledge_base.lexical.wait(30)
+
+    live = services.tuning()
+    assert live.version == version and live is services.tuning()  # titles embedded once, not per question
+    assert "dogs" in live.title_docs and "dogs" not in snapshot.title_docs
+    assert "holidays" not in live.adjustments(vector)
+    assert services.answer(question, 3, record=False).hits[0].doc_id == "dogs"
+    # The feedback still counts where no title describes a question better than it does.
+    near = embedder.encode_one("Can I bring my dog to work with me?")
+    assert live.adjustments(near).get("holidays", 0) > 0

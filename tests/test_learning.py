@@ -497,6 +497,30 @@ def test_new_documents_alone_make_no_new_proposal_but_each_title_snapshot_decode
     assert tuning_from_payload(after, 12).title_docs == ["canteen", "sso", "wiki"]
 
 
+def test_current_titles_replace_the_snapshot_embedding_only_what_is_new() -> None:
+    names = {"babies": "Babies", "women": "Pregnant women", "canteen": "Lunch"}
+    table = {names[d]: v for d, v in TITLES.items()}
+    snapshot = LearnedTuning(
+        version=4, params=MemoryParams(), questions=np.stack([BABIES_Q]), memory_question=np.zeros(1, dtype=np.int64),
+        memory_doc=["babies"], memory_weight=np.asarray([3.0], dtype=np.float32),
+        title_docs=["babies", "canteen"], title_vectors=np.stack([TITLES["babies"], TITLES["canteen"]]),
+        title_texts=["Babies", "Lunch"],
+    )
+    assert snapshot.adjustments(NEIGHBOUR)["babies"] > 0  # no title there describes it better
+    assert snapshot.with_titles({"babies": "Babies", "canteen": "Lunch"}, TableEncoder(table).encode) is snapshot
+    encoder = CountingEncoder(table)
+    current = snapshot.with_titles(names | {"old": " "}, encoder.encode)
+    assert encoder.encoded == ["Pregnant women"]  # the snapshot's titles are reused
+    assert current.title_docs == ["babies", "canteen", "women"] and current.version == 4
+    assert current.adjustments(NEIGHBOUR) == {}  # the new entry's title describes it better
+    assert current.adjustments(PARAPHRASE)["babies"] > 0
+    assert snapshot.adjustments(NEIGHBOUR)["babies"] > 0 and snapshot.title_docs == ["babies", "canteen"]
+    renamed = current.with_titles({"babies": "Babies", "women": "Lunch"}, encoder.encode)
+    assert renamed.title_docs == ["babies", "women"] and encoder.encoded == ["Pregnant women", "Lunch"]
+    np.testing.assert_array_equal(renamed.title_vectors[1], TITLES["canteen"])  # a changed title is embedded again
+    assert _titled(["babies"], [3.0], margin=2.0).with_titles(names, encoder.encode).explained(NEIGHBOUR) is None
+
+
 def test_mismatched_title_vectors_are_refused_when_decoded() -> None:
     payload = engine().build(feedback([vote(1, PASSWORD, "ann", +1, "sso")])).payload
     payload["titles"] = {"doc_ids": ["a", "b", "c"], "texts": ["A", "B", "C"],

@@ -15,14 +15,15 @@ from retrieval.search import KnowledgeBase
 def test_keyword_scores_are_per_document_best_chunk_scaled_to_the_best_match() -> None:
     index = LexicalIndex(
         [
-            ("r1", "refunds", "Refunds\nA refund is paid within 14 days of the return."),
-            ("r2", "refunds", "Refunds\nGift cards are never refunded."),
-            ("s1", "shipping", "Shipping\nParcels ship within two days."),
-            ("t1", "returns", "Returns\nReturn the parcel with the label inside."),
+            ("r1", "refunds", "Refunds", "A refund is paid within 14 days of the return."),
+            ("r2", "refunds", "Refunds", "Gift cards are never refunded."),
+            ("s1", "shipping", "Shipping", "Parcels ship within two days."),
+            ("t1", "returns", "Returns", "Return the parcel with the label inside."),
         ]
     )
     assert len(index) == 4
     assert index.chunk_ids("refunds") == ["r1", "r2"] and index.chunk_ids("gone") == []
+    assert index.titles == {"refunds": "Refunds", "shipping": "Shipping", "returns": "Returns"}
     scores = index.scores("How long until my refunds are paid?").by_doc
     assert max(scores.values()) == pytest.approx(1.0)
     assert scores["refunds"] == pytest.approx(1.0)  # stemmed: "refunds" matches "refund"
@@ -31,10 +32,23 @@ def test_keyword_scores_are_per_document_best_chunk_scaled_to_the_best_match() -
 
 
 def test_questions_without_indexed_words_get_no_keyword_scores() -> None:
-    index = LexicalIndex([("a1", "a", "Parcels ship within two days.")])
+    index = LexicalIndex([("a1", "a", "", "Parcels ship within two days.")])
     assert index.scores("what is it?").by_doc == {}  # stop words only
     assert index.scores("zebra").by_doc == {}
     assert LexicalIndex([]).scores("parcels").by_doc == {}
+
+
+def test_an_index_saved_before_titles_were_kept_is_built_again(tiny_services) -> None:
+    kb = tiny_services.knowledge_base
+    assert kb.document_titles()["vpn"] == "Connecting to the VPN"
+    saved = tiny_services.settings.home / "keywords" / tiny_services.store.name / tiny_services.store.generation()
+    chunks = saved / "chunks.json"
+    chunks.write_text(json.dumps(json.loads(chunks.read_text())[:2]))  # as an earlier release saved it
+    with pytest.raises(ValueError, match="before keyword indexes kept document titles"):
+        LexicalIndex.load(saved)
+    later = LexicalIndexCache(tiny_services.store, cache_dir=tiny_services.settings.home / "keywords")
+    assert later.index().titles == kb.document_titles()
+    assert len(json.loads(chunks.read_text())) == 3  # saved again, with the titles
 
 
 def test_keyword_bonus_is_added_to_the_vector_score(tiny_services) -> None:
@@ -203,6 +217,7 @@ def test_the_next_process_loads_the_saved_keyword_index_instead_of_reading_every
     monkeypatch.setattr(later.store, "searchable_texts", lambda: pytest.fail("read every chunk"))
     assert later.knowledge_base.keyword_scores("pager handover").by_doc == pytest.approx(expected)
     assert later.knowledge_base.lexical.current().chunk_ids("oncall") == first.lexical.current().chunk_ids("oncall")
+    assert later.knowledge_base.document_titles() == first.document_titles() != {}
     monkeypatch.undo()
 
     # A new generation is built, saved, and the older one removed.
@@ -212,6 +227,7 @@ def test_the_next_process_loads_the_saved_keyword_index_instead_of_reading_every
     tiny_services.ingestor.run([extra])
     newer = Services(tiny_services.settings).knowledge_base
     assert newer.keyword_scores("kombucha").by_doc == {"kitchen": pytest.approx(1.0)}
+    assert newer.document_titles()["kitchen"] == "Kitchen"
     assert [p.name for p in saved.parent.iterdir()] == [tiny_services.store.generation()]
 
 

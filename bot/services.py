@@ -57,8 +57,6 @@ class Services:
         self._is_moderator = is_moderator  # e.g. Slack usergroup membership, besides ASKLOOP_MODERATORS
         self._tuning_lock = threading.Lock()
         self._tuning_cache: tuple[float, int | None, Tuning] | None = None
-        # (version's tuning, the titles it was given, the tuning with them): see _current_titles
-        self._titled: tuple[Tuning, dict[str, str], Tuning] | None = None
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -121,7 +119,7 @@ class Services:
         The version number is re-read at most every `tuning_cache_seconds`, so every replica
         switches within seconds of an apply or rollback; a version is only decoded when it changes.
         """
-        return self._current_titles(self._active_tuning())
+        return self.knowledge_base.with_current_titles(self._active_tuning())
 
     def _active_tuning(self) -> Tuning:
         ttl = self.settings.tuning_cache_seconds
@@ -138,30 +136,6 @@ class Services:
             tuning = self._build_tuning(version)
             self._tuning_cache = (now, version.number if version else None, tuning)
             return tuning
-
-    def _current_titles(self, tuning: Tuning) -> Tuning:
-        """The tuning with the knowledge base's titles as they are now (documents ingested since
-        the version was learned count in its title rule: `LearnedTuning.with_titles`).
-
-        The titles come with the keyword index, which follows ingest; only titles the version's
-        snapshot lacks are embedded, once per index rebuild.
-        """
-        with_titles = getattr(tuning, "with_titles", None)
-        titles = self.knowledge_base.document_titles() if with_titles is not None else None
-        if with_titles is None or titles is None:
-            return tuning
-        with self._tuning_lock:
-            titled = self._titled
-            if titled is not None and titled[0] is tuning and titled[1] is titles:
-                return titled[2]
-        try:
-            fresh = with_titles(titles, self.knowledge_base.embedder.encode)
-        except Exception:  # the model failed on a title: the version's own snapshot still holds
-            log.exception("could not embed the knowledge base's new titles; using the version's snapshot")
-            return tuning
-        with self._tuning_lock:
-            self._titled = (tuning, titles, fresh)
-        return fresh
 
     @staticmethod
     def _build_tuning(version: "VersionRecord | None") -> Tuning:

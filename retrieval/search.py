@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +16,8 @@ from retrieval.ranking import fold_to_documents, merge_hits
 from retrieval.store import ChunkStore
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Hit
+
+log = logging.getLogger(__name__)
 
 # Chunks fetched per requested document: documents have several chunks, and reranking needs a
 # candidate pool wider than what is finally shown.
@@ -75,6 +80,9 @@ class KnowledgeBase:
         self.max_question_chars = max_question_chars
         self.lexical_weight = lexical_weight
         self.lexical = LexicalIndexCache(store, cache_dir=keyword_cache)
+        # id(tuning) → (tuning, the titles it was given, the tuning with them): with_current_titles
+        self._titled: OrderedDict[int, tuple[Tuning, dict[str, str], Tuning]] = OrderedDict()
+        self._titled_lock = threading.Lock()
 
     def embed_question(self, question: str) -> np.ndarray:
         return self.embedder.encode_one(check_question(question, self.max_question_chars))
@@ -93,6 +101,32 @@ class KnowledgeBase:
         """doc id → title as the store has them now, read with the keyword index (so they follow
         ingest as it does; the same object until it is rebuilt); None without keyword scores."""
         return self.lexical.index().titles if self.lexical_weight > 0 else None
+
+    def with_current_titles(self, tuning: Tuning) -> Tuning:
+        """`tuning` with the titles this knowledge base has now (`LearnedTuning.with_titles`):
+        what the bot serves and the gate evaluates, so documents ingested since a version was
+        learned count in its title rule. Titles the version lacks are embedded once per index
+        rebuild, not per question; other tunings, or no keyword index, pass through unchanged.
+        """
+        with_titles = getattr(tuning, "with_titles", None)
+        titles = self.document_titles() if with_titles is not None else None
+        if with_titles is None or titles is None:
+            return tuning
+        key = id(tuning)
+        with self._titled_lock:
+            kept = self._titled.get(key)
+            if kept is not None and kept[0] is tuning and kept[1] is titles:
+                return kept[2]
+        try:
+            fresh = with_titles(titles, self.embedder.encode)
+        except Exception:  # the model failed on a title: the version's own snapshot still holds
+            log.exception("could not embed the knowledge base's new titles; using the version's own")
+            return tuning
+        with self._titled_lock:
+            self._titled[key] = (tuning, titles, fresh)
+            while len(self._titled) > 4:  # the live version, and the gate's before and after
+                self._titled.popitem(last=False)
+        return fresh
 
     def keyword_scores(self, question: str) -> KeywordScores:
         if self.lexical_weight <= 0:

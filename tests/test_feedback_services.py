@@ -155,9 +155,9 @@ def test_answers_keep_the_raw_question_vector_and_learning_does_not_embed_it_aga
 
 def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(tiny_services, embedder, tmp_path):
     """A version's title snapshot is taken when it is learned; the bot compares questions with the
-    titles the knowledge base has now. Before the dog policy was written, a moderator sent "Can I
-    bring my dog to work?" to the holidays page; once the policy is ingested, a question its title
-    describes better than that remembered question goes to the policy, not to holidays."""
+    titles the knowledge base has now. Before the dog policy was written, moderators sent "Can I
+    bring my dog to work?" and two like it to the holidays page; once the policy is ingested, a
+    question its title describes better than those remembered questions goes to the policy."""
     import json
 
     from bot.services import Services
@@ -168,7 +168,8 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
         update={"moderators": [MOD], "tuning_cache_seconds": 0, "tune_query_encoder": False}))
     services.knowledge_base.lexical.refresh_seconds = 0.0
     store = services.feedback
-    taught = {"Can I bring my dog to work?": "holidays", "How do I get onto the VPN from home?": "vpn",
+    taught = {"Can I bring my dog to work?": "holidays", "Can I take my dog to work?": "holidays",
+              "Are pets allowed at work?": "holidays", "How do I get onto the VPN from home?": "vpn",
               "Who holds the pager this week?": "oncall", "Where do my taxi receipts go?": "expenses"}
     for number, (question, doc) in enumerate(taught.items()):
         user, answer_id = f"U{number}", services.answer(question, 3, asker=f"U{number}").extras["answer_id"]
@@ -194,6 +195,8 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     services.knowledge_base.document_titles()  # notices the new generation and rebuilds the index
     services.knowledge_base.lexical.wait(30)
 
+    # With the version's own titles, three corrections still outweigh the new entry's own match.
+    assert services.knowledge_base.search(question, 3, snapshot).hits[0].doc_id == "holidays"
     live = services.tuning()
     assert live.version == version and live is services.tuning()  # titles embedded once, not per question
     assert "dogs" in live.title_docs and "dogs" not in snapshot.title_docs
@@ -202,3 +205,9 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     # The feedback still counts where no title describes a question better than it does.
     near = embedder.encode_one("Can I bring my dog to work with me?")
     assert live.adjustments(near).get("holidays", 0) > 0
+    # The gate replays a proposal as the bot would serve it: with the titles of today.
+    from feedback.gate import evaluate_payload
+
+    store.add_golden(question, ["dogs"], MOD)
+    golden = evaluate_payload(store, services.knowledge_base, learned.payload).evaluation["golden"]
+    assert golden["before"]["hit@1"] == golden["after"]["hit@1"] == 1.0

@@ -528,7 +528,9 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
         f"for a near-repeat of its question, similarity ≥ {memory.get('pin_similarity', 0.9):.2f}).",
     ]
     shown = 0
-    for entry in documents:
+    # Documents with approved corrections first: they are what moderators changed, and they also
+    # pin and augment; then by the size of the change.
+    for entry in sorted(documents, key=lambda e: (not e["corrections"], -abs(e["net"]))):
         if shown >= max_lines:
             lines.append(f"… and {len(documents) - shown} more document(s) (see the diff).")
             break

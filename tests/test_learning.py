@@ -103,7 +103,8 @@ def test_vote_weight_from_the_policy_is_respected_and_bounded() -> None:
         feedback([vote(1, PASSWORD, "a", +1, "sso", weight=0.5), vote(2, PASSWORD, "b", +1, "sso", weight=9.0)]),
         LearningParams(),
     )
-    assert [m.weight for m in memories] == [0.5, 1.0]
+    up = LearningParams().up_weight
+    assert [m.weight for m in memories] == [0.5 * up, up]
 
 
 def test_downvote_whose_fix_was_rejected_counts_less() -> None:
@@ -187,7 +188,8 @@ def test_summary_names_what_changes_and_which_feedback_in_one_screen() -> None:
     proposal = engine().build(feedback(votes, [correction(9, LUNCH, "bob", doc_id="canteen")]))
     lines = proposal.summary.splitlines()
     assert len(lines) <= 20
-    assert "c9" in proposal.summary and "canteen" in proposal.summary
+    assert "c9" in proposal.summary and "canteen" in proposal.summary  # corrections lead, however many 👍
+    assert lines[1].startswith("↑ canteen (+3.0; corrections c9)")
     assert "similarity ≥ 0.45 for corrections, 0.65 for 👍, 0.70 for 👎" in proposal.summary  # thresholds visible
     canteen = next(d for d in proposal.diff["documents"] if d["doc_id"] == "canteen")
     assert canteen["corrections"] == ["c9"] and canteen["questions"] == [LUNCH]
@@ -369,7 +371,9 @@ def test_approved_correction_is_served_first_for_a_near_repeat_however_low_its_s
 def test_votes_never_pin_a_document() -> None:
     _, tuning = learned(feedback(votes=[vote(1, PASSWORD, "bob", +1, "sso", "wiki")]))
     assert tuning.pinned(VECTORS[PASSWORD]) == {}
-    assert tuning.rerank(VECTORS[PASSWORD], hits(wiki=0.7, other=0.65, x=0.6, sso=0.1))[0].doc_id != "sso"
+    # bounded in spread units: a vote lifts a document, but not from far below a pool of rivals
+    rivals = {f"d{i}": 0.7 - i / 100 for i in range(10)}
+    assert tuning.rerank(VECTORS[PASSWORD], hits(**rivals, sso=0.1))[0].doc_id != "sso"
 
 
 def test_pin_threshold_is_a_visible_parameter() -> None:

@@ -119,7 +119,7 @@ class Services:
         The version number is re-read at most every `tuning_cache_seconds`, so every replica
         switches within seconds of an apply or rollback; a version is only decoded when it changes.
         """
-        return self.knowledge_base.with_current_titles(self._active_tuning())
+        return self._active_tuning()
 
     def _active_tuning(self) -> Tuning:
         ttl = self.settings.tuning_cache_seconds

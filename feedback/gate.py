@@ -75,9 +75,8 @@ def evaluate_payload(
     """Replay golden and recent questions without and with `payload`; nothing is written."""
     config = config or GateConfig()
     started = time.perf_counter()
-    # As the bot would serve them: with the knowledge base's titles as they are now.
-    before_tuning = kb.with_current_titles(current_tuning(store))
-    after_tuning = kb.with_current_titles(tuning_from_payload(payload, None))
+    before_tuning = current_tuning(store)
+    after_tuning = tuning_from_payload(payload, None)
     cache = vectors if vectors is not None else {}
 
     def embed(texts: list[str]) -> np.ndarray:

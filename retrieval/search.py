@@ -103,10 +103,10 @@ class KnowledgeBase:
         return self.lexical.index().titles if self.lexical_weight > 0 else None
 
     def with_current_titles(self, tuning: Tuning) -> Tuning:
-        """`tuning` with the titles this knowledge base has now (`LearnedTuning.with_titles`):
-        what the bot serves and the gate evaluates, so documents ingested since a version was
-        learned count in its title rule. Titles the version lacks are embedded once per index
-        rebuild, not per question; other tunings, or no keyword index, pass through unchanged.
+        """`tuning` with the titles this knowledge base has now (`LearnedTuning.with_titles`),
+        which every search uses (the bot's, and the gate's replays), so documents ingested since
+        a version was learned count in its title rule. Titles the version lacks are embedded once
+        per index rebuild, not per question; other tunings, or no keyword index, pass through.
         """
         with_titles = getattr(tuning, "with_titles", None)
         titles = self.document_titles() if with_titles is not None else None
@@ -137,7 +137,7 @@ class KnowledgeBase:
         self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None
     ) -> SearchResult:
         """Search with a precomputed question vector (batch evaluation embeds all at once)."""
-        tuning = tuning or NoTuning()
+        tuning = self.with_current_titles(tuning or NoTuning())
         query = tuning.search_query(question, vector)
         n = min(max(k * CHUNKS_PER_DOC, MIN_CANDIDATE_CHUNKS), MAX_CANDIDATE_CHUNKS)
         matches = self.store.query(query, n)

@@ -119,9 +119,6 @@ class Services:
         The version number is re-read at most every `tuning_cache_seconds`, so every replica
         switches within seconds of an apply or rollback; a version is only decoded when it changes.
         """
-        return self._active_tuning()
-
-    def _active_tuning(self) -> Tuning:
         ttl = self.settings.tuning_cache_seconds
         now = time.monotonic()
         with self._tuning_lock:

@@ -12,8 +12,9 @@ questions are embedded once during setup, untimed). Timed twice over the same fe
   embedding every distinct question with the real model, as learning did before.
 
 Also times learning again after 500 more votes, one rerank with the resulting 10k-memory
-tuning (what every question pays, the title test included), and the title test alone with
-400 and with 10,000 document titles.
+tuning (what every question pays, the title test included), the title test alone with
+400 and with 10,000 document titles, and giving a version the titles of 100 newly ingested
+documents.
 
     .venv/bin/python benchmarks/learning_bench.py [--votes 10000]
 """
@@ -140,6 +141,18 @@ def main() -> None:
         relearned = engine.build(store.training_feedback())
         print(f"incremental: {len(relearned.memories):,} memories (500 new votes) learned in "
               f"{time.perf_counter() - started:.1f}s ({len(again.encoded):,} questions embedded)")
+
+        # The bot compares questions with the titles the knowledge base has now: after an ingest
+        # of 100 new documents, their titles are embedded once; unchanged titles cost a comparison.
+        live = tuning_from_payload(learned.payload, 2)
+        grown = titles | {f"new{d}": f"{rng.choice(TOPICS)}: a new entry ({d})" for d in range(100)}
+        t0 = time.perf_counter()
+        fresh = live.with_titles(grown, embedder.encode)
+        added = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        assert live.with_titles(titles, embedder.encode) is live
+        print(f"current titles: {len(fresh.title_docs):,} after an ingest of 100 new documents in {added:.2f}s "
+              f"(100 embedded); unchanged {len(titles):,} checked in {(time.perf_counter() - t0) * 1000:.2f} ms")
 
         tuning = tuning_from_payload(learned.payload, 1)
         # 200 different questions: a tuning keeps the last question's similarities, so asking the

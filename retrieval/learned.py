@@ -204,7 +204,6 @@ class LearnedTuning:
         self.title_docs: list[str] = []
         self.title_texts: list[str] = []
         self.title_vectors: np.ndarray | None = None
-        self.memory_doc_ids = list(memory_doc)
         if params.title_margin < 2 and title_docs and title_vectors is not None and len(title_docs) >= 2:
             self._set_titles(list(title_docs), np.asarray(title_vectors, dtype=np.float32), title_texts)
 
@@ -212,7 +211,8 @@ class LearnedTuning:
         self.title_docs, self.title_vectors = docs, vectors
         self.title_texts = list(texts) if texts is not None and len(texts) == len(docs) else []
         where = {d: i for i, d in enumerate(docs)}
-        self.memory_title = np.asarray([where.get(d, -1) for d in self.memory_doc_ids], dtype=np.int64)
+        doc_title = np.asarray([where.get(d, -1) for d in self.docs], dtype=np.int64)
+        self.memory_title = doc_title[self.memory_doc]
 
     def with_titles(self, titles: dict[str, str], encode: Callable[[list[str]], np.ndarray]) -> "LearnedTuning":
         """This tuning with the knowledge base's titles as they are now, instead of the snapshot

@@ -11,7 +11,8 @@ information need (their most relevant document), and three splits are built per 
   paraphrases are asked (harm only: works for sets with one feedback question per need).
 
 Feedback is simulated exactly as in `askloop eval`; each parameter set learns from the same
-feedback database and the held-out questions are ranked through the real search path.
+feedback database and the held-out questions are ranked through the real search path. The last
+table sums, per parameter set, the questions gained at hit@1 with feedback and lost without.
 
     .venv/bin/python benchmarks/learning_dev.py ../shared/data/stackfaq ../shared/data/covid-qa \\
         --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 --set encoder.min_pairs=1e9 \\
@@ -93,6 +94,9 @@ def main() -> None:
         parser.error(f"no qrels/feedback.tsv in {missing[0]} (give BEIR data set folders)")
     print("| data set | split | parameters | part | n | hit@1 before → after | nDCG@10 before → after |")
     print("|---|---|---|---|---|---|---|")
+    # Per variant, summed over data sets and splits: net questions gained at hit@1 on the parts
+    # with feedback, and net questions lost on the parts without (the harm the rules weigh first).
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for path in args.datasets:
         full = load_dataset(path)
         with tempfile.TemporaryDirectory(prefix="askloop-dev-") as tmp:
@@ -120,9 +124,19 @@ def main() -> None:
                         if not ids:
                             continue
                         b, a = evaluation._metrics(base, ids), evaluation._metrics(after, ids)
+                        moved = round((a["hit@1"] - b["hit@1"]) * len(ids))
+                        if part == "with_feedback":
+                            totals[label][0] += moved
+                        else:
+                            totals[label][1] -= moved
                         print(f"| {full.name} | {split} | {label} | {part.replace('_', ' ')} | {len(ids)} | "
                               f"{b['hit@1']:.3f} → {a['hit@1']:.3f} | {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} |",
                               flush=True)
+    print()
+    print("| parameters | hit@1: questions gained with feedback | questions lost without feedback |")
+    print("|---|---|---|")
+    for label, (gained, lost) in totals.items():
+        print(f"| {label} | {gained:+d} | {lost:d} |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from bot.services import Services
+from bot.services import Services, local_user
 from bot.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -69,7 +69,10 @@ def _setting_name(loc: tuple[object, ...]) -> str:
 
 
 def get_services() -> Services:
-    return Services(get_settings())
+    """The wiring for a command run by the person at this terminal: on their own embedded
+    database they are a moderator too (a shared database keeps its ASKLOOP_MODERATORS list)."""
+    settings = get_settings()
+    return Services(settings, local_owner=None if settings.database_url else local_user())
 
 
 def is_interactive() -> bool:

@@ -265,6 +265,26 @@ def instrument_store(store: Any) -> Any:
     return store
 
 
+class MetricEvents:
+    """`feedback.events.LoopEvents` as Prometheus series: what the loop committed, counted."""
+
+    def answered(self, origin: str, abstained: bool) -> None:
+        ANSWERS.labels(origin=origin).inc()
+        if abstained:
+            ABSTENTIONS.labels(origin=origin).inc()
+
+    def retrieved(self, seconds: float, failed: bool) -> None:
+        RETRIEVAL_LATENCY.observe(seconds)
+        if failed:
+            count_error("retrieval")
+
+    def voted(self, kind: str, counted: bool | None, source: str) -> None:
+        VOTES.labels(kind=kind, counted="n/a" if counted is None else str(counted).lower(), source=source).inc()
+
+    def corrected(self, source: str) -> None:
+        CORRECTIONS.inc()
+
+
 # -- figures read from the database at scrape time ---------------------------------------------
 class FeedbackCollector(Collector):
     """Satisfaction, pending reviews and today's drift, read from the shared database.
@@ -283,14 +303,12 @@ class FeedbackCollector(Collector):
         self._lock = threading.Lock()
 
     def figures(self) -> dict[str, float]:
-        from feedback.drift import feedback_figures
-
         with self._lock:
             now = time.monotonic()
             if self._cached and now - self._cached[0] < self.ttl:
                 return self._cached[1]
             try:
-                values = feedback_figures(self._store_factory(), self.threshold, self.window_days)
+                values = self._store_factory().gauges(self.window_days)
             except Exception as exc:  # the database is down: report nothing, count the error
                 count_error("metrics")
                 log.warning("cannot read feedback figures for /metrics: %s", exc)

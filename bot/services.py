@@ -1,39 +1,36 @@
-"""Wiring: build the knowledge base (and everything on top of it) from settings, lazily.
+"""Wiring: settings in, the knowledge base and the feedback loop out, each built lazily.
 
-Every interface (CLI, shell, Slack) goes through one `Services` object, so an answer given in
-the terminal and one given in Slack take exactly the same path.
+Every interface (CLI, shell, Slack, worker, `askloop eval`) gets its `FeedbackLoop` from here, so
+an answer given in the terminal and one given in Slack take exactly the same path. Nothing is
+opened until it is used: `askloop stats` never loads the embedding model or opens Chroma, and a
+server answers /healthz while Chroma is still starting.
 """
 
 from __future__ import annotations
 
 import getpass
-import logging
 import os
-import threading
-import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
-from retrieval.answer import Answer, extractive_answer, llm_answer, load_chat_model
-from retrieval.chunking import Chunker
-from retrieval.embeddings import Embedder, shared_embedder
-from retrieval.ingest import Ingestor
-from retrieval.search import KnowledgeBase
-from retrieval.store import ChunkStore, open_client
-from retrieval.tuning import NoTuning, Tuning
 
 if TYPE_CHECKING:
-    from feedback.learning import LearningParams
-    from feedback.records import VersionRecord
+    from feedback.config import LoopConfig
+    from feedback.events import LoopEvents
+    from feedback.loop import FeedbackLoop
     from feedback.store import FeedbackStore
+    from retrieval.chunking import Chunker
+    from retrieval.embeddings import Embedder
+    from retrieval.ingest import Ingestor
+    from retrieval.search import KnowledgeBase
+    from retrieval.store import ChunkStore
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-log = logging.getLogger(__name__)
 
 
 def local_user() -> str:
@@ -44,6 +41,34 @@ def local_user() -> str:
         return "local"
 
 
+def loop_config(settings: Settings, *, local_owner: str | None = None) -> "LoopConfig":
+    """The feedback loop's configuration, from the settings people set."""
+    from feedback.config import LoopConfig
+    from feedback.gate import GateConfig
+    from feedback.learning import LearningParams
+    from feedback.validation import VotePolicy
+
+    params = LearningParams()
+    return LoopConfig(
+        top_k=settings.top_k,
+        answer_threshold=settings.answer_threshold,
+        policy=VotePolicy(
+            max_votes_per_hour=settings.vote_limit_per_hour,
+            asker_weight=settings.asker_vote_weight,
+            other_weight=settings.other_vote_weight,
+        ),
+        gate=GateConfig(tolerance=settings.gate_tolerance, recent=settings.gate_recent_questions),
+        learning=replace(
+            params,
+            memory=replace(params.memory, title_margin=settings.title_margin),
+            encoder=replace(params.encoder, enabled=settings.tune_query_encoder),
+        ),
+        tuning_cache_seconds=settings.tuning_cache_seconds,
+        moderators=frozenset(settings.moderators),
+        local_owner=local_owner,
+    )
+
+
 class Services:
     def __init__(
         self,
@@ -51,25 +76,38 @@ class Services:
         chat_model: Any = None,
         *,
         is_moderator: Callable[[str], bool] | None = None,
+        events: "LoopEvents | None" = None,
+        local_owner: str | None = None,
     ) -> None:
+        """`is_moderator`: moderators the interface knows besides ASKLOOP_MODERATORS (a Slack
+        usergroup); `events`: who counts what the loop does (metrics); `local_owner`: the person
+        at this terminal, who may moderate in their own shell."""
         self.settings = settings
         self._chat_model = chat_model
-        self._is_moderator = is_moderator  # e.g. Slack usergroup membership, besides ASKLOOP_MODERATORS
-        self._tuning_lock = threading.Lock()
-        self._tuning_cache: tuple[float, int | None, Tuning] | None = None
+        self._is_moderator = is_moderator
+        self._events = events
+        self._local_owner = local_owner
+
+    # -- the knowledge base ---------------------------------------------------------------------
 
     @cached_property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> "Embedder":
+        from retrieval.embeddings import shared_embedder
+
         return shared_embedder(self.settings.embedding_model)
 
     @cached_property
-    def store(self) -> ChunkStore:
+    def store(self) -> "ChunkStore":
+        from retrieval.store import ChunkStore, open_client
+
         self.settings.home.mkdir(parents=True, exist_ok=True)
         client = open_client(self.settings.chroma_path, self.settings.chroma_url)
         return ChunkStore(client, self.settings.collection)
 
     @cached_property
-    def knowledge_base(self) -> KnowledgeBase:
+    def knowledge_base(self) -> "KnowledgeBase":
+        from retrieval.search import KnowledgeBase
+
         return KnowledgeBase(
             self.store,
             self.embedder,
@@ -79,33 +117,52 @@ class Services:
         )
 
     @cached_property
-    def chunker(self) -> Chunker:
+    def chunker(self) -> "Chunker":
+        from retrieval.chunking import Chunker
+
         return Chunker(self.settings.chunk_size, self.settings.chunk_overlap, self.settings.title_weight)
 
     @cached_property
-    def ingestor(self) -> Ingestor:
+    def ingestor(self) -> "Ingestor":
+        from retrieval.ingest import Ingestor
+
         return Ingestor(self.store, self.embedder, self.chunker)
 
-    @property
     def chat_model(self) -> Any:
+        """The configured chat model (loaded on first use), or None for extractive answers."""
         if self._chat_model is None and self.settings.llm:
+            from retrieval.answer import load_chat_model
+
             self._chat_model = load_chat_model(self.settings.llm)
         return self._chat_model
 
+    @property
+    def generates(self) -> bool:
+        """Whether answers are written by a chat model (slow: worth a "looking…" message)."""
+        return bool(self.settings.llm) or self._chat_model is not None
+
+    # -- the feedback loop ----------------------------------------------------------------------
+
     @cached_property
-    def feedback(self) -> "FeedbackStore":
+    def config(self) -> "LoopConfig":
+        return loop_config(self.settings, local_owner=self._local_owner)
+
+    @cached_property
+    def feedback_store(self) -> "FeedbackStore":
         """The feedback store, on a schema this version understands (or a clear refusal).
 
         A brand-new embedded SQLite database gets its schema created on first use; an existing
-        database that is behind is refused with OutdatedSchema ("run `askloop db upgrade`"), so
-        nothing writes to a schema it does not match.
+        database that is behind is refused with OutdatedSchema, so nothing writes to a schema it
+        does not match.
         """
-        from feedback.db import is_sqlite
         from feedback.store import FeedbackStore
 
-        store = FeedbackStore.from_settings(self.settings, is_moderator=self._is_moderator)
+        if not self.settings.database_url:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+        store = FeedbackStore(self.settings.effective_database_url, policy=self.config.policy,
+                              engine=self._engine())
         try:
-            if is_sqlite(store.url) and store.is_empty():
+            if store.is_sqlite and store.is_empty():
                 store.upgrade()
             store.check_schema()
         except BaseException:
@@ -113,94 +170,37 @@ class Services:
             raise
         return store
 
-    def tuning(self) -> Tuning:
-        """The active tuning version (the base index until feedback has been applied).
+    def _engine(self) -> Any:
+        from feedback import db
 
-        The version number is re-read at most every `tuning_cache_seconds`, so every replica
-        switches within seconds of an apply or rollback; a version is only decoded when it changes.
-        """
-        ttl = self.settings.tuning_cache_seconds
-        now = time.monotonic()
-        with self._tuning_lock:
-            cached = self._tuning_cache
-            if cached is not None and now - cached[0] < ttl:
-                return cached[2]
-            number = self.feedback.active_version_number()
-            if cached is not None and cached[1] == number:
-                self._tuning_cache = (now, number, cached[2])
-                return cached[2]
-            version = self.feedback.active_version() if number is not None else None
-            tuning = self._build_tuning(version)
-            self._tuning_cache = (now, version.number if version else None, tuning)
-            return tuning
+        return db.make_engine(self.settings.effective_database_url)
 
-    @staticmethod
-    def _build_tuning(version: "VersionRecord | None") -> Tuning:
-        if version is None:
-            return NoTuning()
-        try:
-            from retrieval.learned import tuning_from_payload
-        except ImportError:  # the learning engine is not installed: serve the base index
-            log.warning("tuning version %s is active but retrieval.learned is unavailable", version.number)
-            return NoTuning()
-        try:
-            return tuning_from_payload(version.payload, version.number)
-        except Exception:  # a version that cannot be decoded must not take answering down
-            log.exception("tuning version %s cannot be used; serving the base index", version.number)
-            return NoTuning()
+    @cached_property
+    def loop(self) -> "FeedbackLoop":
+        from feedback.loop import FeedbackLoop
 
-    def learning_params(self) -> "LearningParams":
-        """The learning engine's parameters: the global defaults, except what settings change."""
-        from dataclasses import replace
-
-        from feedback.learning import LearningParams
-
-        params = LearningParams()
-        return replace(
-            params,
-            memory=replace(params.memory, title_margin=self.settings.title_margin),
-            encoder=replace(params.encoder, enabled=self.settings.tune_query_encoder),
+        return FeedbackLoop(
+            self.feedback_store,
+            lambda: self.knowledge_base,
+            self.config,
+            chat_model=self.chat_model if self.settings.llm or self._chat_model is not None else None,
+            events=self._events,
+            is_moderator=self._is_moderator,
         )
 
-    def answer(
-        self,
-        question: str,
-        k: int | None = None,
-        *,
-        asker: str | None = None,
-        origin: str = "cli",
-        channel: str | None = None,
-        thread_ts: str | None = None,
-        record: bool = True,
-    ) -> Answer:
-        """Answer and record it (question, shown sources, tuning version) for feedback.
 
-        The answer's id is in `answer.extras["answer_id"]`; `record=False` is for replays that
-        must not look like questions people asked.
-        """
-        tuning = self.tuning()
-        result = self.knowledge_base.search(question, k or self.settings.top_k, tuning)
-        threshold = self.settings.answer_threshold
-        if self.chat_model is not None:
-            answer = llm_answer(
-                self.chat_model, result.question, result.hits, threshold, result.tuning_version
-            )
-        else:
-            answer = extractive_answer(result.question, result.hits, threshold, result.tuning_version)
-        if record:
-            recorded = self.feedback.record_answer(
-                question=answer.question,
-                asker=asker or local_user(),
-                origin=origin,
-                hits=answer.hits,
-                answer_text=answer.text,
-                abstained=answer.abstained,
-                tuning_version=answer.tuning_version,
-                channel=channel,
-                thread_ts=thread_ts,
-                # the raw question vector (before any learned adapter): learning reuses it
-                question_vector=result.vector,
-                vector_model=self.knowledge_base.embedder.model_id,
-            )
-            answer.extras["answer_id"] = recorded.id
-        return answer
+def eval_world_opener(settings: Settings | None = None) -> Callable[[Any, Any], Any]:
+    """`open_world` for `feedback.evaluation.run_eval`: a knowledge base of the data set's own in
+    `home` (embedded Chroma and SQLite there, whatever the settings point at), corpus ingested."""
+    from feedback.evaluation import EvalWorld
+
+    def open_world(dataset: Any, home: Any) -> EvalWorld:
+        from bot.settings import load_settings
+
+        base = settings.model_dump() if settings is not None else {}
+        base.update({"home": home, "database_url": None, "chroma_url": None, "collection": "askloop-eval"})
+        services = Services(load_settings(**base))
+        services.ingestor.run([dataset.corpus])
+        return EvalWorld(services.knowledge_base, services.config, services.settings.home)
+
+    return open_world

@@ -2,20 +2,24 @@
 
 Reads one message per line, from a person at a prompt or from a pipe (then no prompt is shown
 and the shell exits at end of input), so scripts and tests drive it the same way people do.
-Commands are looked up by their first word; other modules add their own with `command`.
+Commands are looked up by their first word: the shell's own are registered with `command`, and
+each shell gets its own copy of them plus whatever its caller adds (`Shell.commands`).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 
 from bot.services import local_user
 from retrieval.answer import Answer
+
+if TYPE_CHECKING:
+    from feedback.loop import Answered, FeedbackLoop
 
 Handler = Callable[["Shell", str], None]
 COMMANDS: dict[str, tuple[Handler, str]] = {}
@@ -32,14 +36,15 @@ def command(name: str, help_text: str) -> Callable[[Handler], Handler]:
 class Shell:
     def __init__(
         self,
-        services: object,
+        loop: "FeedbackLoop",
         user: str | None = None,
         console: Console | None = None,
-        ask: Callable[[str], Answer] | None = None,
+        ask: "Callable[[str], Answered] | None" = None,
         show: Callable[[Answer], None] | None = None,
         errors: tuple[type[BaseException], ...] = (),
     ) -> None:
-        self.services = services
+        self.loop = loop
+        self.commands: dict[str, tuple[Handler, str]] = dict(COMMANDS)
         self.user = user or local_user()
         self.console = console or Console(highlight=False)
         self._ask = ask
@@ -64,11 +69,11 @@ class Shell:
         if text in {"/quit", "/exit", "quit", "exit"}:
             return False
         word, _, rest = text.partition(" ")
-        if word.endswith(":") and word[:-1] in COMMANDS:  # "correct: TEXT"
+        if word.endswith(":") and word[:-1] in self.commands:  # "correct: TEXT"
             word, rest = word[:-1], rest
         try:
-            if word in COMMANDS:
-                COMMANDS[word][0](self, rest.strip())
+            if word in self.commands:
+                self.commands[word][0](self, rest.strip())
             else:
                 self.ask(text)
         except self._errors as exc:
@@ -77,11 +82,11 @@ class Shell:
 
     def ask(self, question: str) -> None:
         assert self._ask is not None
-        answer = self._ask(question)
-        self.last_answer = answer
-        self.last_answer_id = answer.extras.get("answer_id")  # set when answers are recorded
+        answered = self._ask(question)
+        self.last_answer = answered.answer
+        self.last_answer_id = answered.answer_id
         if self._show:
-            self._show(answer)
+            self._show(answered.answer)
 
     def run(self, stream: TextIO | None = None, interactive: bool | None = None) -> int:
         """Read lines until the input ends or the user quits. The exit status is 1 when a piped
@@ -110,6 +115,6 @@ class Shell:
 @command("/help", "list the commands")
 def _help(shell: Shell, _: str) -> None:
     shell.say("Type a question to get an answer. Commands:")
-    for name, (_, text) in sorted(COMMANDS.items()):
+    for name, (_, text) in sorted(shell.commands.items()):
         shell.say(f"  {escape(name)} — {escape(text)}")
     shell.say("  /quit — leave")

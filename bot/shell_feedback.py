@@ -1,8 +1,9 @@
 """Feedback commands for `askloop shell`: vote and correct the last answer, and moderate.
 
-`+1` / `-1` [reason] and `correct: TEXT` (with `doc:ID` or a URL as the better source) act on the
-last answer as the shell's user; `/review`, `/approve ID`, `/reject ID`, `/rollback N`,
-`/versions` and `/stats` mirror the `askloop` commands of the same names.
+`+1` / `-1` [reason] and `correct: TEXT [SOURCE]` act on the last answer as the shell's user;
+`/review`, `/approve ID [--override] [note]`, `/apply ID`, `/reject ID`, `/rollback N`,
+`/versions` and `/stats` mirror the `askloop` commands of the same names, through the same
+`FeedbackLoop` use cases, with the same rules.
 """
 
 from __future__ import annotations
@@ -11,10 +12,35 @@ import re
 
 from rich.markup import escape
 
-from bot.shell import Shell, command
-from feedback.errors import InvalidFeedback
+from bot.shell import Handler, Shell
+from feedback.errors import FeedbackError, InvalidFeedback, NeedsOverride, PermissionDenied
+from feedback.refs import proposal_ref
 
 _SOURCE = re.compile(r"^(doc:\S+|https?://\S+)$")
+COMMANDS: dict[str, tuple[Handler, str]] = {}
+
+
+def command(name: str, help_text: str):  # type: ignore[no-untyped-def]
+    def add(handler: Handler) -> Handler:
+        COMMANDS[name] = (handler, help_text)
+        return handler
+
+    return add
+
+
+def register(shell: Shell) -> None:
+    """Give `shell` the feedback commands."""
+    shell.commands.update(COMMANDS)
+
+
+def explain(exc: FeedbackError) -> str:
+    """The loop's refusal, plus what to type in the shell to get past it."""
+    if isinstance(exc, NeedsOverride):
+        return f"{exc} — to approve it anyway: /approve {proposal_ref(exc.proposal_id)} --override"
+    if isinstance(exc, PermissionDenied):
+        return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
+                "database you moderate as your OS user (start the shell without --user)")
+    return str(exc)
 
 
 def _last(shell: Shell) -> int:
@@ -24,9 +50,7 @@ def _last(shell: Shell) -> int:
 
 
 def _vote(shell: Shell, value: int, reason: str) -> None:
-    outcome = shell.services.feedback.vote(  # type: ignore[attr-defined]
-        _last(shell), shell.user, value, source="shell", reason=reason or None
-    )
+    outcome = shell.loop.vote(_last(shell), shell.user, value, source="shell", reason=reason or None)
     counted = f"counts with weight {outcome.weight:g}" if outcome.counted else f"kept, not counted: {outcome.why}"
     shell.say(f"{'👍' if value > 0 else '👎'} {'changed' if outcome.replaced else 'thanks'} — {escape(counted)}")
 
@@ -52,16 +76,14 @@ def split_correction(rest: str) -> tuple[str | None, str | None]:
 @command("correct", "correct: TEXT [doc:ID|URL] — suggest a better answer and/or source for the last answer")
 def _correct(shell: Shell, rest: str) -> None:
     text, source = split_correction(rest)
-    record = shell.services.feedback.suggest_correction(  # type: ignore[attr-defined]
-        _last(shell), shell.user, text=text, source_ref=source
-    )
+    record = shell.loop.suggest_correction(_last(shell), shell.user, text=text, source=source, origin="shell")
     shell.say(f"thanks — correction c{record.id} is waiting for a moderator")
 
 
 @command("/review", "moderators: list pending corrections and proposals ([page])")
 def _review(shell: Shell, rest: str) -> None:
     page = int(rest) if rest.strip().isdigit() else 1
-    result = shell.services.feedback.pending_review(page, 10)  # type: ignore[attr-defined]
+    result = shell.loop.review_queue(page, 10)
     if not result.total:
         shell.say("nothing to review")
         return
@@ -71,29 +93,20 @@ def _review(shell: Shell, rest: str) -> None:
 
 
 def _decide(shell: Shell, rest: str, approve: bool) -> None:
-    from bot.commands.feedback import parse_ref
-
-    ref, _, note = rest.strip().partition(" ")
-    kind, number = parse_ref(ref)
-    store = shell.services.feedback  # type: ignore[attr-defined]
-    note_or_none = note.strip() or None
-    if kind == "correction":
-        if approve:
-            store.approve_correction(number, shell.user, note=note_or_none)
-        else:
-            store.reject_correction(number, shell.user, note=note_or_none)
-        shell.say(f"c{number} {'approved' if approve else 'rejected'}")
-        return
-    if not approve:
-        store.reject_proposal(number, shell.user, note=note_or_none)
-        shell.say(f"p{number} rejected")
-        return
-    store.approve_proposal(number, shell.user, note=note_or_none)
-    version = store.apply_proposal(number, shell.user)
-    shell.say(f"p{number} approved; version {version.number} is now active")
+    words = rest.split()
+    override = "--override" in words
+    words = [w for w in words if w != "--override"]
+    if not words:
+        raise InvalidFeedback(f"usage: /{'approve' if approve else 'reject'} c12|p3 [note]")
+    note = " ".join(words[1:]) or None
+    try:
+        decision = shell.loop.decide(words[0], shell.user, approve, note=note, override=override)
+    except FeedbackError as exc:
+        raise InvalidFeedback(explain(exc)) from None
+    shell.say(escape(decision.message()))
 
 
-@command("/approve", "moderators: /approve c12|p3 [note] (a proposal is applied at once)")
+@command("/approve", "moderators: /approve c12|p3 [--override] [note] (a proposal is applied at once)")
 def _approve(shell: Shell, rest: str) -> None:
     _decide(shell, rest, True)
 
@@ -103,17 +116,29 @@ def _reject(shell: Shell, rest: str) -> None:
     _decide(shell, rest, False)
 
 
+@command("/apply", "moderators: /apply p3 — make an approved proposal the live version")
+def _apply(shell: Shell, rest: str) -> None:
+    try:
+        decision = shell.loop.apply(rest.strip(), shell.user)
+    except FeedbackError as exc:
+        raise InvalidFeedback(explain(exc)) from None
+    shell.say(escape(decision.message()))
+
+
 @command("/rollback", "moderators: /rollback N — make version N active again (0 = base index)")
 def _rollback(shell: Shell, rest: str) -> None:
     if not rest.strip().isdigit():
         raise InvalidFeedback("usage: /rollback N (a version number from /versions)")
-    record = shell.services.feedback.rollback(int(rest), shell.user)  # type: ignore[attr-defined]
+    try:
+        record = shell.loop.rollback(int(rest), shell.user)
+    except FeedbackError as exc:
+        raise InvalidFeedback(explain(exc)) from None
     shell.say(f"version {record.number} is active again" if record else "the base index is active again")
 
 
 @command("/versions", "list tuning versions")
 def _versions(shell: Shell, _: str) -> None:
-    rows = shell.services.feedback.versions()  # type: ignore[attr-defined]
+    rows = shell.loop.versions()
     if not rows:
         shell.say("no tuning versions yet")
     for v in rows:
@@ -122,7 +147,7 @@ def _versions(shell: Shell, _: str) -> None:
 
 @command("/stats", "answers, satisfaction and pending work")
 def _stats(shell: Shell, _: str) -> None:
-    numbers = shell.services.feedback.stats()  # type: ignore[attr-defined]
+    numbers = shell.loop.stats()
     for w in numbers.windows:
         sat = "—" if w.satisfaction is None else f"{w.satisfaction:.0%}"
         shell.say(f"  {w.window}: {w.answers} answer(s), {w.up} 👍 / {w.down} 👎, satisfaction {sat}")

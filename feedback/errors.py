@@ -35,3 +35,12 @@ class InvalidState(FeedbackError):
 
 class OutdatedSchema(FeedbackError):
     """The database schema is older (or newer) than this version of askloop expects."""
+
+
+class NeedsOverride(InvalidState):
+    """The proposal failed (or skipped) its evaluation: only an explicit, audited override may
+    approve it. Interfaces offer their own way to give one (a flag, a confirmed button)."""
+
+    def __init__(self, message: str, proposal_id: int) -> None:
+        super().__init__(message)
+        self.proposal_id = proposal_id

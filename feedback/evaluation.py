@@ -21,19 +21,22 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from feedback.config import LoopConfig
 from feedback.datasets import Dataset, Qrels, load_dataset
-from feedback.adapter import store_chunk_reads
-from feedback.gate import GateConfig, evaluate_proposal
-from feedback.learning import STRATEGIES, LearningEngine, doubtful_votes
+from feedback.gate import GateConfig
+from feedback.learning import STRATEGIES
+from feedback.loop import FeedbackLoop
 from feedback.metrics import METRICS, mean_metrics, per_query
-from retrieval.answer import extractive_answer
+from feedback.refs import correction_ref, proposal_ref
+from feedback.store import FeedbackStore
 from retrieval.learned import tuning_from_payload
+from retrieval.search import KnowledgeBase
 from retrieval.tuning import NoTuning, Tuning
 
 MODERATOR = "eval-moderator"
@@ -76,15 +79,25 @@ def _copy_sqlite(source: Path, target: Path) -> None:
         src.backup(dst)
 
 
+@dataclass
+class EvalWorld:
+    """What an evaluation runs against: a knowledge base with the corpus ingested, the loop's
+    configuration, and a data dir for the feedback databases it makes."""
+
+    knowledge_base: KnowledgeBase
+    config: LoopConfig
+    home: Path
+
+
 class Evaluation:
     """One `askloop eval` run (kept as an object so tests can look at its pieces)."""
 
-    def __init__(self, dataset: Dataset, options: EvalOptions, services: Any, log: Log | None = None) -> None:
+    def __init__(self, dataset: Dataset, options: EvalOptions, world: EvalWorld, log: Log | None = None) -> None:
         options.check()
         self.ds = dataset
         self.options = options
-        self.services = services
-        self.kb = services.knowledge_base
+        self.world = world
+        self.kb = world.knowledge_base
         self.log = log or (lambda message: None)
         self.vectors: dict[str, np.ndarray] = {}
         self.timings: dict[str, float] = {}
@@ -138,33 +151,28 @@ class Evaluation:
         return {"with_true_feedback": [q for q in with_feedback if q not in flipped],
                 "with_flipped_feedback": [q for q in with_feedback if q in flipped]}
 
-    def open_store(self, path: Path) -> Any:
-        from feedback.store import FeedbackStore
-
-        store = FeedbackStore(f"sqlite:///{path}", moderators=[MODERATOR])
+    def open_loop(self, path: Path) -> FeedbackLoop:
+        """A feedback loop over its own SQLite database (schema by migration), the eval moderator
+        allowed to decide."""
+        store = FeedbackStore(f"sqlite:///{path}")
         store.upgrade()
-        return store
+        config = replace(self.world.config, gate=self.options.gate).with_moderators(MODERATOR)
+        return FeedbackLoop(store, self.kb, config)
 
-    def simulate(self, store: Any, feedback_ids: Sequence[str]) -> dict[str, int]:
+    def simulate(self, loop: FeedbackLoop, feedback_ids: Sequence[str]) -> dict[str, int]:
         """Ask, vote, correct and moderate, exactly as people would through the bot."""
         rng = random.Random(self.options.seed)
         noise = self.options.noise
-        all_docs = sorted(self.services.store.document_index())
-        threshold = self.services.settings.answer_threshold
-        k = self.services.settings.top_k
+        all_docs = sorted(self.kb.store.document_index())
         counts = {"questions": 0, "votes_up": 0, "votes_down": 0, "votes_counted": 0, "votes_flipped": 0,
                   "corrections_suggested": 0, "corrections_approved": 0, "corrections_rejected": 0}
         for number, q in enumerate(feedback_ids):
             text = self.ds.queries[q]
             grades = self.ds.feedback[q]
-            hits = self.kb.search_vector(text, self.vectors[text], k, NoTuning()).hits
-            answer = extractive_answer(text, hits, threshold, None)
             user = f"eval-user-{number}"
-            record = store.record_answer(
-                question=text, asker=user, origin="eval", hits=answer.hits, answer_text=answer.text,
-                abstained=answer.abstained, tuning_version=None,
-                question_vector=self.vectors[text], vector_model=self.kb.embedder.model_id,
-            )
+            answered = loop.answer(text, asker=user, origin="eval", vector=self.vectors[text])
+            assert answered.answer_id is not None
+            hits = answered.answer.hits
             counts["questions"] += 1
             good = bool(hits) and hits[0].doc_id in best_docs(grades)
             flipped = noise > 0 and rng.random() < noise
@@ -172,7 +180,7 @@ class Evaluation:
             counts["votes_flipped"] += int(flipped)
             if flipped:
                 self.flipped_needs |= best_docs(grades)
-            outcome = store.vote(record.id, user, 1 if up else -1, source="eval")
+            outcome = loop.vote(answered.answer_id, user, 1 if up else -1, source="eval")
             counts["votes_up" if up else "votes_down"] += 1
             counts["votes_counted"] += int(outcome.counted)
             if up:
@@ -184,34 +192,27 @@ class Evaluation:
                 cite = sorted(grades, key=lambda d: (-grades[d], d))[0]
             if cite is None:
                 continue
-            correction = store.suggest_correction(record.id, user, source_ref=cite)
+            correction = loop.suggest_correction(answered.answer_id, user, source=f"doc:{cite}", origin="eval")
             counts["corrections_suggested"] += 1
-            if grades.get(cite, 0) > 0:
-                store.approve_correction(correction.id, MODERATOR, note="cites a relevant document")
-                counts["corrections_approved"] += 1
-            else:
-                store.reject_correction(correction.id, MODERATOR, note="cites an irrelevant document")
-                counts["corrections_rejected"] += 1
+            relevant = grades.get(cite, 0) > 0
+            note = "cites a relevant document" if relevant else "cites an irrelevant document"
+            loop.decide(correction_ref(correction.id), MODERATOR, relevant, note=note)
+            counts["corrections_approved" if relevant else "corrections_rejected"] += 1
         return counts
 
-    def learn_and_apply(self, store: Any, strategy: str) -> tuple[Tuning, dict[str, Any]]:
+    def learn_and_apply(self, loop: FeedbackLoop, strategy: str) -> tuple[Tuning, dict[str, Any]]:
         """Engine → proposal → gate → moderator → apply; returns the live tuning and what happened."""
         if strategy == "none":
             return NoTuning(), {"proposal": None, "gate": "not run (strategy none)", "applied": False}
-        chunk_vectors, doc_titles = store_chunk_reads(self.services.store)
-        engine = LearningEngine(
-            self.kb.embedder, self.services.learning_params(), vector_cache=self.vectors,
-            chunk_vectors=chunk_vectors, doc_titles=doc_titles,
-        )
         started = time.perf_counter()
-        learned = engine.build(store.training_feedback(), strategy, doubtful_votes(store))
-        proposal = store.create_proposal(
-            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=MODERATOR
-        )
-        self._timed(f"{strategy}.learn_s", started)
-        started = time.perf_counter()
-        proposal = evaluate_proposal(store, self.kb, proposal, self.options.gate, vectors=self.vectors)
-        self._timed(f"{strategy}.gate_s", started)
+        outcome = loop.learn(MODERATOR, strategy, vectors=self.vectors)
+        proposal, learned = outcome.proposal, outcome.learned
+        total = time.perf_counter() - started
+        gate_seconds = float((proposal.evaluation or {}).get("seconds", 0.0)) if proposal else 0.0
+        self.timings[f"{strategy}.learn_s"] = round(total - gate_seconds, 3)
+        self.timings[f"{strategy}.gate_s"] = round(gate_seconds, 3)
+        if proposal is None:
+            return NoTuning(), {"proposal": None, "gate": f"not run ({outcome.reason})", "applied": False}
         passed = proposal.status == "evaluated"
         info: dict[str, Any] = {
             "proposal": proposal.id,
@@ -219,15 +220,13 @@ class Evaluation:
             "golden": proposal.evaluation["golden"]["count"] if proposal.evaluation else 0,
             "golden_worse": len(proposal.evaluation["golden"]["worse"]) if proposal.evaluation else 0,
             "applied": False,
-            "query_tuning": learned.diff.get("query_tuning"),
+            "query_tuning": proposal.diff.get("query_tuning"),
         }
         if passed:
-            store.approve_proposal(proposal.id, MODERATOR, note="passed the gate")
-            store.apply_proposal(proposal.id, MODERATOR)
+            loop.decide(proposal_ref(proposal.id), MODERATOR, True, note="passed the gate")
             info["applied"] = True
-        active = store.active_version()
-        live = tuning_from_payload(active.payload, active.number) if active else NoTuning()
-        if not passed:  # what it would have done: reported, never applied
+        live = loop.live.current()
+        if not passed and learned is not None:  # what it would have done: reported, never applied
             info["proposal_metrics"] = self._metrics(self.rank(list(self.ds.test), tuning_from_payload(learned.payload, None)))
         return live, info
 
@@ -259,14 +258,14 @@ class Evaluation:
                 result["strategies"][strategy] = {"before": before, "after": before}
             result["note"] = "no feedback simulated (use --simulate-feedback): after equals before"
         else:
-            home = self.services.settings.home
+            home = self.world.home
             master = home / "eval-feedback.db"
             master.unlink(missing_ok=True)
-            store = self.open_store(master)
+            loop = self.open_loop(master)
             self.log(f"simulating feedback on {len(feedback_ids)} question(s)")
             started = time.perf_counter()
-            self.counts.update(self.simulate(store, feedback_ids))
-            store.close()
+            self.counts.update(self.simulate(loop, feedback_ids))
+            loop.close()
             if self.options.noise > 0:
                 split_ids.update(self.noise_split(split_ids["with_feedback"]))
             self._timed("simulate_s", started)
@@ -274,9 +273,9 @@ class Evaluation:
                 self.log(f"strategy {strategy}: learning, gate, apply, answering test questions")
                 copy = home / f"eval-feedback-{strategy}.db"
                 _copy_sqlite(master, copy)
-                strategy_store = self.open_store(copy)
-                live, info = self.learn_and_apply(strategy_store, strategy)
-                strategy_store.close()
+                strategy_loop = self.open_loop(copy)
+                live, info = self.learn_and_apply(strategy_loop, strategy)
+                strategy_loop.close()
                 started = time.perf_counter()
                 rankings = self.rankings[strategy] = self.rank(test_ids, live)
                 self._timed(f"{strategy}.answer_s", started)
@@ -292,29 +291,22 @@ class Evaluation:
         return result
 
 
-def eval_services(dataset: Dataset, home: Path, settings: Any = None, log: Log | None = None) -> Any:
-    """Services on a data dir of their own (`home`), with the corpus ingested."""
-    from bot.services import Services
-    from bot.settings import load_settings
-
-    base = settings.model_dump() if settings is not None else {}
-    base.update({"home": home, "database_url": None, "chroma_url": None, "collection": "askloop-eval"})
-    services = Services(load_settings(**base))
-    (log or (lambda message: None))(f"ingesting {dataset.corpus}")
-    services.ingestor.run([dataset.corpus])
-    return services
+OpenWorld = Callable[[Dataset, Path], EvalWorld]
 
 
-def run_eval(
-    dataset_dir: Path, options: EvalOptions, *, settings: Any = None, log: Log | None = None
-) -> dict[str, Any]:
-    """Ingest into `options.home` (a fresh temporary dir by default) and evaluate."""
+def run_eval(dataset_dir: Path, options: EvalOptions, *, open_world: OpenWorld,
+             log: Log | None = None) -> dict[str, Any]:
+    """Ingest into `options.home` (a fresh temporary dir by default) and evaluate.
+
+    `open_world(dataset, home)` ingests the corpus into a knowledge base kept in `home` and
+    returns it with the loop's configuration (the interface layer knows how to build one)."""
     dataset = load_dataset(dataset_dir)
     options.check()
     with tempfile.TemporaryDirectory(prefix="askloop-eval-") as tmp:
         started = time.perf_counter()
-        services = eval_services(dataset, Path(options.home) if options.home else Path(tmp), settings, log)
-        evaluation = Evaluation(dataset, options, services, log)
+        (log or (lambda message: None))(f"ingesting {dataset.corpus}")
+        world = open_world(dataset, Path(options.home) if options.home else Path(tmp))
+        evaluation = Evaluation(dataset, options, world, log)
         evaluation.timings["ingest_s"] = round(time.perf_counter() - started, 3)
         return evaluation.run()
 

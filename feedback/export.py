@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Protocol, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from feedback.errors import InvalidFeedback
 
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (
@@ -19,26 +22,21 @@ CSV_COLUMNS = (
 )
 
 
-class _Rows(Protocol):
-    def export_rows(self) -> Any: ...
-
-
-def export_feedback(store: _Rows, fmt: str, out: TextIO | None = None) -> str | int:
-    """Write all rows to `out` and return how many; without `out`, return the text."""
+def export_feedback(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO | None = None) -> str | int:
+    """Write all rows (`FeedbackLoop.export_rows()`) to `out` and return how many; without
+    `out`, return the text."""
     if fmt not in FORMATS:
-        from feedback.errors import InvalidFeedback
-
         raise InvalidFeedback(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     target = out if out is not None else io.StringIO()
     count = 0
     if fmt == "jsonl":
-        for row in store.export_rows():
+        for row in rows:
             target.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     else:
         writer = csv.DictWriter(target, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for row in store.export_rows():
+        for row in rows:
             writer.writerow(_flat(row))
             count += 1
     if out is None:

@@ -8,6 +8,7 @@ A proposal is replayed against what users get now (the active version, or the ba
   different top source (churn), for the moderator to weigh.
 The proposal fails when any golden question's nDCG@10 drops by more than `tolerance`; a failing
 proposal can only be approved with an explicit, audited override (enforced by the store).
+With no golden questions the gate has nothing to judge by and says so (`golden.count` 0).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from feedback.metrics import mean_metrics, per_query
+from feedback.store import FeedbackStore
 from retrieval.learned import tuning_from_payload
 from retrieval.search import KnowledgeBase
 from retrieval.tuning import NoTuning, Tuning
@@ -33,13 +35,6 @@ GATE_K = 10
 class GateConfig:
     tolerance: float = DEFAULT_TOLERANCE  # largest allowed nDCG@10 drop of any golden question
     recent: int = DEFAULT_RECENT  # recent answered questions replayed for churn
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "GateConfig":
-        return cls(
-            tolerance=float(getattr(settings, "gate_tolerance", DEFAULT_TOLERANCE)),
-            recent=int(getattr(settings, "gate_recent_questions", DEFAULT_RECENT)),
-        )
 
 
 @dataclass
@@ -57,15 +52,15 @@ def _rankings(
     ]
 
 
-def current_tuning(store: Any) -> Tuning:
-    active = store.active_version()
+def current_tuning(store: FeedbackStore) -> Tuning:
+    active = store.proposals.active_version()
     if active is None:
         return NoTuning()
     return tuning_from_payload(active.payload, active.number)
 
 
 def evaluate_payload(
-    store: Any,
+    store: FeedbackStore,
     kb: KnowledgeBase,
     payload: dict[str, Any],
     config: GateConfig | None = None,
@@ -88,7 +83,7 @@ def evaluate_payload(
             return np.zeros((0, kb.embedder.dimension), dtype=np.float32)
         return np.stack([cache[t] for t in texts])
 
-    golden = store.golden_set()
+    golden = store.golden.all()
     g_questions = [g.question for g in golden]
     g_vectors = embed(g_questions)
     qrels = {str(g.id): {d: 1.0 for d in g.doc_ids} for g in golden}
@@ -104,7 +99,7 @@ def evaluate_payload(
         elif a > b + 1e-9:
             better += 1
 
-    recent = [a for a in store.answers(limit=config.recent)] if config.recent else []
+    recent = store.answers.recent(limit=config.recent) if config.recent else []
     r_questions = [a.question for a in recent]
     r_vectors = embed(r_questions)
     r_before = _rankings(kb, r_questions, r_vectors, before_tuning)
@@ -133,32 +128,26 @@ def evaluate_payload(
     return GateResult(passed, evaluation)
 
 
-def evaluate_proposal(
-    store: Any,
-    knowledge_base: KnowledgeBase,
-    proposal: Any,
-    config: GateConfig | None = None,
-    settings: Any = None,
-    *,
-    vectors: dict[str, np.ndarray] | None = None,
-) -> Any:
-    """Evaluate a stored proposal and record the result (status 'evaluated' or 'failing')."""
-    if config is None:
-        config = GateConfig.from_settings(settings) if settings is not None else GateConfig()
-    record = store.get_proposal(proposal if isinstance(proposal, int) else proposal.id)
-    result = evaluate_payload(store, knowledge_base, record.payload, config, vectors=vectors)
-    return store.record_evaluation(record.id, result.evaluation, result.passed)
-
-
 def render_evaluation(evaluation: dict[str, Any]) -> str:
-    """A few lines for the proposal's reviewer."""
+    """A few lines for the proposal's reviewer (empty evaluation: not evaluated yet)."""
+    if not evaluation:
+        return "not evaluated yet"
     golden = evaluation["golden"]
     b, a = golden["before"], golden["after"]
+    verdict = "PASSED" if evaluation["passed"] else "FAILING"
+    if golden["count"]:
+        first = (
+            f"{verdict} — golden set: {golden['count']} question(s); nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}, "
+            f"hit@1 {b['hit@1']:.3f} → {a['hit@1']:.3f}; {golden['better']} better, {len(golden['worse'])} worse "
+            f"than the tolerance ({evaluation['tolerance']})"
+        )
+    else:
+        first = (
+            f"{verdict}, but unchecked — there are no golden questions to compare against yet (approved "
+            "corrections that cite a document add them; a team can add its own)"
+        )
     lines = [
-        ("PASSED" if evaluation["passed"] else "FAILING")
-        + f" — golden set: {golden['count']} question(s); nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}, "
-        f"hit@1 {b['hit@1']:.3f} → {a['hit@1']:.3f}; {golden['better']} better, {len(golden['worse'])} worse "
-        f"than the tolerance ({evaluation['tolerance']})",
+        first,
         f"recent questions: {evaluation['recent']['top_changed']} of {evaluation['recent']['count']} would get "
         f"a different top source (compared with the {evaluation['compared_with']})",
     ]

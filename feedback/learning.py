@@ -425,45 +425,6 @@ class LearningEngine:
             reused += len(texts)
         return reused
 
-    # -- through the store -------------------------------------------------------------------------
-    def propose(self, store: Any, created_by: str, strategy: str = "askloop", since: Any = None) -> Any:
-        """Build from the store's validated feedback and record a pending Proposal."""
-        active = store.active_version()
-        if active is not None:
-            self.remember_vectors(active.payload)
-        learned = self.build(store.training_feedback(since=since), strategy, doubtful_votes(store))
-        return store.create_proposal(
-            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=created_by
-        )
-
-
-def learn_from_store(
-    store: Any, encoder: Encoder, *, chunk_store: Any = None, strategy: str = "askloop",
-    params: LearningParams | None = None,
-) -> LearnedProposal:
-    """Everything the engine can use from a store, without recording anything: validated
-    feedback, rejected fixes (to discount their 👎), the active version's question vectors
-    (incremental), and — given the chunk store — document vectors and titles for query tuning."""
-    chunk_vectors = doc_titles = None
-    if chunk_store is not None:
-        from feedback.adapter import store_chunk_reads
-
-        chunk_vectors, doc_titles = store_chunk_reads(chunk_store)
-    engine = LearningEngine(encoder, params, chunk_vectors=chunk_vectors, doc_titles=doc_titles)
-    active = store.active_version()
-    if active is not None:
-        engine.remember_vectors(active.payload)
-    return engine.build(store.training_feedback(), strategy, doubtful_votes(store))
-
-
-def doubtful_votes(store: Any) -> frozenset[tuple[int, str]]:
-    """(answer id, user) of corrections a moderator rejected: that user's 👎 there is doubtful."""
-    try:
-        rejected = store.corrections(status="rejected")
-    except AttributeError:  # a store without the listing: nothing is discounted
-        return frozenset()
-    return frozenset((c.answer_id, c.user) for c in rejected)
-
 
 # -- explaining a proposal ---------------------------------------------------------------------------
 def describe(

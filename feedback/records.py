@@ -65,16 +65,35 @@ class AnswerRecord(_Record):
     message_ts: str | None = None
 
 
+VOTE_ACTIONS = ("cast", "replace", "remove", "none", "duplicate", "stale")
+
+
 @dataclass(frozen=True)
-class VoteOutcome(_Record):
-    vote_id: int
+class VoteResult(_Record):
+    """What one vote action did.
+
+    `action`: cast (a first vote), replace (changed or repeated an earlier one), remove (withdrawn),
+    none (nothing to do: withdrawing a vote that is not there), duplicate (this delivery was
+    already processed), stale (an older action than the user's last one arrived late: ignored).
+    `value` is the user's vote in force afterwards (+1, -1, or 0 for none), `previous` before.
+    """
+
     answer_id: int
     user: str
+    action: str
     value: int
-    counted: bool
-    weight: float
-    why: str
-    replaced: bool = False  # True when it replaced this user's earlier vote
+    previous: int
+    counted: bool = False
+    weight: float = 0.0
+    why: str = ""
+
+    @property
+    def replaced(self) -> bool:
+        return self.action == "replace"
+
+    @property
+    def changed(self) -> bool:
+        return self.action in {"cast", "replace", "remove"}
 
 
 @dataclass(frozen=True)

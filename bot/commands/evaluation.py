@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,15 +23,9 @@ app.add_typer(golden_app, name="golden")
 
 
 def _who(user: str | None) -> str:
-    from bot.cli_app import get_settings  # noqa: F401  (settings errors surface first)
+    from bot.services import local_user
 
-    return user or os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
-
-
-def _feedback_store():  # type: ignore[no-untyped-def]
-    services = get_services()
-    with friendly_errors():
-        return services, services.feedback
+    return (user or "").strip() or local_user()
 
 
 @app.command()
@@ -43,30 +36,24 @@ def learn(
 ) -> None:
     """Build a proposal from validated feedback, evaluate it, and show what it would change."""
     from feedback.errors import FeedbackError
-    from feedback.gate import GateConfig, evaluate_proposal, render_evaluation
-    from feedback.learning import STRATEGIES, learn_from_store
+    from feedback.gate import render_evaluation
+    from feedback.learn_loop import describe
+    from feedback.learning import STRATEGIES
 
     expected(FeedbackError)
     if strategy not in STRATEGIES or strategy == "none":
         fail(f"unknown strategy {strategy!r}: use askloop or doc-boost")
-    services, store = _feedback_store()
+    services = get_services()
     with friendly_errors():
-        feedback = store.training_feedback()
-        if not feedback.votes and not feedback.corrections:
-            fail("no validated feedback yet: nothing to learn (votes must count; corrections must be approved)")
-        learned = learn_from_store(
-            store, services.embedder, chunk_store=services.store, strategy=strategy, params=services.learning_params()
-        )
-        proposal = store.create_proposal(
-            summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=_who(user)
-        )
-        proposal = evaluate_proposal(
-            store, services.knowledge_base, proposal, GateConfig.from_settings(services.settings)
-        )
+        outcome = services.loop.learn(_who(user), strategy)
     if as_json:
-        print(json.dumps({"proposal": proposal.id, "status": proposal.status, "summary": proposal.summary,
-                          "diff": proposal.diff, "evaluation": proposal.evaluation}, ensure_ascii=False))
+        print(json.dumps(describe(outcome), ensure_ascii=False))
         return
+    proposal = outcome.proposal
+    if proposal is None:
+        fail(f"nothing to propose: {outcome.reason}")
+    if not outcome.new:
+        console.print(f"[dim]nothing new: {escape(outcome.reason)}[/]")
     console.print(f"[bold]Proposal p{proposal.id}[/] ({proposal.status})")
     console.print(escape(proposal.summary))
     console.print()
@@ -82,21 +69,17 @@ def learn(
 @golden_app.command("add")
 def golden_add(
     question: Annotated[str, typer.Argument(help="The question, as people ask it.")],
-    doc_ids: Annotated[list[str], typer.Argument(help="Document ids that answer it (see `askloop ask --json`).")],
+    documents: Annotated[list[str], typer.Argument(help="Documents that answer it: path, URL, title or id.")],
     user: Annotated[str, typer.Option("--user", "-u", help="Who adds it (default: your OS user name).")] = "",
 ) -> None:
     """Add a golden question: every proposal must not make it worse."""
     from feedback.errors import FeedbackError
 
     expected(FeedbackError)
-    services, store = _feedback_store()
+    services = get_services()
     with friendly_errors():
-        known = set(services.store.document_index())
-        unknown = [d for d in doc_ids if d not in known]
-        if unknown:
-            fail(f"unknown document id {unknown[0]!r}: it is not in the knowledge base")
-        golden = store.add_golden(question, list(doc_ids), _who(user))
-    console.print(f"golden question g{golden.id} added: “{escape(golden.question)}” → {', '.join(golden.doc_ids)}")
+        golden = services.loop.add_golden(question, list(documents), _who(user))
+    console.print(f"golden question g{golden.id} added: “{escape(golden.question)}” → {escape(', '.join(golden.doc_ids))}")
 
 
 @golden_app.command("list")
@@ -104,14 +87,14 @@ def golden_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """The golden set (manual ones and those from approved corrections)."""
-    _, store = _feedback_store()
+    services = get_services()
     with friendly_errors():
-        golden = store.golden_set()
+        golden = services.loop.golden_set()
     if as_json:
         print(json.dumps([g.as_dict() for g in golden], ensure_ascii=False))
         return
     if not golden:
-        console.print("no golden questions yet: add one with `askloop golden add \"QUESTION\" DOC_ID`")
+        console.print("no golden questions yet: add one with `askloop golden add \"QUESTION\" DOCUMENT`")
         return
     table = Table("id", "question", "documents", "origin", "added by")
     for g in golden:
@@ -156,7 +139,8 @@ def eval_command(
     strategies = [s.strip() for s in strategy.split(",") if s.strip()]
     options = EvalOptions(
         simulate=simulate_feedback, noise=noise, seed=seed, strategies=strategies, home=home,
-        feedback_share=feedback_share, gate=GateConfig.from_settings(settings),
+        feedback_share=feedback_share,
+        gate=GateConfig(tolerance=settings.gate_tolerance, recent=settings.gate_recent_questions),
     )
     try:
         options.check()
@@ -167,8 +151,10 @@ def eval_command(
         if not as_json:
             err_console.print(f"[dim]{escape(message)}…[/]")
 
+    from bot.services import eval_world_opener
+
     with friendly_errors():
-        result = run_eval(dataset_dir, options, settings=settings, log=log)
+        result = run_eval(dataset_dir, options, open_world=eval_world_opener(settings), log=log)
     if plot is not None:
         plot_results(result, plot)
     if as_json:

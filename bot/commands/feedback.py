@@ -1,8 +1,8 @@
-"""`askloop db|review|versions|rollback|flag|unflag|stats|audit|export|vote|correct`: the feedback
-loop from the command line.
+"""`askloop db|review|versions|rollback|flag|unflag|stats|audit|export|vote|unvote|correct`: the
+feedback loop from the command line, every use case through `FeedbackLoop`.
 
-Commands that act as a person take `--user` (default: your OS user name); the store refuses
-moderator actions from anyone not in ASKLOOP_MODERATORS, with one line saying so.
+Commands that act as a person take `--user` (default: your OS user name); moderator actions by
+anyone not in ASKLOOP_MODERATORS are refused with one line (and the refusal is audited).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from rich.table import Table
 
 from bot.cli_app import app, console, expected, fail, friendly_errors, get_services, get_settings
 from bot.services import local_user
-import bot.shell_feedback  # noqa: F401  (registers the shell's feedback commands)
-from feedback.errors import FeedbackError, InvalidFeedback
+from feedback.errors import FeedbackError, InvalidFeedback, NeedsOverride, PermissionDenied
+from feedback.refs import parse_ref, proposal_ref
 
 expected(FeedbackError)
 
@@ -41,16 +41,25 @@ def _who(user: str) -> str:
     return user.strip() or local_user()
 
 
-def _store() -> Any:
-    return get_services().feedback
+def _loop() -> Any:
+    return get_services().loop
 
 
-def parse_ref(ref: str) -> tuple[str, int]:
-    """`c12` → ("correction", 12); `p3` → ("proposal", 3)."""
-    match = re.fullmatch(r"\s*([cCpP])\s*#?(\d+)\s*", ref or "")
-    if not match:
-        raise InvalidFeedback(f"{ref!r} is not a review id: use c<number> for a correction or p<number> for a proposal")
-    return ("correction" if match.group(1).lower() == "c" else "proposal"), int(match.group(2))
+def explain(exc: FeedbackError) -> str:
+    """The store's message, plus what to type here to get past it."""
+    if isinstance(exc, NeedsOverride):
+        return f"{exc} — to approve it anyway: askloop review approve {proposal_ref(exc.proposal_id)} --override"
+    if isinstance(exc, PermissionDenied):
+        return f"{exc} (moderators are listed in ASKLOOP_MODERATORS)"
+    return str(exc)
+
+
+def decided(work: Any) -> Any:
+    """Run a decision, printing refusals with this interface's hint."""
+    try:
+        return work()
+    except FeedbackError as exc:
+        fail(explain(exc))
 
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -89,12 +98,12 @@ def db_upgrade() -> None:
 
     settings = get_settings()
     with friendly_errors():
-        store = FeedbackStore.from_settings(settings)
+        store = FeedbackStore(settings.effective_database_url)
+        where = escape(store.engine.url.render_as_string(hide_password=True))
         try:
             before, after = store.upgrade()
         except Exception as exc:  # unreachable server, wrong credentials: say where
-            fail(f"could not upgrade {store.engine.url.render_as_string(hide_password=True)}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
-        where = escape(store.engine.url.render_as_string(hide_password=True))
+            fail(f"could not upgrade {where}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     if before == after:
         console.print(f"feedback database {where} is up to date (revision {after})")
     else:
@@ -108,8 +117,7 @@ def db_check() -> None:
 
     settings = get_settings()
     with friendly_errors():
-        store = FeedbackStore.from_settings(settings)
-        revision = store.check_schema()
+        revision = FeedbackStore(settings.effective_database_url).check_schema()
     console.print(f"feedback database schema is current (revision {revision})")
 
 
@@ -126,7 +134,7 @@ def review(
     if ctx.invoked_subcommand is not None:
         return
     with friendly_errors():
-        result = _store().pending_review(page, per_page)
+        result = _loop().review_queue(page, per_page)
     if not result.total:
         console.print("nothing to review")
         return
@@ -146,9 +154,9 @@ def review(
 def review_show(ref: Annotated[str, typer.Argument(metavar="ID", help="c12 or p3")]) -> None:
     """Everything about one correction or proposal."""
     with friendly_errors():
-        kind, number = parse_ref(ref)
-        store = _store()
-        record = store.get_correction(number) if kind == "correction" else store.get_proposal(number)
+        target = parse_ref(ref, "correction", "proposal")
+        loop = _loop()
+        record = loop.correction(target.id) if target.kind == "correction" else loop.proposal(target.id)
     console.print_json(json.dumps(record.as_dict(), ensure_ascii=False))
 
 
@@ -157,7 +165,7 @@ def review_approve(
     ref: Annotated[str, typer.Argument(metavar="ID", help="c12 (a correction) or p3 (a proposal)")],
     note: NoteOption = None,
     text: Annotated[str | None, typer.Option("--text", help="Corrections: approve this text instead (edit, then approve).")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead (doc:ID or URL).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead (a document's path, URL, title or id).")] = None,
     override: Annotated[bool, typer.Option("--override", help="Proposals: approve even though it failed (or skipped) its evaluation; audited.")] = False,
     apply: Annotated[bool, typer.Option("--apply/--no-apply", help="Proposals: make it the active version right away.")] = True,
     user: UserOption = "",
@@ -165,33 +173,20 @@ def review_approve(
     """Approve a correction (optionally edited) or a proposal (and, by default, apply it)."""
     who = _who(user)
     with friendly_errors():
-        kind, number = parse_ref(ref)
-        store = _store()
-        if kind == "correction":
-            if override:
-                raise InvalidFeedback("--override is for proposals; corrections have no evaluation to override")
-            record = store.approve_correction(number, who, note=note, text=text, source_ref=source)
-            edited = " (edited)" if text is not None or source is not None else ""
-            console.print(f"c{record.id} approved{edited}: it will be part of the next proposal")
-            return
-        if text is not None or source is not None:
-            raise InvalidFeedback("--text and --source edit corrections, not proposals")
-        proposal = store.approve_proposal(number, who, note=note, override=override)
-        console.print(f"p{proposal.id} approved" + (" with override (audited)" if proposal.override else ""))
-        if apply:
-            version = store.apply_proposal(number, who)
-            console.print(f"version {version.number} is now active (roll back with `askloop rollback N`)")
+        target = parse_ref(ref, "correction", "proposal")
+        loop = _loop()
+        decision = decided(lambda: loop.decide(target, who, True, note=note, text=text, source=source,
+                                               override=override, apply=apply))
+    console.print(escape(decision.message()))
 
 
 @review_app.command("apply")
 def review_apply(ref: Annotated[str, typer.Argument(metavar="ID", help="p3")], user: UserOption = "") -> None:
     """Make an approved proposal the active version (a new, immutable version)."""
     with friendly_errors():
-        kind, number = parse_ref(ref)
-        if kind != "proposal":
-            raise InvalidFeedback("only proposals are applied; approved corrections go into the next proposal")
-        version = _store().apply_proposal(number, _who(user))
-    console.print(f"version {version.number} is now active (roll back with `askloop rollback N`)")
+        loop = _loop()
+        decision = decided(lambda: loop.apply(ref, _who(user)))
+    console.print(escape(decision.message()))
 
 
 @review_app.command("reject")
@@ -200,13 +195,9 @@ def review_reject(
 ) -> None:
     """Reject a correction or a proposal."""
     with friendly_errors():
-        kind, number = parse_ref(ref)
-        store = _store()
-        if kind == "correction":
-            store.reject_correction(number, _who(user), note=note)
-        else:
-            store.reject_proposal(number, _who(user), note=note)
-    console.print(f"{ref.strip().lower()} rejected")
+        loop = _loop()
+        decision = decided(lambda: loop.decide(ref, _who(user), False, note=note))
+    console.print(escape(decision.message()))
 
 
 # -- versions -------------------------------------------------------------------------------
@@ -216,7 +207,7 @@ def review_reject(
 def versions() -> None:
     """Tuning versions, oldest first; the active one is marked."""
     with friendly_errors():
-        rows = _store().versions()
+        rows = _loop().versions()
     if not rows:
         console.print("no tuning versions yet: answers come from the base index")
         return
@@ -225,7 +216,7 @@ def versions() -> None:
         table.add_column(column, overflow="fold")
     for v in rows:
         table.add_row("▶" if v.active else "", str(v.number), _when(v.created_at), escape(v.created_by),
-                      f"p{v.proposal_id}" if v.proposal_id else "—", escape(v.note or ""))
+                      proposal_ref(v.proposal_id) if v.proposal_id else "—", escape(v.note or ""))
     console.print(table)
     if not any(v.active for v in rows):
         console.print("active: the base index (version 0, no tuning)")
@@ -238,7 +229,8 @@ def rollback(
 ) -> None:
     """Make an earlier tuning version active again (moderators only)."""
     with friendly_errors():
-        record = _store().rollback(version, _who(user))
+        loop = _loop()
+        record = decided(lambda: loop.rollback(version, _who(user)))
     console.print(f"version {record.number} is active again" if record else "the base index (no tuning) is active again")
 
 
@@ -253,7 +245,8 @@ def flag(
 ) -> None:
     """Flag a user: their votes are still stored but count zero (moderators only)."""
     with friendly_errors():
-        _store().flag_user(target, _who(user), reason)
+        loop = _loop()
+        decided(lambda: loop.flag(target, _who(user), reason))
     console.print(f"{escape(target)} flagged: their votes count zero from now on")
 
 
@@ -264,7 +257,8 @@ def unflag(
 ) -> None:
     """Lift a flag (moderators only)."""
     with friendly_errors():
-        _store().unflag_user(target, _who(user))
+        loop = _loop()
+        decided(lambda: loop.unflag(target, _who(user)))
     console.print(f"{escape(target)} unflagged")
 
 
@@ -280,7 +274,7 @@ def vote(
 ) -> None:
     """Vote on an answer: one vote per user per answer, a later one replaces it."""
     with friendly_errors():
-        outcome = _store().vote(answer_id, _who(user), parse_vote(value), source="cli", reason=reason)
+        outcome = _loop().vote(answer_id, _who(user), parse_vote(value), source="cli", reason=reason)
     verb = "replaced your vote" if outcome.replaced else "recorded"
     counted = f"counts with weight {outcome.weight:g}" if outcome.counted else "stored but not counted"
     console.print(f"{'👍' if outcome.value > 0 else '👎'} {verb} on answer #{answer_id}: {counted} ({escape(outcome.why)})")
@@ -290,20 +284,20 @@ def vote(
 def unvote(answer_id: Annotated[int, typer.Argument()], user: UserOption = "") -> None:
     """Withdraw your vote on an answer."""
     with friendly_errors():
-        removed = _store().remove_vote(answer_id, _who(user))
-    console.print("vote removed" if removed else "you had not voted on that answer")
+        outcome = _loop().withdraw_vote(answer_id, _who(user), source="cli")
+    console.print("vote removed" if outcome.changed else "you had not voted on that answer")
 
 
 @app.command()
 def correct(
     answer_id: Annotated[int, typer.Argument(help="The answer's number.")],
     text: Annotated[str | None, typer.Argument(help="The better answer text.")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="A better source: doc:ID or a URL.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="The document that answers it: its path, URL, title or id (an outside URL only beside text).")] = None,
     user: UserOption = "",
 ) -> None:
     """Suggest a better answer and/or source; a moderator reviews it (`askloop review`)."""
     with friendly_errors():
-        record = _store().suggest_correction(answer_id, _who(user), text=text, source_ref=source)
+        record = _loop().suggest_correction(answer_id, _who(user), text=text, source=source, origin="cli")
     console.print(f"thanks — correction c{record.id} is waiting for a moderator")
 
 
@@ -320,7 +314,9 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     services = get_services()
     settings = services.settings
     with friendly_errors():
-        numbers = services.feedback.stats()
+        loop = services.loop
+        numbers = loop.stats()
+        week = loop.drift(days=7)
     thresholds = {
         "answer_threshold": settings.answer_threshold,
         "top_k": settings.top_k,
@@ -328,10 +324,6 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
         "asker_vote_weight": settings.asker_vote_weight,
         "other_vote_weight": settings.other_vote_weight,
     }
-    from feedback.drift import drift_by_day  # the drift signal (docs/operations.md)
-
-    with friendly_errors():
-        week = drift_by_day(services.feedback, settings.answer_threshold, days=7)
     if as_json:
         data = numbers.as_dict()
         for window, raw in zip(data["windows"], numbers.windows):
@@ -370,7 +362,7 @@ def audit(
 ) -> None:
     """Who did what, when, to which object (append-only), oldest first."""
     with friendly_errors():
-        events = _store().audit(parse_since(since), limit, action=action)
+        events = _loop().audit(parse_since(since), limit, action=action)
     if as_json:
         for event in events:
             print(json.dumps(event.as_dict(), ensure_ascii=False))
@@ -392,16 +384,16 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")] = None,
 ) -> None:
     """Every answer with the sources shown, its votes and corrections, to take elsewhere."""
-    from feedback.export import FORMATS
+    from feedback.export import FORMATS, export_feedback
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     with friendly_errors():
-        store = _store()
+        loop = _loop()
         if output is None:
-            count = store.export(fmt, sys.stdout)
+            count = export_feedback(loop.export_rows(), fmt, sys.stdout)
         else:
             with output.open("w", encoding="utf-8", newline="") as handle:
-                count = store.export(fmt, handle)
+                count = export_feedback(loop.export_rows(), fmt, handle)
     if output is not None:
         console.print(f"{count} answer(s) written to {escape(str(output))}")

@@ -86,8 +86,8 @@ def ask(
 
     services = get_services()
     with friendly_errors():
-        answer = services.answer(question, k, asker=local_user(), origin="cli")
-    answer_id = answer.extras.get("answer_id")
+        answered = services.loop.answer(question, asker=local_user(), origin="cli", k=k)
+    answer, answer_id = answered.answer, answered.answer_id
     if as_json:
         print(json.dumps(answer.as_dict() | {"answer_id": answer_id}, ensure_ascii=False))
     else:
@@ -102,21 +102,22 @@ def shell(
 ) -> None:
     """Chat with the bot in the terminal (also reads questions piped in, one per line)."""
     from bot.cli_app import EXPECTED_ERRORS
-    from bot.shell import Shell
-
     from bot.services import local_user
+    from bot.shell import Shell
+    from bot.shell_feedback import register
 
     services = get_services()
     with friendly_errors():
         services.store  # fail fast, with one line, when the store cannot be opened
-        services.feedback  # ... or the feedback database is missing or outdated
+        services.loop  # ... or the feedback database is missing or outdated
     who = user or local_user()
     runner = Shell(
-        services,
+        services.loop,
         user=who,
         console=console,
-        ask=lambda question: services.answer(question, asker=who, origin="cli"),
+        ask=lambda question: services.loop.answer(question, asker=who, origin="shell"),
         show=print_answer,
         errors=tuple(EXPECTED_ERRORS),
     )
+    register(runner)
     raise typer.Exit(runner.run())

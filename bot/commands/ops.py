@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from bot.cli_app import app, console, fail, friendly_errors, get_services
+from feedback.refs import proposal_ref
 
 
 @app.command()
@@ -23,12 +24,10 @@ def drift(
 
     A rising share means people ask about things the knowledge base does not cover: add documents.
     """
-    from feedback.drift import drift_by_day
-
     services = get_services()
     limit = services.settings.answer_threshold if threshold is None else threshold
     with friendly_errors():
-        rows = drift_by_day(services.feedback, limit, days)
+        rows = services.loop.drift(days, threshold=limit)
     if as_json:
         print(json.dumps({"threshold": limit, "days": [r.as_dict() for r in rows]}))
         return
@@ -64,12 +63,11 @@ def worker(
     services = get_services()
     configure_from_settings(services.settings)
     with friendly_errors():
-        store = services.feedback
-        learner = LearningWorker.from_services(services, store)
+        learner = LearningWorker.from_settings(services.loop, services.settings)
         if once:
             report = learner.run_once(force=force)
             console.print(f"{report.outcome}" + (f": {report.detail}" if report.detail else "")
-                          + (f" (proposal p{report.proposal_id})" if report.proposal_id else ""))
+                          + (f" (proposal {proposal_ref(report.proposal_id)})" if report.proposal_id else ""))
             if report.outcome == "failed":
                 fail("background learning failed")
             return
@@ -86,6 +84,6 @@ def worker(
     )
     signal.signal(signal.SIGTERM, lambda *_: learner.stop(0))
     try:
-        learner.loop()
+        learner.loop_forever()
     except KeyboardInterrupt:
         pass

@@ -34,8 +34,10 @@ def prepare(settings: Settings) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        deps = make_deps(settings)
-        deps.store.check_schema()
+        from bot.observability import MetricEvents
+
+        deps = make_deps(settings, events=MetricEvents())
+        deps.loop.store.check_schema()
     except FeedbackError as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
@@ -68,7 +70,7 @@ def socket_handler(bolt_app: Any, app_token: str) -> Any:
 
 
 async def run_socket_mode(deps: Any, bolt_app: Any, app_token: str) -> None:
-    from bot.slack.moderation import watch_review_queue
+    from bot.slack.review import watch_review_queue
 
     handler = socket_handler(bolt_app, app_token)
     watcher = None

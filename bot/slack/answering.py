@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
-from bot.slack.deps import BotDeps, blocking, log
+from bot.slack.deps import BotDeps, log
 from feedback.errors import FeedbackError
 from retrieval.answer import Answer
 from retrieval.search import EmptyKnowledgeBase, QuestionError
@@ -58,9 +58,8 @@ class Outcome:
 def compute(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,
             thread_ts: str | None) -> tuple[Answer, int | None]:
     """Answer and record it (synchronous: runs in a worker thread)."""
-    answer = deps.services.answer(question, None, asker=user, origin=origin, channel=channel,
-                                  thread_ts=thread_ts)
-    return answer, answer.extras.get("answer_id")
+    answered = deps.loop.answer(question, asker=user, origin=origin, channel=channel, thread_ts=thread_ts)
+    return answered.answer, answered.answer_id
 
 
 async def produce(deps: BotDeps, question: str, user: str, origin: str, channel: str | None,
@@ -70,7 +69,7 @@ async def produce(deps: BotDeps, question: str, user: str, origin: str, channel:
         text = "Ask me a question after the mention, e.g. “@askloop how do I connect to the VPN?”"
         return Outcome(text, kit.notice_message(text)[1])
     try:
-        answer, answer_id = await blocking(compute, deps, question, user, origin, channel, thread_ts)
+        answer, answer_id = await deps.work(compute, deps, question, user, origin, channel, thread_ts)
     except (QuestionError, EmptyKnowledgeBase, FeedbackError) as exc:
         text = f"I can't answer that: {kit.escape(exc)}"
         return Outcome(text, kit.notice_message(text)[1])
@@ -113,8 +112,7 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
     looking_ts: str | None = None
     task = asyncio.ensure_future(produce(deps, question, user, origin, channel, thread_ts))
     try:
-        generated = bool(deps.settings.llm) or deps.services.chat_model is not None
-        delay = 0.0 if generated else deps.settings.slack_looking_after
+        delay = 0.0 if deps.services.generates else deps.settings.slack_looking_after
         try:
             outcome = await asyncio.wait_for(asyncio.shield(task), timeout=delay) if delay > 0 \
                 else None
@@ -143,7 +141,7 @@ async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: st
         return
     if outcome.answer_id is not None:
         try:
-            await deps.db(deps.store.attach_message, outcome.answer_id, channel, ts)
+            await deps.db(deps.loop.link_message, outcome.answer_id, channel, ts)
         except Exception:  # the answer stands; only reactions on it cannot be matched
             log.exception("answer %s was posted but not linked to its message", outcome.answer_id)
 
@@ -156,7 +154,7 @@ async def answered_here(deps: BotDeps, channel: str, thread_ts: str) -> bool:
     then asks Slack, so a database hiccup never silences a follow-up.
     """
     try:
-        return await deps.db(deps.store.answered_in_thread, channel, thread_ts)
+        return await deps.db(deps.loop.answered_in_thread, channel, thread_ts)
     except Exception:
         log.exception("could not look up answers in thread %s:%s; asking Slack", channel, thread_ts)
         return False

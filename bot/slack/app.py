@@ -1,15 +1,18 @@
 """The bolt AsyncApp: which Slack events, actions, views and commands go to which handler.
 
-Every listener acknowledges first and does its work afterwards in the background (bolt acks
-events before their listener runs; action listeners call `ack()` first), so Slack gets its
-answer within 3 seconds whatever retrieval costs. Event deliveries are claimed by
-`event_id` in the feedback database before anything happens, so a retried delivery (to this
-replica or another) never answers or votes twice.
+The app runs with `process_before_response=True`, so a listener's acknowledgement is the HTTP
+response, and each listener is split in two:
+- what must be settled before Slack gets its answer runs in the ack function: a 👍/👎 reaction
+  is recorded there (a failure answers 500 and Slack delivers the event again), a form is checked
+  there (errors shown inline), a form opens there (the trigger expires in 3 seconds);
+- everything slow — answering, deciding, posting — runs in lazy listeners after the ack.
+Event deliveries, button presses, commands and form submissions are claimed by key in the
+feedback database, so a retried or replayed delivery (to this replica or another) is processed
+once.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,20 +27,18 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack import blocks as kit
 from bot.slack.answering import answer_in_thread, bot_in_thread, question_from
+from bot.slack.commands import ack_command, run_command
+from bot.slack.corrections import check_submission, document_options, fill_form, open_form, store_submission
 from bot.slack.deps import BotDeps, log
-from bot.slack.feedback import on_reaction, on_vote_button, open_correction_modal, submit_correction
-from bot.slack.moderation import (
-    on_command,
-    on_edit,
-    on_review,
-    on_rollback,
-    publish_home,
-    submit_edit,
-)
+from bot.slack.home import publish_home
+from bot.slack.moderation import check_edit, fill_edit, on_decision, on_rollback, open_edit, store_edit
 from bot.slack.moderators import ModeratorDirectory
+from bot.slack.votes import on_reaction, on_vote_button
 
 # Message subtypes that are still a person writing (everything else: edits, joins, bots).
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
+
+Listener = Callable[..., Awaitable[None]]
 
 
 def make_client(settings: Settings, *, max_rate_limit_retries: int = 3) -> AsyncWebClient:
@@ -52,88 +53,74 @@ def make_client(settings: Settings, *, max_rate_limit_retries: int = 3) -> Async
     )
 
 
-def make_deps(settings: Settings, services: Services | None = None) -> BotDeps:
-    """Services and the feedback store (one engine), with Slack's moderator group as a check."""
+def make_deps(settings: Settings, services: Services | None = None, *, events: Any = None) -> BotDeps:
+    """The feedback loop (one engine), with Slack's moderator group as an extra check."""
     moderators = ModeratorDirectory(settings.moderators, settings.moderator_group)
     if services is None:
-        services = Services(settings, is_moderator=moderators.contains)
-    store = services.feedback  # one engine for answers, votes and moderation
-    return BotDeps(
-        settings=settings,
-        services=services,
-        store=store,
-        moderators=moderators,
-        native_feedback=settings.slack_native_feedback,
-    )
+        services = Services(settings, is_moderator=moderators.contains, events=events)
+    return BotDeps(settings=settings, services=services, loop=services.loop, moderators=moderators,
+                   native_feedback=settings.slack_native_feedback)
 
 
-def guarded(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Background work never dies silently: log the error (Slack sees nothing of it)."""
-
-    @functools.wraps(fn)
-    async def run(*args: Any, **kwargs: Any) -> None:
-        try:
-            await fn(*args, **kwargs)
-        except Exception:
-            log.exception("Slack listener %s failed", fn.__name__)
-
-    return run
+async def acknowledge(ack: Any) -> None:
+    """The ack of a listener whose work is all lazy."""
+    await ack()
 
 
-def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
-              verify_requests: bool = True) -> AsyncApp:
+def is_person(event: dict[str, Any]) -> bool:
+    """A message or mention written by a person (not a bot, an edit or a join)."""
+    return not event.get("bot_id") and event.get("subtype") in HUMAN_SUBTYPES and bool(event.get("user"))
+
+
+def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_requests: bool = True) -> AsyncApp:
     settings = deps.settings
     app = AsyncApp(
         client=client or make_client(settings),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=verify_requests,
-        process_before_response=False,
-        # bolt ignores the bot's own events itself; other bots are filtered below
+        process_before_response=True,
+        # bolt ignores the bot's own events itself; other bots are filtered by `is_person`
         ignoring_self_events_enabled=True,
     )
+
+    async def person(event: dict[str, Any]) -> bool:
+        return is_person(event)
 
     async def first_delivery(body: dict[str, Any]) -> bool:
         event_id = body.get("event_id")
         if not event_id:
             return True
-        first = await deps.db(deps.store.claim_event, str(event_id))
+        first = await deps.db(deps.loop.claim, f"event:{event_id}")
         if not first:
             log.info("ignoring a retried delivery of %s", event_id)
         return first
 
-    async def ask(body: dict[str, Any], client: AsyncWebClient, *, channel: str,
-                  thread_ts: str | None, text: str, user: str, origin: str,
-                  bot_user_id: str | None) -> None:
+    async def ask(body: dict[str, Any], client: AsyncWebClient, *, channel: str, thread_ts: str | None,
+                  text: str, user: str, origin: str, bot_user_id: str | None) -> None:
         try:
             if not await first_delivery(body):
                 return
         except Exception:
             log.exception("could not claim event %s", body.get("event_id"))
             text_, blocks = kit.notice_message(kit.APOLOGY)
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text_,
-                                          blocks=blocks)
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text_, blocks=blocks)
             return
         await answer_in_thread(deps, client, channel=channel, thread_ts=thread_ts,
                                question=question_from(text, bot_user_id), user=user, origin=origin)
 
-    @guarded
     async def answer_mention(body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient,
                              context: Any) -> None:
-        if event.get("bot_id") or event.get("subtype") not in HUMAN_SUBTYPES or not event.get("user"):
-            return
         if str(event.get("channel", "")).startswith("D"):
             return  # a direct message: answered from its message.im event, not twice
-        await ask(body, client, channel=event["channel"],
-                  thread_ts=event.get("thread_ts") or event["ts"], text=event.get("text", ""),
-                  user=event["user"], origin="slack_mention", bot_user_id=context.get("bot_user_id"))
+        await ask(body, client, channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"],
+                  text=event.get("text", ""), user=event["user"], origin="slack_mention",
+                  bot_user_id=context.get("bot_user_id"))
 
-    @guarded
     async def answer_message(body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient,
                              context: Any) -> None:
         bot_user_id = context.get("bot_user_id")
-        user = event.get("user")
-        if event.get("bot_id") or event.get("subtype") not in HUMAN_SUBTYPES or not user \
-                or user == bot_user_id:
+        user = event["user"]
+        if user == bot_user_id:
             return
         text = event.get("text") or ""
         thread_ts = event.get("thread_ts")
@@ -146,81 +133,90 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *,
                 return
             if bot_user_id and f"<@{bot_user_id}" in text:
                 return
-            if not await bot_in_thread(deps, client, event["channel"], thread_ts, bot_user_id,
-                                       context.get("bot_id")):
+            if not await bot_in_thread(deps, client, event["channel"], thread_ts, bot_user_id, context.get("bot_id")):
                 return
             origin = "slack_thread"
-        await ask(body, client, channel=event["channel"], thread_ts=thread_ts, text=text,
-                  user=user, origin=origin, bot_user_id=bot_user_id)
+        await ask(body, client, channel=event["channel"], thread_ts=thread_ts, text=text, user=user,
+                  origin=origin, bot_user_id=bot_user_id)
 
-    def reaction(added: bool) -> Callable[..., Awaitable[None]]:
-        @guarded
+    def reaction(added: bool) -> Listener:
         async def record_reaction(body: dict[str, Any], context: Any) -> None:
+            # Before the response: a failure answers 500 and Slack delivers the event again.
             await on_reaction(deps, body, added=added, bot_user_id=context.get("bot_user_id"))
 
         record_reaction.__name__ = f"record_reaction_{'added' if added else 'removed'}"
         return record_reaction
 
-    @guarded
-    async def vote_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    async def vote_later(body: dict[str, Any], client: AsyncWebClient) -> None:
         await on_vote_button(deps, client, body)
 
-    @guarded
-    async def suggest_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await open_correction_modal(deps, client, body)
+    async def correction_form(body: dict[str, Any], client: AsyncWebClient) -> None:
+        # First thing after the ack, before any read: the trigger expires 3 seconds after the press.
+        view = await open_form(client, body)
+        await fill_form(deps, client, body, view)
 
-    @guarded
-    async def approve_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
-        await ack()
-        await on_review(deps, client, body, respond, approve=True)
+    async def search_documents(ack: Any, payload: dict[str, Any]) -> None:
+        await ack(**await document_options(deps, str(payload.get("value", ""))))
 
-    @guarded
-    async def reject_button(ack: Any, body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
-        await ack()
-        await on_review(deps, client, body, respond, approve=False)
+    async def check_correction(ack: Any, body: dict[str, Any]) -> None:
+        await check_submission(deps, ack, body)
 
-    @guarded
-    async def edit_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await on_edit(deps, client, body)
+    async def store_correction(body: dict[str, Any], client: AsyncWebClient) -> None:
+        await store_submission(deps, client, body)
 
-    @guarded
-    async def rollback_button(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    def decision(verdict: Any) -> Listener:
+        async def decide_later(body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+            await on_decision(deps, client, body, respond, verdict)
+
+        decide_later.__name__ = f"decide_{verdict}"
+        return decide_later
+
+    async def edit_form(body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = await open_edit(client, body)
+        await fill_edit(deps, client, body, view)
+
+    async def check_edit_form(ack: Any, body: dict[str, Any]) -> None:
+        await check_edit(deps, ack, body)
+
+    async def store_edit_form(body: dict[str, Any], client: AsyncWebClient) -> None:
+        await store_edit(deps, client, body)
+
+    async def rollback_later(body: dict[str, Any], client: AsyncWebClient) -> None:
         await on_rollback(deps, client, body)
 
-    @guarded
     async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") == "home":
             await publish_home(deps, client, event["user"])
 
-    async def correction_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await submit_correction(deps, client, ack, body)
+    async def command_ack(ack: Any, command: dict[str, Any]) -> None:
+        await ack_command(ack, command)
 
-    async def edit_submitted(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await submit_edit(deps, client, ack, body)
+    async def command_later(command: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+        await run_command(deps, client, respond, command)
 
-    async def command(ack: Any, respond: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
-        await on_command(deps, client, ack, respond, command)
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        """Failures before the response answer 500 (Slack retries events); log them once."""
+        kind = body.get("type") or "request"
+        log.error("Slack %s %s failed: %s: %s", kind, body.get("event_id") or "", error.__class__.__name__, error,
+                  exc_info=error)
 
-    # Events are acknowledged by bolt before the listener starts; actions ack first thing. The
-    # work then runs in the background (plain listeners, not lazy ones: those deep-copy every
-    # request, which costs more than the work itself on the reaction path).
-    app.event("app_mention")(answer_mention)
-    app.event("message")(answer_message)
+    app.event("app_mention", matchers=[person])(ack=acknowledge, lazy=[answer_mention])
+    app.event("message", matchers=[person])(ack=acknowledge, lazy=[answer_message])
     app.event("reaction_added")(reaction(True))
     app.event("reaction_removed")(reaction(False))
-    app.event("app_home_opened")(home_opened)
+    app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])
     for action_id in (kit.VOTE_UP, kit.VOTE_DOWN, kit.FEEDBACK_BUTTONS):
-        app.action(action_id)(vote_button)
-    app.action(kit.SUGGEST)(suggest_button)
-    app.action(kit.REVIEW_APPROVE)(approve_button)
-    app.action(kit.REVIEW_REJECT)(reject_button)
-    app.action(kit.REVIEW_EDIT)(edit_button)
-    app.action(kit.ROLLBACK)(rollback_button)
-    app.view(kit.CORRECTION_MODAL)(correction_submitted)
-    app.view(kit.EDIT_MODAL)(edit_submitted)
-    app.command("/askloop")(command)
+        app.action(action_id)(ack=acknowledge, lazy=[vote_later])
+    app.action(kit.SUGGEST)(ack=acknowledge, lazy=[correction_form])
+    app.options(kit.SEARCH_INPUT)(search_documents)
+    app.view(kit.CORRECTION_MODAL)(ack=check_correction, lazy=[store_correction])
+    app.action(kit.REVIEW_APPROVE)(ack=acknowledge, lazy=[decision("approve")])
+    app.action(kit.REVIEW_REJECT)(ack=acknowledge, lazy=[decision("reject")])
+    app.action(kit.REVIEW_OVERRIDE)(ack=acknowledge, lazy=[decision("override")])
+    app.action(kit.REVIEW_APPLY)(ack=acknowledge, lazy=[decision("apply")])
+    app.action(kit.REVIEW_EDIT)(ack=acknowledge, lazy=[edit_form])
+    app.view(kit.EDIT_MODAL)(ack=check_edit_form, lazy=[store_edit_form])
+    app.action(kit.ROLLBACK)(ack=acknowledge, lazy=[rollback_later])
+    app.command("/askloop")(ack=command_ack, lazy=[command_later])
     return app

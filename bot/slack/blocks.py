@@ -37,6 +37,8 @@ SUGGEST = "askloop_suggest"
 REVIEW_APPROVE = "askloop_review_approve"
 REVIEW_REJECT = "askloop_review_reject"
 REVIEW_EDIT = "askloop_review_edit"
+REVIEW_OVERRIDE = "askloop_review_override"  # "Apply anyway": a failing proposal, behind a confirmation
+REVIEW_APPLY = "askloop_review_apply"  # a proposal approved without being applied
 ROLLBACK = "askloop_rollback"
 CORRECTION_MODAL = "askloop_correction"
 EDIT_MODAL = "askloop_edit_correction"
@@ -44,6 +46,8 @@ EDIT_MODAL = "askloop_edit_correction"
 # modal inputs
 TEXT_BLOCK, TEXT_INPUT = "correction_text", "text"
 SOURCE_BLOCK, SOURCE_INPUT = "correction_source", "source"
+SHOWN_BLOCK, SHOWN_INPUT = "correction_shown", "shown"  # one of the answer's sources
+SEARCH_BLOCK, SEARCH_INPUT = "correction_search", "search"  # any document, searched by title
 
 LOOKING = "Looking that up…"
 APOLOGY = (
@@ -179,35 +183,79 @@ def notice_message(text: str) -> tuple[str, list[Block]]:
 # -- the correction modal -----------------------------------------------------------------------
 
 
-def correction_modal(answer_id: int, question: str, metadata: dict[str, Any]) -> Block:
+def loading_modal(title: str, callback_id: str) -> Block:
+    """What opens at once when a button needs a form: Slack's trigger expires after 3 seconds,
+    so the form is opened first and filled (`views.update`) once its data is read."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, MODAL_TITLE_LIMIT),
+        "close": plain("Cancel", MODAL_TITLE_LIMIT),
+        "blocks": [section("Loading…")],
+    }
+
+
+def notice_modal(title: str, text: str) -> Block:
+    """A form that cannot be shown, replaced by why (`text` is ours)."""
+    return {"type": "modal", "title": plain(title, MODAL_TITLE_LIMIT), "close": plain("Close", MODAL_TITLE_LIMIT),
+            "blocks": [section(text)]}
+
+
+def correction_modal(answer_id: int, question: str, metadata: dict[str, Any],
+                     sources: Sequence[tuple[str, str]] = ()) -> Block:
+    """The correction form: better text, and the document that answers the question — one of
+    the answer's own sources, any document found by its title, or a path/URL typed in."""
+    blocks: list[Block] = [
+        section(f"*Question:* {safe(question, 2800)}"),
+        {
+            "type": "input",
+            "block_id": TEXT_BLOCK,
+            "optional": True,
+            "label": plain("A better answer"),
+            "element": {"type": "plain_text_input", "action_id": TEXT_INPUT,
+                        "multiline": True, "max_length": 3000},
+        },
+    ]
+    options = [{"text": plain(title or doc_id, 75), "value": doc_id[:150]}
+               for doc_id, title in list(sources)[:100] if len(doc_id) <= 150]
+    if options:
+        blocks.append({
+            "type": "input", "block_id": SHOWN_BLOCK, "optional": True,
+            "label": plain("The right source is one of those shown"),
+            "element": {"type": "static_select", "action_id": SHOWN_INPUT, "options": options,
+                        "placeholder": plain("Pick a source")},
+        })
+    blocks += [
+        {
+            "type": "input", "block_id": SEARCH_BLOCK, "optional": True,
+            "label": plain("…or another document"),
+            "element": {"type": "external_select", "action_id": SEARCH_INPUT, "min_query_length": 2,
+                        "placeholder": plain("Type part of its title")},
+        },
+        {
+            "type": "input",
+            "block_id": SOURCE_BLOCK,
+            "optional": True,
+            "label": plain("…or its path or URL"),
+            "element": {"type": "plain_text_input", "action_id": SOURCE_INPUT, "max_length": 500},
+        },
+        context(["A moderator reviews every suggestion before it changes any answer."]),
+    ]
     return {
         "type": "modal",
         "callback_id": CORRECTION_MODAL,
-        "private_metadata": json.dumps(metadata | {"answer_id": answer_id}),
+        "private_metadata": json.dumps(metadata | {"answer_id": answer_id})[:3000],
         "title": plain("Suggest a correction", MODAL_TITLE_LIMIT),
         "submit": plain("Send for review", MODAL_TITLE_LIMIT),
         "close": plain("Cancel", MODAL_TITLE_LIMIT),
-        "blocks": [
-            section(f"*Question:* {safe(question, 2800)}"),
-            {
-                "type": "input",
-                "block_id": TEXT_BLOCK,
-                "optional": True,
-                "label": plain("A better answer"),
-                "element": {"type": "plain_text_input", "action_id": TEXT_INPUT,
-                            "multiline": True, "max_length": 3000},
-            },
-            {
-                "type": "input",
-                "block_id": SOURCE_BLOCK,
-                "optional": True,
-                "label": plain("A better source (URL or document id)"),
-                "element": {"type": "plain_text_input", "action_id": SOURCE_INPUT,
-                            "max_length": 500},
-            },
-            context(["A moderator reviews every suggestion before it changes any answer."]),
-        ],
+        "blocks": blocks,
     }
+
+
+def document_options(documents: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The options of the document search (an external select), at most 100."""
+    return {"options": [{"text": plain(title or doc_id, 75), "value": doc_id[:150]}
+                        for doc_id, title in list(documents)[:100] if len(doc_id) <= 150]}
 
 
 def edit_modal(correction: Any, metadata: dict[str, Any]) -> Block:
@@ -260,12 +308,8 @@ def correction_review(correction: Any, answer: Any | None) -> tuple[str, list[Bl
     if getattr(correction, "source_ref", None):
         change.append(f"*Proposed source:* {safe(correction.source_ref, 250)}")
     blocks.append(section("\n".join(change) or "_no change given_"))
-    value = review_value("correction", correction.id)
-    blocks.append({"type": "actions", "block_id": f"review-correction-{correction.id}", "elements": [
-        button("Approve", REVIEW_APPROVE, value, "primary"),
-        button("Reject", REVIEW_REJECT, value, "danger"),
-        button("Edit", REVIEW_EDIT, value),
-    ]})
+    blocks.append(review_actions("correction", correction.id, "pending", f"review-correction-{correction.id}",
+                                 edit=True))
     return fit(f"Correction #{correction.id} is waiting for review", blocks)
 
 
@@ -282,25 +326,43 @@ def _figures(evaluation: dict[str, Any] | None) -> str:
     return "\n".join(parts)
 
 
+def review_actions(kind: str, item_id: int, status: str, block_id: str, *, edit: bool = False) -> Block:
+    """The decision buttons of a review item, the same on every surface (the review channel,
+    App Home, `/askloop review`): a proposal that failed its evaluation offers "Apply anyway"
+    behind a confirmation (an audited override) instead of Approve; an approved one, Apply."""
+    value = review_value(kind, item_id)
+    reject = button("Reject", REVIEW_REJECT, value, "danger")
+    if kind == "correction":
+        elements = [button("Approve", REVIEW_APPROVE, value, "primary"), reject]
+        if edit:
+            elements.append(button("Edit", REVIEW_EDIT, value))
+        return {"type": "actions", "block_id": block_id, "elements": elements}
+    if status == "approved":
+        first = button("Apply", REVIEW_APPLY, value, "primary")
+    elif status in {"failing", "pending"}:
+        why = "failed the evaluation gate" if status == "failing" else "has not been evaluated"
+        first = button("Apply anyway", REVIEW_OVERRIDE, value, "danger", confirm={
+            "title": plain("Override the gate?", 100),
+            "text": plain(f"Proposal #{item_id} {why}. Applying it anyway is recorded in the audit log "
+                          "as an override. Apply it?", 300),
+            "confirm": plain("Apply anyway", 30), "deny": plain("Cancel", 30)})
+    else:
+        first = button("Approve and apply", REVIEW_APPROVE, value, "primary")
+    return {"type": "actions", "block_id": block_id, "elements": [first, reject]}
+
+
 def proposal_review(proposal: Any) -> tuple[str, list[Block]]:
     """A proposal for the review channel: what would change and the evaluation figures."""
+    from feedback.gate import render_evaluation
+
     status = getattr(proposal, "status", "pending")
     blocks = [
         section(f"*Proposal #{proposal.id}* ({escape(status)}) by "
                 f"{escape(getattr(proposal, 'created_by', '') or 'the learning engine')}"),
-        section(f"*Summary:*\n{safe(getattr(proposal, 'summary', ''), 2900)}"),
-        section(f"*Changes:*\n{safe(json.dumps(getattr(proposal, 'diff', {}) or {}, indent=1), 2800)}"),
-        section(f"*Evaluation:*\n{_figures(getattr(proposal, 'evaluation', None))}"),
+        section(f"*What would change:*\n{safe(getattr(proposal, 'summary', ''), 2900)}"),
+        section(f"*Evaluation:*\n{safe(render_evaluation(getattr(proposal, 'evaluation', None) or {}), 2900)}"),
     ]
-    value = review_value("proposal", proposal.id)
-    approve = button("Approve and apply", REVIEW_APPROVE, value, "primary")
-    if status == "failing":
-        approve = button("Apply anyway (failing)", REVIEW_APPROVE, value, "danger", confirm={
-            "title": plain("Override the gate?"),
-            "text": plain("This proposal failed the evaluation gate. Apply it anyway?", 300),
-            "confirm": plain("Apply anyway"), "deny": plain("Cancel")})
-    blocks.append({"type": "actions", "block_id": f"review-proposal-{proposal.id}",
-                   "elements": [approve, button("Reject", REVIEW_REJECT, value, "danger")]})
+    blocks.append(review_actions("proposal", proposal.id, status, f"review-proposal-{proposal.id}"))
     return fit(f"Proposal #{proposal.id} is waiting for review", blocks)
 
 
@@ -335,15 +397,11 @@ def home_view(*, is_moderator: bool, stats: dict[str, Any] | None, queue: Sequen
             kind = item_kind(item)
             summary = getattr(item, "summary", None) or getattr(item, "text", None) \
                 or getattr(item, "source_ref", None) or ""
-            value = review_value(kind, item.id)
             blocks.append({
                 "type": "section",
-                "text": mrkdwn(f"*{kind.title()} #{item.id}*: {safe(summary, 2500)}"),
+                "text": mrkdwn(f"*{kind.title()} #{item.id}* ({escape(item.status)}): {safe(summary, 2500)}"),
             })
-            blocks.append({"type": "actions", "block_id": f"home-{kind}-{item.id}", "elements": [
-                button("Approve", REVIEW_APPROVE, value, "primary"),
-                button("Reject", REVIEW_REJECT, value, "danger"),
-            ]})
+            blocks.append(review_actions(kind, item.id, item.status, f"home-{kind}-{item.id}"))
         blocks += [{"type": "divider"}, {"type": "header", "text": plain("Tuning versions", 150)}]
         if not versions:
             blocks.append(section("_No tuning version yet: answers come from the base index._"))
@@ -386,10 +444,6 @@ def queue_message(queue: Sequence[Any]) -> tuple[str, list[Block]]:
         kind = item_kind(item)
         summary = getattr(item, "summary", None) or getattr(item, "text", None) \
             or getattr(item, "source_ref", None) or ""
-        value = review_value(kind, item.id)
-        blocks.append(section(f"*{kind.title()} #{item.id}*: {safe(summary, 2500)}"))
-        blocks.append({"type": "actions", "block_id": f"queue-{kind}-{item.id}", "elements": [
-            button("Approve", REVIEW_APPROVE, value, "primary"),
-            button("Reject", REVIEW_REJECT, value, "danger"),
-        ]})
+        blocks.append(section(f"*{kind.title()} #{item.id}* ({escape(item.status)}): {safe(summary, 2500)}"))
+        blocks.append(review_actions(kind, item.id, item.status, f"queue-{kind}-{item.id}"))
     return fit(f"{len(queue)} item(s) waiting for review", blocks)

@@ -15,7 +15,7 @@ from slack_bolt.adapter.asgi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 
 from bot.slack.deps import BotDeps, log
-from bot.slack.moderation import watch_review_queue
+from bot.slack.review import watch_review_queue
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -31,7 +31,7 @@ def health(deps: BotDeps) -> tuple[int, dict[str, Any]]:
     """
     figures: dict[str, Any] = {"ok": True}
     try:
-        figures["active_version"] = deps.store.active_version_number()
+        figures["active_version"] = deps.loop.active_version_number()
         figures["database"] = "ok"
     except Exception as exc:
         figures.update(ok=False, database=f"{exc.__class__.__name__}: {str(exc)[:200]}")
@@ -87,7 +87,8 @@ def asgi_app(app: AsyncApp, deps: BotDeps) -> Any:
     except ImportError:  # pragma: no cover - the operations layer is optional
         return routed
     try:
-        return instrument(routed, services=deps.services, store_factory=lambda: deps.store)
+        return instrument(routed, store_factory=lambda: deps.loop,
+                          threshold=deps.settings.answer_threshold)
     except Exception as exc:
         log.warning("metrics are unavailable (%s: %s); serving without them",
                     exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")

@@ -1,0 +1,60 @@
+"""The live tuning: the active TuningVersion as retrieval applies it, shared by every question.
+
+Every replica re-reads which version is active at most every `ttl` seconds, so all of them switch
+within seconds of an apply or a rollback, and decodes a version only when it changes (versions
+are immutable). A version that cannot be decoded must not take answering down: the base index is
+served instead, and the failure is logged once per version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from feedback.records import VersionRecord
+from feedback.store.proposals import Proposals
+from retrieval.tuning import NoTuning, Tuning
+
+log = logging.getLogger("askloop.feedback")
+
+
+def decode_version(version: VersionRecord | None) -> Tuning:
+    """The Tuning a version describes, or the base index when there is none or it is unusable."""
+    if version is None:
+        return NoTuning()
+    from retrieval.learned import tuning_from_payload
+
+    try:
+        return tuning_from_payload(version.payload, version.number)
+    except Exception:  # a version that cannot be decoded must not take answering down
+        log.exception("tuning version %s cannot be used; serving the base index", version.number)
+        return NoTuning()
+
+
+class LiveTuning:
+    def __init__(self, proposals: Proposals, ttl: float = 2.0) -> None:
+        self.proposals = proposals
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, int | None, Tuning] | None = None
+
+    def current(self) -> Tuning:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cached
+            if cached is not None and now - cached[0] < self.ttl:
+                return cached[2]
+            number = self.proposals.active_version_number()
+            if cached is not None and cached[1] == number:
+                self._cached = (now, number, cached[2])
+                return cached[2]
+            version = self.proposals.active_version() if number is not None else None
+            tuning = decode_version(version)
+            self._cached = (now, version.number if version else None, tuning)
+            return tuning
+
+    def forget(self) -> None:
+        """Re-read on the next question (after this process applied or rolled back a version)."""
+        with self._lock:
+            self._cached = None

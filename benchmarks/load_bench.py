@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bot.slack.blocks import SUGGEST as ANSWER_MARK  # noqa: E402  (only answers carry this button)
-from tests.chroma_server import ChromaServer, free_port  # noqa: E402
-from tests.ops_support import (  # noqa: E402
+from tests.support.chroma_server import ChromaServer, free_port  # noqa: E402
+from tests.support.ops import (  # noqa: E402
     ServiceProcess,
     askloop_env,
     compose,
@@ -46,8 +46,8 @@ from tests.ops_support import (  # noqa: E402
     wait_http,
     with_listen,
 )
-from tests.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
-from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, sign  # noqa: E402
+from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
+from tests.support.slack import BOT_TOKEN, SIGNING_SECRET, sign  # noqa: E402
 
 PG_URL = os.environ.get("ASKLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CORPUS = ROOT.parent / "shared" / "data" / "stackfaq"

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from tests.conftest import TINY_CORPUS  # noqa: E402
-from tests.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
-from tests.slack_support import BotProcess, mention, prepare_home, reaction, sign  # noqa: E402
+from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
+from tests.support.slack import BotProcess, mention, prepare_home, reaction, sign  # noqa: E402
 
 QUESTIONS = [
     "how do I connect to the VPN?", "how do I submit expenses?", "how do I request holidays?",

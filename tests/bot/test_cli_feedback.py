@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from feedback.errors import FeedbackError
 from feedback.store import FeedbackStore
-from tests.feedback_support import BACKENDS, empty_postgres, pg_database_url, pg_migrated_url  # noqa: F401
+from tests.support.feedback import BACKENDS, empty_postgres, pg_database_url, pg_migrated_url  # noqa: F401
 
 runner = CliRunner()
 

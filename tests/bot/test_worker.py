@@ -9,7 +9,7 @@ import pytest
 
 from bot.worker import Backlog, LearningWorker, backlog, is_due
 from retrieval.types import Hit
-from tests.ops_support import scratch_database
+from tests.support.ops import scratch_database
 
 
 def hits() -> list[Hit]:

@@ -12,7 +12,7 @@ import retrieval.ingest as ingest_module
 from retrieval.store import StoreUnavailable
 from retrieval.types import Chunk
 from tests.conftest import TINY_CORPUS
-from tests.retrieval_support import write_corpus, write_pdf
+from tests.support.retrieval import write_corpus, write_pdf
 
 
 def all_chunks(store) -> dict[str, Chunk]:

@@ -13,7 +13,7 @@ from feedback.encoder_tuning import EncoderTraining, anchor_pairs, train_query_e
 from feedback.learning import LearningEngine, LearningParams, Memory
 from retrieval.learned import LearnedTuning, MemoryParams, PayloadError, tuning_from_payload
 from retrieval.tuning import NoTuning
-from tests.learning_support import TableEncoder, correction, feedback, unit, vote
+from tests.support.learning import TableEncoder, correction, feedback, unit, vote
 
 # Team slang the base model cannot know: each word names one document of the tiny corpus.
 TAUGHT = {

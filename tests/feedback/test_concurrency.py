@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from feedback.store import FeedbackStore
 from feedback.validation import VotePolicy
-from tests.feedback_support import MODERATOR, answer, pg_database_url, pg_migrated_url, sqlite_template, store_url  # noqa: F401
+from tests.support.feedback import MODERATOR, answer, pg_database_url, pg_migrated_url, sqlite_template, store_url  # noqa: F401
 
 THREADS = 8
 

@@ -8,7 +8,7 @@ import pytest
 
 from retrieval.chunking import Chunker, chunk_id
 from retrieval.loaders import discover, load_all, load_file
-from tests.retrieval_support import write_corpus, write_pdf
+from tests.support.retrieval import write_corpus, write_pdf
 
 MARKDOWN = """Some words before any heading.
 

@@ -20,8 +20,8 @@ import pytest
 from bot.commands.serve import choose_transport
 from bot.settings import Settings
 from tests.conftest import PG_URL, TINY_CORPUS, postgres_available
-from tests.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
-from tests.slack_support import (
+from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
+from tests.support.slack import (
     BotProcess,
     SlackClient,
     TcpProxy,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from retrieval.types import Hit
-from tests.ops_support import scratch_database, terminate_other_connections
+from tests.support.ops import scratch_database, terminate_other_connections
 
 pytestmark = pytest.mark.postgres
 

@@ -153,7 +153,7 @@ def test_an_unusable_llm_setting_is_one_line(home, embedder, tiny_corpus, monkey
     from typer.testing import CliRunner
 
     from bot.cli import app
-    from tests.retrieval_support import drop_leaked_log_handlers
+    from tests.support.retrieval import drop_leaked_log_handlers
 
     drop_leaked_log_handlers()
     runner = CliRunner()

@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from bot.slack import blocks as kit
-from tests.chroma_server import ChromaServer, free_port
+from tests.support.chroma_server import ChromaServer, free_port
 from tests.conftest import TINY_CORPUS
-from tests.ops_support import (
+from tests.support.ops import (
     ROOT,
     ServiceProcess,
     askloop_env,
@@ -36,8 +36,8 @@ from tests.ops_support import (
     wait_http,
     with_listen,
 )
-from tests.slack_stub import SlackStub
-from tests.slack_support import BOT_TOKEN, SIGNING_SECRET, SlackClient, block_action, mention, message, reaction, unique, wait_until
+from tests.support.slack_stub import SlackStub
+from tests.support.slack import BOT_TOKEN, SIGNING_SECRET, SlackClient, block_action, mention, message, reaction, unique, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

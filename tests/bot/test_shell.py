@@ -17,7 +17,7 @@ from bot.cli import app
 from bot.shell import Shell
 from retrieval.search import QuestionError
 from tests.conftest import TINY_CORPUS
-from tests.retrieval_support import drop_leaked_log_handlers
+from tests.support.retrieval import drop_leaked_log_handlers
 
 
 @pytest.fixture()

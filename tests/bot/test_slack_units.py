@@ -17,9 +17,9 @@ from bot.slack.moderators import ModeratorDirectory
 from bot.slack.text import escape, link, trim
 from retrieval.answer import Answer
 from retrieval.types import Hit
-from tests.slack_stub import SlackStub
+from tests.support.slack_stub import SlackStub
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_escape_and_link_cannot_ping_or_forge():
@@ -160,7 +160,7 @@ def test_follow_up_thread_is_recognised_from_the_store_then_from_slack(tiny_serv
 
     from bot.slack.answering import answer_in_thread, bot_in_thread
     from bot.slack.app import make_deps
-    from tests.slack_stub import BOT_ID, BOT_USER_ID
+    from tests.support.slack_stub import BOT_ID, BOT_USER_ID
 
     first = make_deps(tiny_services.settings, tiny_services)
     second = other_replica(first)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from feedback import db
 from feedback.errors import OutdatedSchema
-from tests.feedback_support import _admin_dsn
+from tests.support.feedback import _admin_dsn
 
 runner = CliRunner()
 
@@ -22,7 +22,7 @@ def test_migrations_ship_inside_the_package():
     assert list((db.MIGRATIONS / "versions").glob("*.py"))
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["feedback"]
     for needed in ("migrations/*.py", "migrations/versions/*.py", "migrations/*.mako"):
         assert needed in patterns

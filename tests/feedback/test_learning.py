@@ -20,7 +20,7 @@ from retrieval.learned import (
     tuning_from_payload,
 )
 from retrieval.tuning import NoTuning
-from tests.learning_support import CountingEncoder, TableEncoder, correction, feedback, hits, unit, vote
+from tests.support.learning import CountingEncoder, TableEncoder, correction, feedback, hits, unit, vote
 
 PASSWORD = "how do I reset my password"
 PASSWORD_AGAIN = "I forgot my password, how to change it"

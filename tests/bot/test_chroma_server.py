@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.chroma_server import chroma_server  # noqa: F401  (module-scoped fixture)
+from tests.support.chroma_server import chroma_server  # noqa: F401  (module-scoped fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_chroma_down_fails_politely_keeps_feedback_and_recovers(
     from bot.settings import load_settings
     from feedback.store import FeedbackStore
     from retrieval.store import StoreUnavailable
-    from tests.ops_support import scratch_database
+    from tests.support.ops import scratch_database
 
     with scratch_database(postgres_url) as url:
         FeedbackStore(url).upgrade()  # what the compose file's `migrate` service does

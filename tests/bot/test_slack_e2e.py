@@ -15,8 +15,8 @@ import pytest
 
 from bot.slack import blocks as kit
 from tests.conftest import TINY_CORPUS
-from tests.slack_stub import BOT_ID, BOT_USER_ID, SlackStub
-from tests.slack_support import (
+from tests.support.slack_stub import BOT_ID, BOT_USER_ID, SlackStub
+from tests.support.slack import (
     BotProcess,
     SlackClient,
     block_action,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from tests.conftest import SHARED_DATA, TINY_CORPUS
-from tests.retrieval_support import drop_leaked_log_handlers, free_port, write_corpus, write_pdf
+from tests.support.retrieval import drop_leaked_log_handlers, free_port, write_corpus, write_pdf
 
 ASKLOOP = Path(sys.executable).parent / "askloop"
 
@@ -231,7 +231,7 @@ def test_every_setting_is_documented() -> None:
     """docs/configuration.md names every setting's environment variable (README is built from it)."""
     from bot.settings import Settings
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = []
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias

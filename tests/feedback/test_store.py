@@ -11,7 +11,7 @@ import pytest
 from feedback.errors import InvalidFeedback, InvalidState, NotFound, PermissionDenied, UnknownAnswer
 from feedback.store import FeedbackStore
 from feedback.validation import VotePolicy
-from tests.feedback_support import MODERATOR, answer, hits, pg_database_url, pg_migrated_url, sqlite_template, store, store_url  # noqa: F401
+from tests.support.feedback import MODERATOR, answer, hits, pg_database_url, pg_migrated_url, sqlite_template, store, store_url  # noqa: F401
 
 
 def audit_actions(store: FeedbackStore) -> list[str]:

@@ -126,7 +126,7 @@ def test_tuning_hook_rescoring_candidates_and_extra_passages(tiny_services) -> N
 
 def test_extra_doc_ids_reach_documents_plain_search_missed(services, tmp_path: Path) -> None:
     # Many near-identical documents push the target out of the candidate pool of a k=1 search.
-    from tests.retrieval_support import write_corpus
+    from tests.support.retrieval import write_corpus
 
     records = [{"_id": f"n{i}", "title": "Network", "text": f"VPN connection guide number {i}."} for i in range(80)]
     records.append({"_id": "cake", "title": "Birthday cake", "text": "The team orders a cake for birthdays."})

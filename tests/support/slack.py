@@ -24,11 +24,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
+from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-token"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ASKLOOP = REPO / ".venv" / "bin" / "askloop"
 if not ASKLOOP.exists():  # running from another environment
     ASKLOOP = Path(sys.executable).with_name("askloop")

@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 
 from bot import observability
-from tests.chroma_server import free_port
-from tests.ops_support import metric_value, scrape
+from tests.support.chroma_server import free_port
+from tests.support.ops import metric_value, scrape
 
 
 def make_app(services, store):

@@ -8,7 +8,7 @@ from feedback.errors import InvalidState
 from feedback.gate import GateConfig, evaluate_payload, evaluate_proposal, render_evaluation
 from feedback.learning import LearningEngine
 from feedback.store import FeedbackStore
-from tests.learning_support import correction, feedback, vote
+from tests.support.learning import correction, feedback, vote
 
 VPN_QUESTION = "How do I connect to the VPN from home?"
 

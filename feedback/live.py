@@ -23,9 +23,9 @@ def decode_version(version: VersionRecord | None) -> Tuning:
     """The Tuning a version describes, or the base index when there is none or it is unusable."""
     if version is None:
         return NoTuning()
-    from retrieval.learned import tuning_from_payload
-
     try:
+        from retrieval.learned import tuning_from_payload
+
         return tuning_from_payload(version.payload, version.number)
     except Exception:  # a version that cannot be decoded must not take answering down
         log.exception("tuning version %s cannot be used; serving the base index", version.number)

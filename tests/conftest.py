@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures shared by every folder: feedback stores on SQLite and PostgreSQL, a `chroma run` server.
+pytest_plugins = ["tests.support.feedback", "tests.support.chroma_server"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from feedback.store import FeedbackStore
 from feedback.validation import VotePolicy
-from tests.support.feedback import MODERATOR, answer, pg_database_url, pg_migrated_url, sqlite_template, store_url  # noqa: F401
+from tests.support.feedback import MODERATOR, answer
 
 THREADS = 8
 
@@ -24,7 +24,7 @@ def test_concurrent_votes_lose_nothing_and_duplicate_nothing(store_url):
             # every thread votes on every (answer, user) pair, so threads collide on each pair
             for a in answers:
                 for u in users:
-                    store.vote(a, u, 1 if (thread + len(u)) % 2 else -1, source=f"t{thread}")
+                    store.votes.cast(a, u, 1 if (thread + len(u)) % 2 else -1, source=f"t{thread}")
                     done += 1
             return done
 
@@ -50,11 +50,11 @@ def test_concurrent_distinct_votes_all_arrive(store_url):
 
         def worker(thread: int) -> None:
             for n in range(20):
-                store.vote(answer_id, f"T{thread}-U{n}", 1)
+                store.votes.cast(answer_id, f"T{thread}-U{n}", 1)
 
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(worker, range(THREADS)))
-        assert len(store.votes_for(answer_id)) == THREADS * 20
+        assert len(store.votes.for_answer(answer_id)) == THREADS * 20
     finally:
         store.close()
 
@@ -63,25 +63,24 @@ def test_concurrent_claims_of_one_event_succeed_once(store_url):
     store = FeedbackStore(store_url)
     try:
         with ThreadPoolExecutor(THREADS) as pool:
-            results = list(pool.map(lambda _: store.claim_event("Ev-race"), range(THREADS * 4)))
+            results = list(pool.map(lambda _: store.deliveries.claim("Ev-race"), range(THREADS * 4)))
         assert results.count(True) == 1
     finally:
         store.close()
 
 
 def test_concurrent_applies_make_consecutive_versions(store_url):
-    store = FeedbackStore(store_url, moderators=[MODERATOR])
+    store = FeedbackStore(store_url)
     try:
         ids = []
         for n in range(6):
-            p = store.create_proposal(summary=f"p{n}", diff={}, payload={"n": n}, created_by="learner")
-            store.record_evaluation(p.id, {}, True)
-            store.approve_proposal(p.id, MODERATOR)
+            p = store.proposals.create(summary=f"p{n}", diff={}, payload={"n": n}, created_by="learner")
+            store.proposals.record_evaluation(p.id, {}, True)
             ids.append(p.id)
-        with ThreadPoolExecutor(3) as pool:
-            versions = list(pool.map(lambda pid: store.apply_proposal(pid, MODERATOR).number, ids))
+        with ThreadPoolExecutor(3) as pool:  # approve-and-apply, six at once
+            versions = list(pool.map(lambda pid: store.proposals.approve(pid, MODERATOR)[1].number, ids))
         assert sorted(versions) == [1, 2, 3, 4, 5, 6]
-        assert store.active_version().number in versions
+        assert store.proposals.active_version().number in versions
     finally:
         store.close()
 
@@ -93,15 +92,15 @@ def test_readers_alongside_writers_never_fail(store_url):
 
         def writer(thread: int) -> int:
             for n in range(15):
-                store.vote(answer_id, f"T{thread}-U{n}", 1)
+                store.votes.cast(answer_id, f"T{thread}-U{n}", 1)
             return 0
 
         def reader(_: int) -> int:
             seen = 0
             for _ in range(15):
-                seen = max(seen, len(store.votes_for(answer_id)))
-                store.stats()
-                store.active_version()
+                seen = max(seen, len(store.votes.for_answer(answer_id)))
+                store.reports.stats()
+                store.proposals.active_version()
             return seen
 
         with ThreadPoolExecutor(THREADS) as pool:
@@ -109,6 +108,6 @@ def test_readers_alongside_writers_never_fail(store_url):
             reads = [pool.submit(reader, t) for t in range(4)]
             assert all(f.result() == 0 for f in writes)
             assert all(0 <= f.result() <= 60 for f in reads)
-        assert len(store.votes_for(answer_id)) == 60
+        assert len(store.votes.for_answer(answer_id)) == 60
     finally:
         store.close()

@@ -141,19 +141,23 @@ def test_an_applied_encoder_answers_through_the_bot_and_rolls_back(tiny_services
     """Through the store: proposal → evaluation → approval → live version, then rollback to base."""
     from bot.services import Services
 
-    services = Services(tiny_services.settings.model_copy(update={"moderators": ["M1"], "tuning_cache_seconds": 0}))
+    loop = Services(tiny_services.settings.model_copy(update={"moderators": ["M1"], "tuning_cache_seconds": 0})).loop
     proposal, _ = tuned
-    store = services.feedback
-    question, doc = next((q, d) for q, d in UNSEEN.items() if services.answer(q, 3, record=False).hits[0].doc_id != d)
-    before = services.answer(question, 3, asker="U1")
-    record = store.create_proposal(summary=proposal.summary, diff=proposal.diff, payload=proposal.payload, created_by="learner")
-    store.record_evaluation(record.id, {}, True)
-    store.approve_proposal(record.id, "M1")
-    version = store.apply_proposal(record.id, "M1").number
-    tuned_answer = services.answer(question, 3, asker="U1")
+    store = loop.store
+
+    def ask(question: str, record: bool = True):  # type: ignore[no-untyped-def]
+        return loop.answer(question, k=3, asker="U1", origin="cli", record=record).answer
+
+    question, doc = next((q, d) for q, d in UNSEEN.items() if ask(q, record=False).hits[0].doc_id != d)
+    before = ask(question)
+    record = store.proposals.create(summary=proposal.summary, diff=proposal.diff, payload=proposal.payload,
+                                    created_by="learner")
+    store.proposals.record_evaluation(record.id, {}, True)
+    version = loop.decide(record.ref, "M1", True).version.number
+    tuned_answer = ask(question)
     assert tuned_answer.tuning_version == version and tuned_answer.hits[0].doc_id == doc
-    store.rollback(0, "M1")
-    back = services.answer(question, 3, asker="U1")
+    loop.rollback(0, "M1")
+    back = ask(question)
     assert back.tuning_version is None
     assert [h.doc_id for h in back.hits] == [h.doc_id for h in before.hits]
 
@@ -161,9 +165,9 @@ def test_an_applied_encoder_answers_through_the_bot_and_rolls_back(tiny_services
 def test_the_setting_turns_encoder_tuning_off_for_the_bot_s_learning(tiny_services) -> None:
     from bot.services import Services
 
-    assert tiny_services.learning_params().encoder.enabled
+    assert tiny_services.config.learning.encoder.enabled
     off = Services(tiny_services.settings.model_copy(update={"tune_query_encoder": False}))
-    assert not off.learning_params().encoder.enabled
+    assert not off.config.learning.encoder.enabled
 
 
 def test_questions_far_from_all_feedback_search_with_the_base_vector(tuned, embedder) -> None:
@@ -200,7 +204,7 @@ def test_the_payload_carries_the_stored_documents_titles(tiny_services, tuned, e
 def test_the_title_margin_setting_reaches_the_learning_parameters(tiny_services) -> None:
     from bot.services import Services
 
-    assert tiny_services.learning_params().memory.title_margin == 0.0
+    assert tiny_services.config.learning.memory.title_margin == 0.0
     looser = Services(tiny_services.settings.model_copy(update={"title_margin": 0.1}))
-    assert looser.learning_params().memory.title_margin == 0.1
-    assert looser.learning_params().encoder.enabled
+    assert looser.config.learning.memory.title_margin == 0.1
+    assert looser.config.learning.encoder.enabled

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from feedback.datasets import DatasetError, load_dataset
-from feedback.evaluation import EvalOptions, Evaluation, eval_services, run_eval
+from bot.services import eval_world_opener
+from feedback.evaluation import EvalOptions, Evaluation, run_eval
 from feedback.metrics import METRICS
 from tests.conftest import TINY_CORPUS
 
@@ -50,7 +51,7 @@ def dataset(tmp_path: Path) -> Path:
 
 def test_simulated_feedback_runs_the_whole_loop(dataset, settings, embedder, tmp_path) -> None:
     options = EvalOptions(simulate=True, strategies=["none", "doc-boost", "askloop"], home=tmp_path / "evalhome")
-    result = run_eval(dataset, options, settings=settings)
+    result = run_eval(dataset, options, open_world=eval_world_opener(settings))
     assert result["dataset"] == "tiny-beir"
     assert set(result["strategies"]) == {"none", "doc-boost", "askloop"}
     for figures in result["strategies"].values():
@@ -72,15 +73,15 @@ def test_simulated_feedback_runs_the_whole_loop(dataset, settings, embedder, tmp
     from feedback.store import FeedbackStore
 
     store = FeedbackStore(f"sqlite:///{tmp_path / 'evalhome' / 'eval-feedback-askloop.db'}")
-    assert len(store.answers(limit=100)) == 4
+    assert len(store.answers.recent(limit=100)) == 4
     if counts["gate"]["askloop"]["applied"]:
-        assert store.active_version() is not None
+        assert store.proposals.active_version() is not None
     store.close()
 
 
 def test_noise_flips_votes_and_wrong_fixes_are_rejected(dataset, settings, embedder, tmp_path) -> None:
     options = EvalOptions(simulate=True, noise=1.0, seed=3, strategies=["askloop"], home=tmp_path / "noisy")
-    result = run_eval(dataset, options, settings=settings)
+    result = run_eval(dataset, options, open_world=eval_world_opener(settings))
     counts = result["counts"]
     assert counts["votes_flipped"] == 4
     assert counts["corrections_approved"] == 0
@@ -91,8 +92,8 @@ def test_noise_flips_votes_and_wrong_fixes_are_rejected(dataset, settings, embed
 
 def test_noisy_runs_report_needs_with_a_flipped_vote_apart(dataset, settings, embedder, tmp_path) -> None:
     ds = load_dataset(dataset)
-    services = eval_services(ds, tmp_path / "half", settings)
-    noisy = Evaluation(ds, EvalOptions(simulate=True, noise=0.5, seed=1, strategies=["askloop"]), services)
+    world = eval_world_opener(settings)(ds, tmp_path / "half")
+    noisy = Evaluation(ds, EvalOptions(simulate=True, noise=0.5, seed=1, strategies=["askloop"]), world)
     result = noisy.run()
     flipped = result["counts"]["votes_flipped"]
     assert 0 < flipped < 4  # this seed flips some votes, not all
@@ -102,7 +103,7 @@ def test_noisy_runs_report_needs_with_a_flipped_vote_apart(dataset, settings, em
     assert split["with_flipped_feedback"]["n"] == flipped
     assert split["with_true_feedback"]["n"] + flipped == split["with_feedback"]["n"] == 4
     assert set(noisy.rankings) == {"askloop"} and set(noisy.base_rankings) == set(ds.test)
-    clean = Evaluation(ds, EvalOptions(simulate=True, seed=1, strategies=["askloop"]), services).run()
+    clean = Evaluation(ds, EvalOptions(simulate=True, seed=1, strategies=["askloop"]), world).run()
     assert set(clean["split"]["askloop"]) == {"with_feedback", "without_feedback"}  # no noise, no such parts
 
 

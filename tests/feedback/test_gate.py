@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from feedback.errors import InvalidState
-from feedback.gate import GateConfig, evaluate_payload, evaluate_proposal, render_evaluation
+from feedback.errors import NeedsOverride
+from feedback.gate import GateConfig, evaluate_payload, render_evaluation
 from feedback.learning import LearningEngine
-from feedback.store import FeedbackStore
 from tests.support.learning import correction, feedback, vote
 
 VPN_QUESTION = "How do I connect to the VPN from home?"
 
 
 @pytest.fixture()
-def store(tiny_services):  # type: ignore[no-untyped-def]
-    s = FeedbackStore(tiny_services.settings.effective_database_url, moderators=["mod"])
-    s.upgrade()
-    yield s
-    s.close()
+def loop(tiny_services):  # type: ignore[no-untyped-def]
+    """The bot's own loop over the tiny corpus, with `mod` as moderator."""
+    tiny_services.settings.moderators = ["mod"]
+    return tiny_services.loop
+
+
+@pytest.fixture()
+def store(loop):  # type: ignore[no-untyped-def]
+    return loop.store
 
 
 def harmful(embedder):  # type: ignore[no-untyped-def]
@@ -32,36 +35,44 @@ def helpful(embedder):  # type: ignore[no-untyped-def]
     return LearningEngine(embedder).build(feedback([vote(1, VPN_QUESTION, "ann", +1, "vpn")]))
 
 
-def test_a_proposal_that_hurts_a_golden_question_is_failing(tiny_services, store, embedder) -> None:
-    store.add_golden(VPN_QUESTION, ["vpn"], "mod")
-    learned = harmful(embedder)
-    proposal = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by="t")
-    evaluated = evaluate_proposal(store, tiny_services.knowledge_base, proposal)
+def propose(store, learned):  # type: ignore[no-untyped-def]
+    return store.proposals.create(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by="t")
+
+
+def test_a_proposal_that_hurts_a_golden_question_is_failing(loop, store, embedder) -> None:
+    loop.add_golden(VPN_QUESTION, ["vpn"], "mod")
+    proposal = propose(store, harmful(embedder))
+    evaluated = loop.evaluate(proposal.id)
     assert evaluated.status == "failing"
     worse = evaluated.evaluation["golden"]["worse"]
     assert worse and worse[0]["question"] == VPN_QUESTION and worse[0]["after"] < worse[0]["before"]
     assert "FAILING" in render_evaluation(evaluated.evaluation)
-    # A failing proposal needs an explicit override, which the store audits.
-    with pytest.raises(InvalidState):
-        store.approve_proposal(proposal.id, "mod")
-    approved = store.approve_proposal(proposal.id, "mod", override=True, note="accepted risk")
-    assert approved.override
-    assert any(e.action == "proposal.approve_override" for e in store.audit())
+    # A failing proposal needs an explicit override, which is audited.
+    with pytest.raises(NeedsOverride):
+        loop.decide(proposal.ref, "mod", True)
+    decision = loop.decide(proposal.ref, "mod", True, override=True, note="accepted risk")
+    assert decision.override and decision.outcome == "applied"
+    assert any(e.action == "proposal.approve_override" for e in loop.audit())
 
 
-def test_a_proposal_that_keeps_the_golden_set_passes(tiny_services, store, embedder) -> None:
-    store.add_golden(VPN_QUESTION, ["vpn"], "mod")
-    learned = helpful(embedder)
-    proposal = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by="t")
-    evaluated = evaluate_proposal(store, tiny_services.knowledge_base, proposal)
+def test_a_proposal_that_keeps_the_golden_set_passes(loop, store, embedder) -> None:
+    loop.add_golden(VPN_QUESTION, ["vpn"], "mod")
+    proposal = propose(store, helpful(embedder))
+    evaluated = loop.evaluate(proposal.id)
     assert evaluated.status == "evaluated" and evaluated.evaluation["passed"]
     golden = evaluated.evaluation["golden"]
     assert golden["count"] == 1 and golden["after"]["hit@1"] == 1.0
-    assert store.approve_proposal(proposal.id, "mod").status == "approved"
+    assert loop.decide(proposal.ref, "mod", True, apply=False).proposal.status == "approved"
 
 
-def test_tolerance_is_configurable(tiny_services, store, embedder) -> None:
-    store.add_golden(VPN_QUESTION, ["vpn"], "mod")
+def test_a_gate_without_golden_questions_says_it_checked_nothing(loop, store, embedder) -> None:
+    evaluated = loop.evaluate(propose(store, helpful(embedder)).id)
+    text = render_evaluation(evaluated.evaluation)
+    assert "no golden questions" in text and "nDCG@10 0.000" not in text
+
+
+def test_tolerance_is_configurable(tiny_services, loop, store, embedder) -> None:
+    loop.add_golden(VPN_QUESTION, ["vpn"], "mod")
     payload = harmful(embedder).payload
     strict = evaluate_payload(store, tiny_services.knowledge_base, payload, GateConfig(tolerance=0.0))
     lenient = evaluate_payload(store, tiny_services.knowledge_base, payload, GateConfig(tolerance=1.0))
@@ -70,7 +81,7 @@ def test_tolerance_is_configurable(tiny_services, store, embedder) -> None:
 
 def test_recent_questions_report_churn(tiny_services, store, embedder) -> None:
     answer = tiny_services.knowledge_base.search(VPN_QUESTION, 5)
-    store.record_answer(question=VPN_QUESTION, asker="ann", origin="cli", hits=answer.hits, answer_text="x",
+    store.answers.record(question=VPN_QUESTION, asker="ann", origin="cli", hits=answer.hits, answer_text="x",
                         abstained=False, tuning_version=None)
     result = evaluate_payload(store, tiny_services.knowledge_base, harmful(embedder).payload)
     assert result.evaluation["recent"] == {"count": 1, "top_changed": 1, "top_changed_share": 1.0}
@@ -78,17 +89,16 @@ def test_recent_questions_report_churn(tiny_services, store, embedder) -> None:
     assert quiet.evaluation["recent"]["top_changed"] == 0
 
 
-def test_an_applied_proposal_changes_the_bots_answers(tiny_services, store, embedder) -> None:
-    """Through Services, as the bot answers: the applied version is used and recorded."""
+def test_an_applied_proposal_changes_the_bots_answers(loop, store, embedder) -> None:
+    """Through the loop, as the bot answers: the applied version is used and recorded."""
     question = "Which tool gets me onto the internal network?"
     votes = [vote(1, question, "ann", -1, "laptop")]
     fixes = [correction(1, question, "ann", doc_id="vpn")]
     learned = LearningEngine(embedder).build(feedback(votes, fixes))
-    proposal = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by="t")
-    evaluate_proposal(store, tiny_services.knowledge_base, proposal)
-    store.approve_proposal(proposal.id, "mod")
-    version = store.apply_proposal(proposal.id, "mod")
-    answer = tiny_services.answer("What tool do I need to reach the internal network?", asker="bob")
-    assert answer.tuning_version == version.number
-    assert answer.hits[0].doc_id == "vpn" and any("feedback" in r for r in answer.hits[0].reasons)
-    assert store.get_answer(answer.extras["answer_id"]).tuning_version == version.number
+    proposal = propose(store, learned)
+    loop.evaluate(proposal.id)
+    version = loop.decide(proposal.ref, "mod", True).version
+    answered = loop.answer("What tool do I need to reach the internal network?", asker="bob", origin="cli")
+    assert answered.answer.tuning_version == version.number
+    assert answered.answer.hits[0].doc_id == "vpn" and any("feedback" in r for r in answered.answer.hits[0].reasons)
+    assert loop.get_answer(answered.answer_id).tuning_version == version.number

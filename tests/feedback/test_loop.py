@@ -1,4 +1,4 @@
-"""Services: every answer is recorded, and retrieval reads the active tuning version."""
+"""The loop's answer use case: every answer is recorded, retrieval reads the active tuning version."""
 
 from __future__ import annotations
 
@@ -34,23 +34,25 @@ def learned(monkeypatch):
     return calls
 
 
-def apply(store, payload):
-    p = store.create_proposal(summary="t", diff={}, payload=payload, created_by="learner")
-    store.record_evaluation(p.id, {}, True)
-    store.approve_proposal(p.id, MOD)
-    return store.apply_proposal(p.id, MOD).number
+def apply(loop, payload):
+    p = loop.store.proposals.create(summary="t", diff={}, payload=payload, created_by="learner")
+    loop.store.proposals.record_evaluation(p.id, {}, True)
+    return loop.decide(p.ref, MOD, True).version.number
 
 
 def make(tiny_services, ttl: float):
+    """The loop of a replica over the same data (a Services of its own)."""
     from bot.services import Services
 
     settings = tiny_services.settings.model_copy(update={"moderators": [MOD], "tuning_cache_seconds": ttl})
-    return Services(settings)
+    return Services(settings).loop
 
 
 def test_every_answer_is_recorded_with_what_was_shown(tiny_services):
-    answer = tiny_services.answer("how do I connect to the VPN?", 3, asker="U1", origin="slack", channel="C1", thread_ts="1.0")
-    record = tiny_services.feedback.get_answer(answer.extras["answer_id"])
+    answered = tiny_services.loop.answer("how do I connect to the VPN?", k=3, asker="U1", origin="slack", channel="C1",
+                                         thread_ts="1.0")
+    answer = answered.answer
+    record = tiny_services.loop.get_answer(answered.answer_id)
     assert (record.asker, record.origin, record.channel, record.thread_ts) == ("U1", "slack", "C1", "1.0")
     assert [s.doc_id for s in record.shown] == [h.doc_id for h in answer.hits]
     assert record.shown[0].score == pytest.approx(answer.hits[0].score)
@@ -59,39 +61,43 @@ def test_every_answer_is_recorded_with_what_was_shown(tiny_services):
 
 
 def test_active_version_changes_retrieval_and_is_recorded(tiny_services, learned):
-    services = make(tiny_services, ttl=0)
-    plain = services.answer("how do I connect to the VPN?", 3, asker="U1")
-    version = apply(services.feedback, {"reverse": True})
-    tuned = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    loop = make(tiny_services, ttl=0)
+
+    def ask():  # type: ignore[no-untyped-def]
+        return loop.answer("how do I connect to the VPN?", k=3, asker="U1", origin="cli")
+
+    plain = ask().answer
+    version = apply(loop, {"reverse": True})
+    tuned = ask()
     assert learned[-1] == ({"reverse": True}, version)
-    assert tuned.tuning_version == version
-    assert services.feedback.get_answer(tuned.extras["answer_id"]).tuning_version == version
-    assert tuned.hits[0].doc_id != plain.hits[0].doc_id  # the tuning really applied
-    services.feedback.rollback(0, MOD)
-    back = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    assert tuned.answer.tuning_version == version
+    assert loop.get_answer(tuned.answer_id).tuning_version == version
+    assert tuned.answer.hits[0].doc_id != plain.hits[0].doc_id  # the tuning really applied
+    loop.rollback(0, MOD)
+    back = ask().answer
     assert back.tuning_version is None and back.hits[0].doc_id == plain.hits[0].doc_id
 
 
 def test_active_version_is_cached_for_a_short_time(tiny_services, learned):
-    services = make(tiny_services, ttl=3600)
+    loop = make(tiny_services, ttl=3600)
     other = make(tiny_services, ttl=0)  # another replica, on the same database
-    first = apply(other.feedback, {"n": 1})
-    assert services.tuning().version == first
-    second = apply(other.feedback, {"n": 2})
-    assert services.tuning().version == first  # within the cache time
-    assert other.tuning().version == second
-    services._tuning_cache = None  # the cache time has passed
-    assert services.tuning().version == second
+    first = apply(other, {"n": 1})
+    assert loop.live.current().version == first
+    second = apply(other, {"n": 2})
+    assert loop.live.current().version == first  # within the cache time
+    assert other.live.current().version == second
+    loop.live.forget()  # the cache time has passed
+    assert loop.live.current().version == second
     decoded = len(learned)
-    other.tuning(), other.tuning()  # the version is re-read each time (ttl 0) but not re-decoded
+    other.live.current(), other.live.current()  # re-read each time (ttl 0) but not re-decoded
     assert len(learned) == decoded
 
 
 def test_without_the_learning_engine_the_base_index_is_served(tiny_services, monkeypatch):
     monkeypatch.setitem(sys.modules, "retrieval.learned", None)  # import fails
-    services = make(tiny_services, ttl=0)
-    apply(services.feedback, {"n": 1})
-    tuning = services.tuning()
+    loop = make(tiny_services, ttl=0)
+    apply(loop, {"n": 1})
+    tuning = loop.live.current()
     assert isinstance(tuning, NoTuning) and tuning.version is None
 
 
@@ -103,9 +109,9 @@ def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_serv
 
     module.tuning_from_payload = broken
     monkeypatch.setitem(sys.modules, "retrieval.learned", module)
-    services = make(tiny_services, ttl=0)
-    apply(services.feedback, {"kind": "from-the-future"})
-    answer = services.answer("how do I connect to the VPN?", 3, asker="U1")
+    loop = make(tiny_services, ttl=0)
+    apply(loop, {"kind": "from-the-future"})
+    answer = loop.answer("how do I connect to the VPN?", k=3, asker="U1", origin="cli").answer
     assert answer.tuning_version is None and answer.hits
 
 
@@ -132,24 +138,26 @@ class CountingEmbedder:
 def test_answers_keep_the_raw_question_vector_and_learning_does_not_embed_it_again(tiny_services, embedder, monkeypatch):
     import numpy as np
 
-    from feedback.learning import learn_from_store
+    from feedback.learning import LearningEngine
 
     question = "how do I connect to the VPN?"
-    monkeypatch.setattr(tiny_services, "tuning", ShiftedQuery)
-    answer = tiny_services.answer(question, 3, asker="U1", origin="slack")
-    store = tiny_services.feedback
-    store.vote(answer.extras["answer_id"], "U2", 1)
-    [vote] = store.training_feedback().votes
+    tiny_services.settings.answer_threshold = -1.0  # the shifted search must not abstain
+    loop = tiny_services.loop
+    monkeypatch.setattr(loop.live, "current", ShiftedQuery)
+    answered = loop.answer(question, k=3, asker="U1", origin="slack")
+    store = loop.store
+    loop.vote(answered.answer_id, "U2", 1)
+    [vote] = store.training.feedback().votes
     raw = embedder.encode_one(question)
     assert vote.vector_model == embedder.model_id
     np.testing.assert_allclose(vote.question_vector, raw, atol=1e-3)  # raw: not the shifted query
     assert not np.allclose(vote.question_vector, ShiftedQuery().search_query(question, raw), atol=1e-2)
 
     counting = CountingEmbedder(embedder)
-    learned = learn_from_store(store, counting)
+    learned = LearningEngine(counting).build(store.training.feedback())
     assert counting.encoded == [] and learned.payload["memories"]["texts"] == [question]
     other_model = CountingEmbedder(embedder, model_id="another-model@384")
-    learn_from_store(store, other_model)
+    LearningEngine(other_model).build(store.training.feedback())
     assert other_model.encoded == [question]
 
 
@@ -161,31 +169,29 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     import json
 
     from bot.services import Services
-    from feedback.learning import learn_from_store
     from retrieval.learned import tuning_from_payload
 
     services = Services(tiny_services.settings.model_copy(
         update={"moderators": [MOD], "tuning_cache_seconds": 0, "tune_query_encoder": False}))
     services.knowledge_base.lexical.refresh_seconds = 0.0
-    store = services.feedback
+    loop = services.loop
+    store = loop.store
     taught = {"Can I bring my dog to work?": "holidays", "Can I take my dog to work?": "holidays",
               "Are pets allowed at work?": "holidays", "How do I get onto the VPN from home?": "vpn",
               "Who holds the pager this week?": "oncall", "Where do my taxi receipts go?": "expenses"}
     for number, (question, doc) in enumerate(taught.items()):
-        user, answer_id = f"U{number}", services.answer(question, 3, asker=f"U{number}").extras["answer_id"]
-        store.vote(answer_id, user, -1)
-        store.approve_correction(store.suggest_correction(answer_id, user, source_ref=doc).id, MOD)
-    learned = learn_from_store(store, embedder, chunk_store=services.store, params=services.learning_params())
-    record = store.create_proposal(summary=learned.summary, diff=learned.diff, payload=learned.payload, created_by=MOD)
-    store.record_evaluation(record.id, {}, True)
-    store.approve_proposal(record.id, MOD)
-    version = store.apply_proposal(record.id, MOD).number
+        user, answer_id = f"U{number}", loop.answer(question, k=3, asker=f"U{number}", origin="cli").answer_id
+        loop.vote(answer_id, user, -1)
+        loop.decide(loop.suggest_correction(answer_id, user, source=doc).ref, MOD, True)
+    outcome = loop.learn(MOD)
+    learned = outcome.learned
+    version = loop.decide(outcome.proposal.ref, MOD, True, override=True).version.number
 
     question = "Is my dog allowed in the office?"
     vector = embedder.encode_one(question)
     snapshot = tuning_from_payload(learned.payload, version)
     assert snapshot.adjustments(vector).get("holidays", 0) > 0  # nothing in the snapshot stops it
-    assert services.answer(question, 3, record=False).hits[0].doc_id == "holidays"
+    assert loop.answer(question, k=3, asker="U9", origin="cli", record=False).answer.hits[0].doc_id == "holidays"
 
     policy = tmp_path / "policy" / "corpus.jsonl"
     policy.parent.mkdir()
@@ -200,17 +206,17 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     monkeypatch.setattr(kb, "document_titles", lambda: None)  # as if only the snapshot were known
     assert kb.search(question, 3, snapshot).hits[0].doc_id == "holidays"
     monkeypatch.undo()
-    live = kb.with_current_titles(services.tuning())  # what every search does with the version
-    assert live.version == version and live is kb.with_current_titles(services.tuning())  # embedded once
+    live = kb.with_current_titles(loop.live.current())  # what every search does with the version
+    assert live.version == version and live is kb.with_current_titles(loop.live.current())  # embedded once
     assert "dogs" in live.title_docs and "dogs" not in snapshot.title_docs
     assert "holidays" not in live.adjustments(vector)
-    assert services.answer(question, 3, record=False).hits[0].doc_id == "dogs"
+    assert loop.answer(question, k=3, asker="U9", origin="cli", record=False).answer.hits[0].doc_id == "dogs"
     # The feedback still counts where no title describes a question better than it does.
     near = embedder.encode_one("Can I bring my dog to work with me?")
     assert live.adjustments(near).get("holidays", 0) > 0
     # The gate replays a proposal as the bot would serve it: with the titles of today.
     from feedback.gate import evaluate_payload
 
-    store.add_golden(question, ["dogs"], MOD)
+    loop.add_golden(question, ["dogs"], MOD)
     golden = evaluate_payload(store, services.knowledge_base, learned.payload).evaluation["golden"]
     assert golden["before"]["hit@1"] == golden["after"]["hit@1"] == 1.0

@@ -25,7 +25,7 @@ def pg_store(postgres_url):
     from feedback.store import FeedbackStore
 
     with scratch_database(postgres_url) as url:
-        store = FeedbackStore(url, moderators=["UMOD"])
+        store = FeedbackStore(url)
         store.upgrade()
         try:
             yield store
@@ -34,7 +34,7 @@ def pg_store(postgres_url):
 
 
 def test_store_reconnects_after_the_server_drops_every_connection(pg_store, postgres_url):
-    answer = pg_store.record_answer(question="vpn?", asker="UA", origin="test", hits=hits(0.8),
+    answer = pg_store.answers.record(question="vpn?", asker="UA", origin="test", hits=hits(0.8),
                                     answer_text="Use WireGuard.", abstained=False, tuning_version=None)
     pooled = pg_store.engine.pool.checkedin()
     assert pooled >= 1  # an idle connection waits in the pool: the one the "restart" will kill
@@ -42,15 +42,15 @@ def test_store_reconnects_after_the_server_drops_every_connection(pg_store, post
     assert terminate_other_connections(pg_store.url) >= 1
 
     # The very next calls succeed: pre-ping replaces the dead connections, no error surfaces.
-    assert pg_store.vote(answer.id, "UV", +1, source="test").counted
-    assert pg_store.get_answer(answer.id).question == "vpn?"
-    assert pg_store.claim_event("Ev-after-restart") is True
-    assert pg_store.claim_event("Ev-after-restart") is False
+    assert pg_store.votes.cast(answer.id, "UV", +1, source="test").counted
+    assert pg_store.answers.get(answer.id).question == "vpn?"
+    assert pg_store.deliveries.claim("Ev-after-restart") is True
+    assert pg_store.deliveries.claim("Ev-after-restart") is False
 
 
 def test_worker_lock_survives_a_dropped_connection(pg_store):
     """Advisory locks die with their session: after a "restart" the lock can be taken again."""
-    from bot.worker import DatabaseLock
+    from feedback.schedule import DatabaseLock
 
     lock = DatabaseLock(pg_store.engine, "ops-test-lock")
     with lock.try_hold() as held:
@@ -63,17 +63,17 @@ def test_worker_lock_survives_a_dropped_connection(pg_store):
 
 
 def test_drift_counts_low_scoring_questions_per_day(pg_store):
-    from feedback import models
-    from feedback.drift import drift_by_day, feedback_figures
     from sqlmodel import Session, update
 
+    from feedback import models
+
     for score in (0.9, 0.2, 0.1):
-        pg_store.record_answer(question=f"q {score}", asker="UA", origin="test", hits=hits(score),
+        pg_store.answers.record(question=f"q {score}", asker="UA", origin="test", hits=hits(score),
                                answer_text="-", abstained=score < 0.35, tuning_version=None)
     # One question from yesterday, and one answer that showed no source at all.
-    old = pg_store.record_answer(question="old", asker="UA", origin="test", hits=hits(0.9),
+    old = pg_store.answers.record(question="old", asker="UA", origin="test", hits=hits(0.9),
                                  answer_text="-", abstained=False, tuning_version=None)
-    pg_store.record_answer(question="nothing", asker="UA", origin="test", hits=[],
+    pg_store.answers.record(question="nothing", asker="UA", origin="test", hits=[],
                            answer_text="-", abstained=True, tuning_version=None)
     now = datetime.now(timezone.utc)
     with Session(pg_store.engine) as session:
@@ -81,14 +81,14 @@ def test_drift_counts_low_scoring_questions_per_day(pg_store):
                      .values(created_at=now - timedelta(days=1)))
         session.commit()
 
-    days = drift_by_day(pg_store, threshold=0.35, days=3, now=now)
+    days = pg_store.reports.drift_by_day(0.35, days=3, now=now)
     assert [d.day for d in days] == [(now - timedelta(days=i)).date() for i in (2, 1, 0)]
     assert [(d.questions, d.below_threshold) for d in days] == [(0, 0), (1, 0), (4, 3)]
     assert days[-1].share == pytest.approx(0.75)
     # The threshold matters: at 0.15 only the 0.1 answer and the empty one are below.
-    assert drift_by_day(pg_store, threshold=0.15, days=1, now=now)[0].below_threshold == 2
+    assert pg_store.reports.drift_by_day(0.15, days=1, now=now)[0].below_threshold == 2
 
-    figures = feedback_figures(pg_store, threshold=0.35, now=now)
+    figures = pg_store.reports.gauges(0.35, now=now)
     assert figures["drift_low_score_share"] == pytest.approx(0.75)
     assert figures["questions_today"] == 4
     assert "satisfaction_rate" not in figures  # no votes yet: no rate rather than a fake 0

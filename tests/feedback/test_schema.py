@@ -57,9 +57,9 @@ def test_outdated_sqlite_database_is_refused_by_services(settings, embedder):
     engine.dispose()
     services = Services(settings)
     with pytest.raises(OutdatedSchema, match="askloop db upgrade"):
-        services.feedback
+        services.feedback_store
     with pytest.raises(OutdatedSchema):
-        services.tuning()
+        services.loop
     result = runner.invoke(app, ["stats"])
     assert result.exit_code == 1 and "askloop db upgrade" in result.output and "Traceback" not in result.output
 
@@ -71,10 +71,10 @@ def test_database_at_an_older_revision_is_refused_until_upgraded(settings, embed
     db.upgrade(engine, "0001")  # what an older askloop created
     assert db.head_revision() != "0001"
     with pytest.raises(OutdatedSchema, match=r"revision 0001, askloop needs .*askloop db upgrade"):
-        Services(settings).feedback
+        Services(settings).feedback_store
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0 and f"0001 → {db.head_revision()}" in result.output
-    assert Services(settings).feedback.check_schema() == db.head_revision()
+    assert Services(settings).feedback_store.check_schema() == db.head_revision()
     engine.dispose()
 
 
@@ -92,9 +92,9 @@ def test_new_embedded_database_is_created_on_first_use(settings):
     from bot.services import Services
 
     assert not settings.sqlite_path.exists()
-    store = Services(settings).feedback
+    store = Services(settings).feedback_store
     assert store.check_schema() == db.head_revision()
-    assert store.active_version() is None
+    assert store.proposals.active_version() is None
 
 
 @pytest.fixture()
@@ -118,12 +118,12 @@ def test_postgres_upgrade_check_and_refusal(home, fresh_pg_url, monkeypatch):
     monkeypatch.setenv("ASKLOOP_DATABASE_URL", fresh_pg_url)
     # a server database is never created implicitly: the app refuses and says what to run
     with pytest.raises(OutdatedSchema, match="askloop db upgrade"):
-        Services(load_settings()).feedback
+        Services(load_settings()).feedback_store
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert runner.invoke(app, ["db", "check"]).exit_code == 0
-    store = Services(load_settings()).feedback
-    assert store.versions() == [] and store.active_version() is None
+    store = Services(load_settings()).feedback_store
+    assert store.proposals.versions() == [] and store.proposals.active_version() is None
     db.downgrade(store.engine, "base")
     assert runner.invoke(app, ["db", "check"]).exit_code == 1
     store.close()
@@ -209,12 +209,12 @@ def check_question_vector_migration(url: str) -> None:
     assert {"question_vector", "vector_model"} <= _columns(engine)
     store = FeedbackStore(url)
     vector = np.linspace(-1, 1, 16, dtype=np.float32)
-    new = store.record_answer(question="new question?", asker="UA", origin="slack",
+    new = store.answers.record(question="new question?", asker="UA", origin="slack",
                               hits=[Hit("vpn", "VPN", "vpn.md", 0.8, "x", "vpn#0", base_score=0.8)],
                               answer_text="a", abstained=False, tuning_version=None,
                               question_vector=vector, vector_model="m@16")
-    store.vote(new.id, "U2", 1)
-    old_vote, new_vote = store.training_feedback().votes
+    store.votes.cast(new.id, "U2", 1)
+    old_vote, new_vote = store.training.feedback().votes
     assert old_vote.question == "old question?" and old_vote.question_vector is None
     np.testing.assert_allclose(new_vote.question_vector, vector, atol=1e-3)
     store.close()
@@ -281,8 +281,8 @@ def check_thread_index_migration(url: str) -> None:
     assert _answer_indexes(engine)[THREAD_INDEX] == ["channel", "thread_ts"]
     assert THREAD_INDEX in _lookup_plan(engine)
     store = FeedbackStore(url)
-    assert store.answered_in_thread("C1", "100.000001") is True  # answered before the upgrade
-    assert store.answered_in_thread("C1", "100.000002") is False
+    assert store.answers.answered_in_thread("C1", "100.000001") is True  # answered before the upgrade
+    assert store.answers.answered_in_thread("C1", "100.000002") is False
     store.close()
 
     db.downgrade(engine, "0003")

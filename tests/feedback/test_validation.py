@@ -1,14 +1,12 @@
-"""Pure rules: the vote policy and the parsing of what people type."""
+"""Pure rules: the vote policy, references, and the text cleaning applied before storing."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 
-from bot.commands.feedback import parse_ref, parse_since, parse_vote
-from bot.shell_feedback import split_correction
 from feedback.errors import InvalidFeedback
+from feedback.refs import Ref, correction_ref, parse_ref, proposal_ref, try_parse_ref
+from feedback.text import clean_text
 from feedback.validation import VotePolicy
 
 
@@ -24,27 +22,16 @@ def test_policy_flagged_rate_limited_and_weighted():
         VotePolicy(asker_weight=-1)
 
 
-def test_parse_ref_and_vote():
-    assert parse_ref("c12") == ("correction", 12) and parse_ref(" P3 ") == ("proposal", 3)
-    for bad in ("12", "x3", "c", "c-1", ""):
+def test_references_are_formatted_and_parsed_in_one_place():
+    assert parse_ref("c12") == Ref("correction", 12) and parse_ref(" P #3 ") == Ref("proposal", 3)
+    assert str(parse_ref("g5")) == "g5" and correction_ref(7) == "c7" and proposal_ref(2) == "p2"
+    for bad in ("12", "x3", "c", "c-1", "", "c1.5"):
         with pytest.raises(InvalidFeedback):
             parse_ref(bad)
-    assert [parse_vote(v) for v in ("+1", "up", "👍", "-1", "down", "👎")] == [1, 1, 1, -1, -1, -1]
-    with pytest.raises(InvalidFeedback):
-        parse_vote("0")
+    with pytest.raises(InvalidFeedback, match="c<number> for a correction or p<number> for a proposal"):
+        parse_ref("a12", "correction", "proposal")
+    assert try_parse_ref("a12", "answer") == Ref("answer", 12) and try_parse_ref("zz") is None
 
 
-def test_parse_since():
-    now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-    assert parse_since("7d", now) == now - timedelta(days=7)
-    assert parse_since("24h", now) == now - timedelta(hours=24)
-    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=timezone.utc)
-    assert parse_since(None, now) is None
-    with pytest.raises(InvalidFeedback):
-        parse_since("yesterday", now)
-
-
-def test_split_correction():
-    assert split_correction("Use WireGuard doc:vpn") == ("Use WireGuard", "doc:vpn")
-    assert split_correction("https://wiki.example.org/vpn") == (None, "https://wiki.example.org/vpn")
-    assert split_correction("just text") == ("just text", None)
+def test_text_cleaning_keeps_lines_and_drops_controls():
+    assert clean_text("a\x00b\x1b[0mc\r\nd\te\u0085f\ud800") == "ab[0mc\nd\tef"

@@ -98,9 +98,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(store_url: str):
     from feedback.store import FeedbackStore
 
-    instance = FeedbackStore(store_url, moderators=[MODERATOR])
+    instance = FeedbackStore(store_url)
     yield instance
     instance.close()
+
+
+class NoKnowledgeBase:
+    """For loop tests that never search: any use of the knowledge base is a test failure."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"this test must not use the knowledge base (.{name})")
+
+
+@pytest.fixture()
+def loop(store):
+    """The feedback loop over `store`, with MODERATOR as the one moderator and no knowledge base."""
+    from feedback.config import LoopConfig
+    from feedback.loop import FeedbackLoop
+
+    return FeedbackLoop(store, lambda: NoKnowledgeBase(), LoopConfig(moderators=frozenset({MODERATOR})))
 
 
 def hits(*doc_ids: str) -> list[Hit]:
@@ -112,7 +128,7 @@ def hits(*doc_ids: str) -> list[Hit]:
 
 
 def answer(store, question: str = "how do I connect to the VPN?", asker: str = "U_ASKER", **kwargs):
-    return store.record_answer(
+    return store.answers.record(
         question=question, asker=asker, origin=kwargs.pop("origin", "slack"),
         hits=kwargs.pop("hits", hits("vpn", "laptop")), answer_text="Install WireGuard [1]",
         abstained=False, tuning_version=kwargs.pop("tuning_version", None), **kwargs,

@@ -3,9 +3,9 @@
 Why it is built this way:
 - Metrics live in a registry of our own (`REGISTRY`), so tests and several apps in one process
   never collide with prometheus_client's global default registry.
-- Counters for answers, votes and corrections are driven by the feedback store's successful
-  (committed) writes — its methods are wrapped on the instance the server uses — so they count
-  what really happened, and no listener has to remember to call a metrics function.
+- Counters for answers, votes and corrections are driven by the feedback loop's reports
+  (`MetricEvents`, a `feedback.events.LoopEvents`), made after each use case committed, so they
+  count what really happened, and no listener has to remember to call a metrics function.
 - Figures that must agree across replicas (satisfaction, pending reviews, drift) are read from
   the database at scrape time, cached for a few seconds, instead of being kept per process.
 - `instrument(asgi_app)` wraps any ASGI app with `/metrics`, request latency and a request id,
@@ -162,109 +162,6 @@ def timed_retrieval() -> Iterator[None]:
         RETRIEVAL_LATENCY.observe(time.perf_counter() - start)
 
 
-class _TimedKnowledgeBase:
-    """Stands in for `Services.knowledge_base`: times `search`, delegates everything else.
-
-    Built lazily, so instrumenting never opens the Chroma connection: a replica must start (and
-    serve /healthz and /metrics) even while the Chroma server is down, and connect once it is up.
-    """
-
-    _askloop_timed = True
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
-        self._real: Any = None
-        self._lock = threading.Lock()
-
-    def _knowledge_base(self) -> Any:
-        if self._real is None:
-            with self._lock:
-                if self._real is None:
-                    self._real = self._build()
-        return self._real
-
-    def search(self, *args: Any, **kwargs: Any) -> Any:
-        with timed_retrieval():
-            return self._knowledge_base().search(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._knowledge_base(), name)
-
-
-def instrument_services(services: Any) -> Any:
-    """Time every retrieval of this `Services` object (its knowledge base's `search`).
-
-    Instance-level and idempotent: the class stays untouched, so other Services objects in the
-    process (tests, CLI) are unaffected; nothing is connected until the first question.
-    """
-    from functools import cached_property
-
-    current = services.__dict__.get("knowledge_base")
-    if getattr(current, "_askloop_timed", False):
-        return services
-    if current is not None:
-        build: Callable[[], Any] = lambda: current  # noqa: E731
-    else:
-        prop = getattr(type(services), "knowledge_base", None)
-        if not isinstance(prop, cached_property):
-            log.warning("cannot time retrieval: %s.knowledge_base is not a cached property",
-                        type(services).__name__)
-            return services
-        build = lambda: prop.func(services)  # noqa: E731
-    services.__dict__["knowledge_base"] = _TimedKnowledgeBase(build)
-    return services
-
-
-# -- counters from the feedback store's successful writes ---------------------------------------
-def _wrap(store: Any, name: str, after: Callable[[tuple, dict, Any], None]) -> None:
-    plain = getattr(store, name, None)
-    if plain is None:
-        return
-
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        result = plain(*args, **kwargs)  # raises (and counts nothing) when the write is refused
-        try:
-            after(args, kwargs, result)
-        except Exception:  # metrics must never break a vote
-            log.debug("could not count %s", name, exc_info=True)
-        return result
-
-    setattr(store, name, wrapped)
-
-
-def instrument_store(store: Any) -> Any:
-    """Count answers, votes and corrections as this FeedbackStore commits them (idempotent).
-
-    The store's methods return only after their transaction committed, so a refused or rolled
-    back write never counts. Instance-level: other stores in the process are untouched.
-    """
-    if getattr(store, "_askloop_counted", False):
-        return store
-
-    def answered(args: tuple, kwargs: dict, record: Any) -> None:
-        origin = kwargs.get("origin") or getattr(record, "origin", None) or "unknown"
-        ANSWERS.labels(origin=origin).inc()
-        if getattr(record, "abstained", kwargs.get("abstained")):
-            ABSTENTIONS.labels(origin=origin).inc()
-
-    def voted(args: tuple, kwargs: dict, outcome: Any) -> None:
-        value = kwargs.get("value", args[2] if len(args) > 2 else getattr(outcome, "value", 0))
-        VOTES.labels(kind="up" if value > 0 else "down",
-                     counted=str(bool(getattr(outcome, "counted", False))).lower(),
-                     source=kwargs.get("source", "cli")).inc()
-
-    def removed(args: tuple, kwargs: dict, changed: Any) -> None:
-        if changed:
-            VOTES.labels(kind="removed", counted="n/a", source=kwargs.get("source", "cli")).inc()
-
-    _wrap(store, "record_answer", answered)
-    _wrap(store, "vote", voted)
-    _wrap(store, "remove_vote", removed)
-    _wrap(store, "suggest_correction", lambda args, kwargs, record: CORRECTIONS.inc())
-    store._askloop_counted = True
-    return store
-
-
 class MetricEvents:
     """`feedback.events.LoopEvents` as Prometheus series: what the loop committed, counted."""
 
@@ -389,13 +286,7 @@ def instrument(app: Callable[..., Any], *, services: Any = None, store_factory: 
     """
     metrics_app = make_asgi_app(registry=REGISTRY)
     count_logged_errors()
-    if services is not None:
-        instrument_services(services)
     if store_factory is not None:
-        try:
-            instrument_store(store_factory())
-        except Exception as exc:  # the store could not be built: serve, but say why
-            log.warning("answer and vote counters are off: %s", exc)
         register_feedback_gauges(
             store_factory, threshold if threshold is not None else _default_threshold(services),
             ttl=gauge_ttl,

@@ -41,12 +41,12 @@ Job = Callable[[], Any]
 
 
 def learning_job(loop: FeedbackLoop, created_by: str = "worker", strategy: str = "askloop") -> Job:
-    """Build, record and evaluate a proposal (`FeedbackLoop.learn`); returns the new proposal, or
-    None when the feedback yields nothing new."""
+    """Build, record and evaluate a proposal (`FeedbackLoop.learn`); returns the proposal it
+    evaluated, or None when the feedback yields nothing new."""
 
     def run() -> Any:
         outcome = loop.learn(created_by, strategy)
-        return outcome.proposal if outcome.new else None
+        return outcome.proposal if outcome.evaluated else None
 
     return run
 

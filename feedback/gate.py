@@ -132,6 +132,9 @@ def render_evaluation(evaluation: dict[str, Any]) -> str:
     """A few lines for the proposal's reviewer (empty evaluation: not evaluated yet)."""
     if not evaluation:
         return "not evaluated yet"
+    if not isinstance(evaluation.get("golden"), dict) or not isinstance(evaluation.get("recent"), dict):
+        # not the gate's own shape (written by another tool): show what is there
+        return "; ".join(f"{k}: {v}" for k, v in list(evaluation.items())[:12])
     golden = evaluation["golden"]
     b, a = golden["before"], golden["after"]
     verdict = "PASSED" if evaluation["passed"] else "FAILING"

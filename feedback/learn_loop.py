@@ -29,12 +29,14 @@ from retrieval.search import KnowledgeBase
 @dataclass(frozen=True)
 class LearnOutcome:
     """`proposal`: the proposal this call made (`new`), or the existing one that already carries
-    exactly this feedback, or None; `reason` says why nothing new was made."""
+    exactly this feedback, or None; `reason` says why nothing new was made. `evaluated`: this call
+    ran the gate (on a new proposal, or on one whose evaluation had never finished)."""
 
     proposal: ProposalRecord | None
     new: bool
     reason: str = ""
     learned: LearnedProposal | None = None
+    evaluated: bool = False
 
 
 class Learner:
@@ -87,7 +89,8 @@ class Learner:
                                               "exactly this feedback", learned)
         proposal = known or self.store.proposals.create(summary=learned.summary, diff=learned.diff,
                                                         payload=learned.payload, created_by=created_by)
-        return LearnOutcome(self.evaluate(proposal.id, vectors=vectors), known is None, "", learned)
+        reason = "" if known is None else f"proposal {proposal_ref(known.id)} already held exactly this feedback"
+        return LearnOutcome(self.evaluate(proposal.id, vectors=vectors), known is None, reason, learned, True)
 
     def evaluate(self, proposal_id: int, *, vectors: dict[str, np.ndarray] | None = None) -> ProposalRecord:
         """Run the gate on a stored proposal and record the result ('evaluated' or 'failing')."""

@@ -161,8 +161,8 @@ class FeedbackLoop:
         the question's embedding when the caller already has it (batch replays)."""
         tuning = self.live.current()
         started = time.perf_counter()
-        kb = self.knowledge_base
         try:
+            kb = self.knowledge_base
             if vector is None:
                 result = kb.search(question, k or self.config.top_k, tuning)
             else:

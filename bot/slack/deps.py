@@ -62,6 +62,7 @@ class BotDeps:
     native_feedback: bool = True
     answered_threads: LRUSet = field(default_factory=LRUSet)
     announced: LRUSet = field(default_factory=LRUSet)  # review items already posted (by anyone)
+    review_retries: dict[str, tuple[int, float]] = field(default_factory=dict)  # failed posts: tries, next
     # message -> answer id of our answers (immutable once linked), so reactions skip a query
     answer_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     _db_pool: ThreadPoolExecutor | None = None

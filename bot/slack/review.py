@@ -10,6 +10,7 @@ review` and App Home always list what is waiting, posted or not.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -19,6 +20,7 @@ from bot.slack import blocks as kit
 from bot.slack.deps import BotDeps, log
 
 POST_INTERVAL = 1.0  # seconds between posts to one channel
+RETRY_FIRST, RETRY_MAX = 5.0, 600.0  # a failed post is tried again after 5 s, doubling up to 10 min
 
 
 def review_message(deps: BotDeps, kind: str, item_id: int) -> tuple[str, list[dict[str, Any]]]:
@@ -53,6 +55,9 @@ async def announce(deps: BotDeps, client: AsyncWebClient, kind: str, item_id: in
     key = f"review-post:{kind}:{item_id}"
     if key in deps.announced:
         return False
+    attempts, next_at = deps.review_retries.get(key, (0, 0.0))
+    if time.monotonic() < next_at:
+        return False
     try:
         if not await deps.db(deps.loop.claim, key):
             deps.announced.add(key)
@@ -66,13 +71,17 @@ async def announce(deps: BotDeps, client: AsyncWebClient, kind: str, item_id: in
                                       unfurl_media=False)
     except Exception as exc:
         reason = exc.response.get("error") if isinstance(exc, SlackApiError) else f"{exc.__class__.__name__}: {exc}"
-        log.error("could not post %s %s to the review channel (%s); it will be posted again", kind, item_id, reason)
+        wait = min(RETRY_MAX, RETRY_FIRST * 2**attempts)
+        deps.review_retries[key] = (attempts + 1, time.monotonic() + wait)
+        log.error("could not post %s %s to the review channel (%s); trying again in %.0f s", kind, item_id,
+                  reason, wait)
         try:
             await deps.db(deps.loop.release, key)
         except Exception:
             log.exception("could not release the review post of %s %s", kind, item_id)
         return False
     deps.announced.add(key)
+    deps.review_retries.pop(key, None)
     return True
 
 

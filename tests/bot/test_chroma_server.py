@@ -8,13 +8,12 @@ import uuid
 
 import pytest
 
-from tests.support.chroma_server import chroma_server  # noqa: F401  (module-scoped fixture)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def server_services(chroma_server, home, monkeypatch, embedder, tiny_corpus):  # noqa: F811
+def server_services(chroma_server, home, monkeypatch, embedder, tiny_corpus):
     """Services pointed at the Chroma server (own collection per test), tiny corpus ingested."""
     from bot.services import Services
     from bot.settings import load_settings
@@ -28,7 +27,7 @@ def server_services(chroma_server, home, monkeypatch, embedder, tiny_corpus):  #
 
 
 def test_server_mode_ingests_and_answers_through_the_http_client(
-    server_services, chroma_server, tiny_corpus  # noqa: F811
+    server_services, chroma_server, tiny_corpus
 ):
     import chromadb
 
@@ -39,7 +38,7 @@ def test_server_mode_ingests_and_answers_through_the_http_client(
     assert store._client.get_settings().chroma_api_impl == "chromadb.api.fastapi.FastAPI"
     assert server_services.settings.chroma_url == chroma_server.url
 
-    answer = server_services.answer("how do I connect to the VPN?")
+    answer = server_services.loop.answer("how do I connect to the VPN?", asker="UASK", origin="test").answer
     assert not answer.abstained
     assert answer.hits[0].doc_id == "vpn"
     assert "WireGuard" in answer.text
@@ -69,7 +68,7 @@ def test_server_mode_ingests_and_answers_through_the_http_client(
 
 
 def test_chroma_down_fails_politely_keeps_feedback_and_recovers(
-    server_services, chroma_server, postgres_url, monkeypatch  # noqa: F811
+    server_services, chroma_server, postgres_url, monkeypatch
 ):
     from bot.services import Services
     from bot.settings import load_settings
@@ -81,39 +80,39 @@ def test_chroma_down_fails_politely_keeps_feedback_and_recovers(
         FeedbackStore(url).upgrade()  # what the compose file's `migrate` service does
         monkeypatch.setenv("ASKLOOP_DATABASE_URL", url)
         services = Services(load_settings())  # the bot: Chroma server + PostgreSQL
-        store = services.feedback
-        before = services.answer("when is the on-call handover?", asker="UASK", origin="test")
-        answer_id = before.extras["answer_id"]
+        loop = services.loop
+        before = loop.answer("when is the on-call handover?", asker="UASK", origin="test")
+        answer_id = before.answer_id
 
         chroma_server.stop()
         try:
             with pytest.raises(StoreUnavailable) as failure:
-                services.answer("how do I submit expenses?", asker="UASK", origin="test")
+                loop.answer("how do I submit expenses?", asker="UASK", origin="test")
             message = str(failure.value)
             assert "vector store" in message and "Chroma" in message
             assert "Traceback" not in message and "\n" not in message
 
             # Feedback does not need the vector store: votes and corrections still land.
-            outcome = store.vote(answer_id, "UVOTER", +1, source="test")
+            outcome = loop.vote(answer_id, "UVOTER", +1, source="test")
             assert outcome.counted
-            correction = store.suggest_correction(answer_id, "UVOTER", text="Handover is in #ops.")
+            correction = loop.suggest_correction(answer_id, "UVOTER", text="Handover is in #ops.")
             assert correction.status == "pending"
         finally:
             chroma_server.start()
 
         # Same port, same path: the service recovers by itself, data intact.
-        after = services.answer("how do I submit expenses?", asker="UASK", origin="test")
+        after = loop.answer("how do I submit expenses?", asker="UASK", origin="test").answer
         assert after.hits[0].doc_id == "expenses"
         assert not after.abstained
-        votes = store.training_feedback().votes
+        votes = loop.store.training.feedback().votes
         assert [(v.user, v.value) for v in votes] == [("UVOTER", 1)]
         # The failed question recorded nothing; the two answered ones are there.
-        assert [a.question for a in store.answers()] == [after.question, before.question]
-        store.close()
+        assert [a.question for a in loop.store.answers.recent()] == [after.question, before.answer.question]
+        loop.close()
 
 
 def test_bot_starting_while_chroma_is_down_recovers_when_it_comes_up(
-    chroma_server, home, monkeypatch, embedder  # noqa: F811
+    chroma_server, home, monkeypatch, embedder
 ):
     """A replica that starts before the Chroma server is up keeps trying instead of dying."""
     from bot.services import Services
@@ -126,7 +125,7 @@ def test_bot_starting_while_chroma_is_down_recovers_when_it_comes_up(
     chroma_server.stop()
     try:
         with pytest.raises(StoreUnavailable, match="cannot reach the Chroma server"):
-            services.answer("anything?")
+            services.loop.answer("anything?", asker="UASK", origin="test")
     finally:
         chroma_server.start()
     assert services.store.count() == 0  # opened now that the server is back

@@ -14,12 +14,12 @@ runner = CliRunner()
 
 def record(store, score: float | None) -> None:
     hits = [] if score is None else [Hit("vpn", "VPN", "vpn.md", score, "WireGuard.", "vpn#0", "", score)]
-    store.record_answer(question=f"q{score}", asker="UA", origin="test", hits=hits, answer_text="-",
+    store.answers.record(question=f"q{score}", asker="UA", origin="test", hits=hits, answer_text="-",
                         abstained=score is None or score < 0.35, tuning_version=None)
 
 
 def test_drift_and_stats_show_the_share_below_the_threshold(services):
-    store = services.feedback
+    store = services.feedback_store
     for score in (0.9, 0.8, 0.2, None):
         record(store, score)
 
@@ -45,24 +45,24 @@ def test_drift_refuses_bad_input(services):
 
 
 def test_worker_once_reports_what_it_did(services, tiny_corpus, monkeypatch):
-    store = services.feedback
+    store = services.feedback_store
     record(store, 0.9)
-    answer = store.answers()[0]
+    answer = store.answers.recent()[0]
     monkeypatch.setenv("ASKLOOP_LEARN_AFTER_VOTES", "1")
     assert runner.invoke(app, ["worker", "--once"]).stdout.startswith("not_due")
-    store.vote(answer.id, "UVOTER", +1, source="test")
+    store.votes.cast(answer.id, "UVOTER", +1, source="test")
     # The knowledge base is still empty: the gate cannot replay anything, the run fails loudly.
     failed = runner.invoke(app, ["worker", "--once"])
     assert failed.exit_code == 1 and "knowledge base is empty" in failed.output
-    assert store.get_proposal(1).status == "pending"  # built, not yet measured
+    assert store.proposals.get(1).status == "pending"  # built, not yet measured
 
     services.ingestor.run([tiny_corpus])
     result = runner.invoke(app, ["worker", "--once", "--force"])
     assert result.exit_code == 0, result.output
     # The same feedback: the pending proposal is evaluated now, no second one is created.
     assert result.stdout.startswith("built") and "(proposal p1)" in result.stdout
-    assert store.get_proposal(1).status in ("evaluated", "failing")
-    assert len(store.proposals()) == 1
+    assert store.proposals.get(1).status in ("evaluated", "failing")
+    assert len(store.proposals.list()) == 1
     assert runner.invoke(app, ["worker", "--once"]).stdout.startswith("not_due")
     assert runner.invoke(app, ["worker", "--once", "--force"]).stdout.startswith("nothing")
     assert runner.invoke(app, ["worker", "--force"]).exit_code != 0  # --force needs --once

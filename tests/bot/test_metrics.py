@@ -17,8 +17,8 @@ from tests.support.chroma_server import free_port
 from tests.support.ops import metric_value, scrape
 
 
-def make_app(services, store):
-    """A minimal ASGI app taking the same path as the bot: answer, record, vote."""
+def make_app(loop):
+    """A minimal ASGI app taking the same path as the bot: answer, record, vote — through the loop."""
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -32,14 +32,14 @@ def make_app(services, store):
         query = parse_qs(scope.get("query_string", b"").decode())
         status, body = 200, {}
         if scope["path"] == "/ask":
-            answer = services.answer(query["q"][0], asker="UASK", origin="slack")
-            body = {"id": answer.extras["answer_id"], "abstained": answer.abstained}
+            answered = loop.answer(query["q"][0], asker="UASK", origin="slack")
+            body = {"id": answered.answer_id, "abstained": answered.answer.abstained}
         elif scope["path"] == "/vote":
-            store.vote(int(query["id"][0]), query["user"][0], int(query["value"][0]), source="slack")
+            loop.vote(int(query["id"][0]), query["user"][0], int(query["value"][0]), source="slack")
         elif scope["path"] == "/unvote":
-            body = {"removed": store.remove_vote(int(query["id"][0]), query["user"][0])}
+            body = {"removed": loop.withdraw_vote(int(query["id"][0]), query["user"][0], source="slack").changed}
         elif scope["path"] == "/correct":
-            store.suggest_correction(int(query["id"][0]), "UFIX", text="Better: use the IT portal.")
+            loop.suggest_correction(int(query["id"][0]), "UFIX", text="Better: use the IT portal.")
         elif scope["path"] == "/boom":
             raise RuntimeError("boom")
         else:
@@ -53,9 +53,11 @@ def make_app(services, store):
 
 @pytest.fixture()
 def served(tiny_services, settings):
-    store = tiny_services.feedback
-    app = observability.instrument(make_app(tiny_services, store), services=tiny_services,
-                                   store_factory=lambda: store, threshold=settings.answer_threshold,
+    from bot.services import Services
+
+    loop = Services(settings, events=observability.MetricEvents()).loop
+    store = loop.store
+    app = observability.instrument(make_app(loop), store_factory=lambda: loop, threshold=settings.answer_threshold,
                                    gauge_ttl=0)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -140,8 +142,7 @@ def test_errors_are_counted_and_a_rolled_back_write_counts_nothing(served):
 
 def test_gauges_are_omitted_not_faked_when_the_database_is_down(tiny_services):
     class Broken:
-        @property
-        def engine(self):
+        def gauges(self, window_days):
             raise ConnectionError("database down")
 
     collector = observability.FeedbackCollector(lambda: Broken(), threshold=0.35, ttl=0)
@@ -159,12 +160,12 @@ def test_instrumenting_does_not_connect_to_chroma(monkeypatch, home, embedder):
     from retrieval.store import StoreUnavailable
 
     monkeypatch.setenv("ASKLOOP_CHROMA_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
-    services = Services(load_settings())
+    services = Services(load_settings(), events=observability.MetricEvents())
 
     async def app(scope, receive, send):  # pragma: no cover - never reached
         raise AssertionError
 
-    wrapped = observability.instrument(app, services=services)
+    wrapped = observability.instrument(app, store_factory=lambda: services.loop, threshold=0.35)
     sent = []
 
     async def receive():
@@ -178,9 +179,8 @@ def test_instrumenting_does_not_connect_to_chroma(monkeypatch, home, embedder):
     assert sent[0]["status"] == 200
     errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
     with pytest.raises(StoreUnavailable):
-        services.answer("vpn?", asker="U1", origin="test")
+        services.loop.answer("vpn?", asker="U1", origin="test")
     assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0 + 1
-    assert observability.instrument_services(services).knowledge_base is services.knowledge_base
 
 
 def test_errors_logged_by_components_are_counted(served):
@@ -196,11 +196,12 @@ def test_errors_logged_by_components_are_counted(served):
     assert 'where="other.library"' not in after
 
 
-def test_bad_questions_are_not_retrieval_errors(tiny_services):
+def test_bad_questions_are_not_retrieval_errors(settings, tiny_services):
+    from bot.services import Services
     from retrieval.search import QuestionError
 
-    observability.instrument_services(tiny_services)
+    loop = Services(settings, events=observability.MetricEvents()).loop
     errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
     with pytest.raises(QuestionError):
-        tiny_services.answer("   ", asker="U1", origin="test")
+        loop.answer("   ", asker="U1", origin="test")
     assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0

@@ -126,7 +126,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
                     wait_http(replica.url + "/healthz", timeout=180, process=replica.process.process)
                 except Exception as exc:
                     raise RuntimeError(f"{replica.name}: {exc}\n{replica.process.log()[-3000:]}") from exc
-            store = FeedbackStore(db_url, moderators=[MODERATOR])
+            store = FeedbackStore(db_url)
             yield Stack(chroma, db_url, stub, env, replicas, store, root)
             store.close()
     finally:
@@ -148,7 +148,7 @@ def ask(stack: Stack, replica: Replica, question: str, channel: str | None = Non
     ts = answer_ts(stack.stub, channel, event["ts"])
     # Reactions are only possible once the message is shown; the bot links it to its answer
     # right after posting, so wait for that link as a person's reaction would.
-    wait_until(lambda: stack.store.answer_for_message(channel, ts))
+    wait_until(lambda: stack.store.answers.for_message(channel, ts))
     return event, event_id, ts
 
 
@@ -232,7 +232,7 @@ def test_events_alternating_between_replicas_get_exactly_one_answer_each(stack):
         ask(stack, replica, question, channel)
     time.sleep(0.5)  # a duplicate would have been posted by now
     assert [len(posts_in(stack.stub, c)) for c in channels] == [1] * 6
-    recorded = {a.channel for a in stack.store.answers(limit=500)}
+    recorded = {a.channel for a in stack.store.answers.recent(limit=500)}
     assert set(channels) <= recorded
     # Each replica answered its three: the work really was spread over both processes.
     after = answer_counts(stack.replicas)
@@ -254,7 +254,7 @@ def test_follow_up_reaching_the_replica_that_did_not_answer_costs_no_slack_looku
     assert response.status_code == 200
     stack.stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
                         "Requesting holidays" in json.dumps(c.get("blocks")))
-    follow_up = wait_until(lambda: [r for r in stack.store.answers(limit=500)
+    follow_up = wait_until(lambda: [r for r in stack.store.answers.recent(limit=500)
                                     if r.channel == channel and r.origin == "slack_thread"])
     assert follow_up[0].thread_ts == event["ts"]
     assert stack.stub.find("conversations.replies", lambda c: c.get("channel") == channel) == []
@@ -269,16 +269,16 @@ def test_retried_delivery_to_the_other_replica_is_not_processed_twice(stack):
     assert first.status_code == again.status_code == 200
     stack.stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
     ts = answer_ts(stack.stub, channel, event["ts"])
-    wait_until(lambda: stack.store.answer_for_message(channel, ts))
+    wait_until(lambda: stack.store.answers.for_message(channel, ts))
     # A reaction delivered to B and retried to A: one vote event, not two.
     voter = unique("U")
     _, reaction_id = b.slack.event(reaction("+1", user=voter, channel=channel, ts=ts))
     a.slack.event(reaction("+1", user=voter, channel=channel, ts=ts), event_id=reaction_id, retry=1)
-    record = wait_until(lambda: stack.store.answer_for_message(channel, ts))
-    wait_until(lambda: stack.store.votes_for(record.id))
+    record = wait_until(lambda: stack.store.answers.for_message(channel, ts))
+    wait_until(lambda: stack.store.votes.for_answer(record.id))
     time.sleep(0.5)
     assert len(posts_in(stack.stub, channel)) == 1
-    assert len(stack.store.vote_history(record.id)) == 1
+    assert len(stack.store.votes.history(record.id)) == 1
 
 
 def test_votes_through_both_replicas_land(stack):
@@ -287,8 +287,8 @@ def test_votes_through_both_replicas_land(stack):
     for i, voter in enumerate(voters):
         stack.replicas[i % 2].slack.event(
             reaction("+1" if i % 3 else "-1", user=voter, channel=channel, ts=ts))
-    record = wait_until(lambda: stack.store.answer_for_message(channel, ts))
-    votes = wait_until(lambda: (v := stack.store.votes_for(record.id)) and len(v) == 6 and v)
+    record = wait_until(lambda: stack.store.answers.for_message(channel, ts))
+    votes = wait_until(lambda: (v := stack.store.votes.for_answer(record.id)) and len(v) == 6 and v)
     assert sorted((v.user, v.value) for v in votes) == sorted(
         (voter, 1 if i % 3 else -1) for i, voter in enumerate(voters))
 
@@ -305,30 +305,31 @@ def test_a_proposal_applied_through_one_replica_is_used_by_the_other(stack, embe
         _, _, ts = ask(stack, a, question, channel)
         for i in range(2):
             stack.replicas[i].slack.event(reaction("+1", user=unique("U"), channel=channel, ts=ts))
-        record = wait_until(lambda: stack.store.answer_for_message(channel, ts))
-        wait_until(lambda: len(stack.store.votes_for(record.id)) == 2)
+        record = wait_until(lambda: stack.store.answers.for_message(channel, ts))
+        wait_until(lambda: len(stack.store.votes.for_answer(record.id)) == 2)
     services = Services(Settings(home=stack.root / "home-worker", chroma_url=stack.chroma.url,
                                  database_url=stack.db_url, collection="askloop-ops"))
     services.__dict__["embedder"] = embedder
-    report = LearningWorker.from_services(services, services.feedback).run_once(force=True)
+    report = LearningWorker.from_settings(services.loop, services.settings).run_once(force=True)
     assert report.outcome == "built", report.detail
-    proposal = stack.store.get_proposal(report.proposal_id)
+    proposal = stack.store.proposals.get(report.proposal_id)
     assert proposal.status in ("evaluated", "failing")
 
     # A moderator presses "Approve and apply" on the review message; replica A handles it.
     value = json.dumps({"kind": "proposal", "id": proposal.id})
-    payload = block_action({"action_id": kit.REVIEW_APPROVE, "type": "button", "value": value},
+    button = kit.REVIEW_APPROVE if proposal.status == "evaluated" else kit.REVIEW_OVERRIDE  # "Apply anyway"
+    payload = block_action({"action_id": button, "type": "button", "value": value},
                            user=MODERATOR, channel=REVIEW_CHANNEL, message_ts="1700000000.000100")
     assert a.slack.interactive(payload).status_code == 200
-    number = wait_until(lambda: stack.store.active_version_number())
-    assert stack.store.get_proposal(proposal.id).status == "applied"
+    number = wait_until(lambda: stack.store.proposals.active_version_number())
+    assert stack.store.proposals.get(proposal.id).status == "applied"
 
     # Replica B never saw the click; within its cache TTL it answers with the new version.
     ttl = float(stack.env["ASKLOOP_TUNING_CACHE_SECONDS"])
     time.sleep(ttl + 0.5)
     channel = unique("C")
     event, _, ts = ask(stack, b, "how do I connect to the VPN?", channel)
-    record = wait_until(lambda: stack.store.answer_for_message(channel, ts))
+    record = wait_until(lambda: stack.store.answers.for_message(channel, ts))
     assert record.tuning_version == number
     (post,) = posts_in(stack.stub, channel)
     assert f"tuning version {number}" in json.dumps(post["blocks"])
@@ -362,7 +363,7 @@ def test_json_logs_carry_the_slack_event_id(stack):
 def test_chroma_outage_apologises_keeps_votes_and_recovers(stack):
     a, b = stack.replicas
     _, _, ts = ask(stack, a, "how do I get a new laptop?", channel := unique("C"))
-    record = wait_until(lambda: stack.store.answer_for_message(channel, ts))
+    record = wait_until(lambda: stack.store.answers.for_message(channel, ts))
     stack.chroma.stop()
     try:
         down_channel = unique("C")
@@ -373,7 +374,7 @@ def test_chroma_outage_apologises_keeps_votes_and_recovers(stack):
         # Votes need only the database: a reaction through B lands while Chroma is down.
         voter = unique("U")
         b.slack.event(reaction("+1", user=voter, channel=channel, ts=ts))
-        wait_until(lambda: [v for v in stack.store.votes_for(record.id) if v.user == voter])
+        wait_until(lambda: [v for v in stack.store.votes.for_answer(record.id) if v.user == voter])
         assert httpx.get(b.url + "/healthz").status_code == 200  # alive; Chroma reported
     finally:
         stack.chroma.start()
@@ -393,5 +394,5 @@ def test_postgres_connections_dropped_both_replicas_reconnect(stack):
         _, _, ts = ask(stack, replica, "how do I submit expenses?", channel)
         (post,) = posts_in(stack.stub, channel)
         assert post["text"] != kit.APOLOGY
-        assert wait_until(lambda: stack.store.answer_for_message(channel, ts))
+        assert wait_until(lambda: stack.store.answers.for_message(channel, ts))
         assert httpx.get(replica.url + "/healthz").status_code == 200

@@ -31,10 +31,10 @@ def make_shell(services) -> tuple[Shell, io.StringIO]:
     out = io.StringIO()
     console = Console(file=out, width=200, highlight=False, color_system=None)
     shell = Shell(
-        services,
+        services.loop,
         user="ada",
         console=console,
-        ask=lambda q: services.answer(q, asker="ada", origin="cli"),
+        ask=lambda q: services.loop.answer(q, asker="ada", origin="shell"),
         show=lambda answer: console.print(answer.text),
         errors=(QuestionError,),
     )

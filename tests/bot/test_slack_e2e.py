@@ -78,7 +78,7 @@ def slack(bot: BotProcess) -> SlackClient:
 def store(bot: BotProcess) -> Iterator[Any]:
     from feedback.store import FeedbackStore
 
-    s = FeedbackStore(f"sqlite:///{bot.home}/askloop.db", moderators=[MODERATOR])  # type: ignore[attr-defined]
+    s = FeedbackStore(f"sqlite:///{bot.home}/askloop.db")  # type: ignore[attr-defined]
     yield s
     s.close()
 
@@ -121,7 +121,7 @@ def test_mention_gets_threaded_answer_with_sources_and_buttons(slack, stub, stor
     feedback = find_action(call["blocks"], kit.FEEDBACK_BUTTONS)
     assert feedback["type"] == "feedback_buttons"
     answer_id = answer_id_of(call)
-    record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, call)))
+    record = wait_until(lambda: store.answers.for_message(channel, answer_ts(stub, call)))
     assert record.id == answer_id and record.asker == user
     assert record.question == "how do I connect to the VPN?"
     assert record.shown[0].doc_id == "vpn"
@@ -181,12 +181,12 @@ def test_follow_up_where_only_slack_shows_the_bot_is_answered_after_asking_slack
     root = f"{time.time():.6f}"
     WebClient(token="xoxb-other-process", base_url=stub.url).chat_postMessage(
         channel=channel, thread_ts=root, text="Ask me a question after the mention")
-    assert store.answered_in_thread(channel, root) is False
+    assert store.answers.answered_in_thread(channel, root) is False
     slack.event(message("how do I request holidays?", user=user, channel=channel, thread_ts=root))
     stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
                   "Requesting holidays" in json.dumps(c.get("blocks")))
     assert len(stub.find("conversations.replies", lambda c: c.get("channel") == channel)) == 1
-    assert wait_until(lambda: store.answered_in_thread(channel, root)) is True
+    assert wait_until(lambda: store.answers.answered_in_thread(channel, root)) is True
 
 
 def test_retried_delivery_answers_once(slack, stub):
@@ -237,14 +237,14 @@ def test_long_answer_fits_slack_limits():
 
 
 def votes(store: Any, answer_id: int) -> dict[str, int]:
-    return {v.user: v.value for v in store.votes_for(answer_id)}
+    return {v.user: v.value for v in store.votes.for_answer(answer_id)}
 
 
 def test_reactions_vote_and_unvote_and_other_messages_are_ignored(slack, stub, store):
     channel, asker, voter = unique("C"), unique("U"), unique("U")
     call, event = ask(slack, stub, "how do I submit expenses?", channel, asker)
     ts = answer_ts(stub, call)
-    answer_id = wait_until(lambda: store.answer_for_message(channel, ts)).id
+    answer_id = wait_until(lambda: store.answers.for_message(channel, ts)).id
     slack.event(reaction("+1", user=voter, channel=channel, ts=ts))
     wait_until(lambda: votes(store, answer_id).get(voter) == 1)
     slack.event(reaction("thumbsdown", user=voter, channel=channel, ts=ts))
@@ -268,7 +268,7 @@ def test_retried_reaction_votes_once(slack, stub, store):
     channel, voter = unique("C"), unique("U")
     call, _ = ask(slack, stub, "how do I request holidays?", channel, unique("U"))
     ts = answer_ts(stub, call)
-    answer_id = wait_until(lambda: store.answer_for_message(channel, ts)).id
+    answer_id = wait_until(lambda: store.answers.for_message(channel, ts)).id
     event = reaction("+1", user=voter, channel=channel, ts=ts)
     _, event_id = slack.event(event)
     wait_until(lambda: votes(store, answer_id).get(voter) == 1)
@@ -281,7 +281,7 @@ def test_retried_reaction_votes_once(slack, stub, store):
     slack.event(removal, event_id=removal_id, retry=1)
     time.sleep(0.5)
     assert voter not in votes(store, answer_id)
-    history = store.vote_history(answer_id=answer_id, user=voter)
+    history = store.votes.history(answer_id=answer_id, user=voter)
     assert [h["action"] for h in history].count("cast") == 1
 
 
@@ -330,25 +330,34 @@ def test_plain_buttons_when_slack_rejects_native_feedback(slack, stub, store):
     press(slack, call, kit.VOTE_DOWN, voter)
     answer_id = answer_id_of(call)
     wait_until(lambda: votes(store, answer_id).get(voter) == -1)
-    assert store.answer_for_message(channel, answer_ts(stub, call)).id == answer_id
+    assert store.answers.for_message(channel, answer_ts(stub, call)).id == answer_id
 
 
 # -- corrections and moderation -----------------------------------------------------------------
 
 
-def suggest(slack, stub, call, user, text=None, source=None) -> Any:
+def filled_form(slack, stub, call, user, action_id, callback_id, key, value) -> Any:  # type: ignore[no-untyped-def]
+    """Press a button that opens a form: it opens at once ("Loading…") and is then filled with
+    `views.update`; returns that update (its `view_id` is the opened form's)."""
     def mine(c: Any) -> bool:
-        return c["view"]["callback_id"] == kit.CORRECTION_MODAL and \
-            json.loads(c["view"]["private_metadata"])["answer_id"] == answer_id_of(call)
+        view = c["view"]
+        return view.get("callback_id") == callback_id and "private_metadata" in view and \
+            json.loads(view["private_metadata"]).get(key) == value
 
-    before = len(stub.find("views.open", mine))
-    press(slack, call, kit.SUGGEST, user)
-    opened = stub.wait_for("views.open", mine, count=before + 1)[-1]
-    view = opened["view"]
+    before = len(stub.find("views.update", mine))
+    press(slack, call, action_id, user)
+    filled = stub.wait_for("views.update", mine, count=before + 1)[-1]
+    opened = [c for c in stub.find("views.open") if c["view"]["callback_id"] == callback_id]
+    assert opened and "Loading" in opened[-1].blob()  # opened before anything was read
+    return filled
+
+
+def suggest(slack, stub, call, user, text=None, source=None) -> Any:
+    filled = filled_form(slack, stub, call, user, kit.SUGGEST, kit.CORRECTION_MODAL, "answer_id", answer_id_of(call))
     values = {kit.TEXT_BLOCK: {kit.TEXT_INPUT: {"type": "plain_text_input", "value": text}},
               kit.SOURCE_BLOCK: {kit.SOURCE_INPUT: {"type": "plain_text_input", "value": source}}}
-    return slack.interactive(view_submission(kit.CORRECTION_MODAL, view["private_metadata"],
-                                             values, user=user))
+    return slack.interactive(view_submission(kit.CORRECTION_MODAL, filled["view"]["private_metadata"],
+                                             values, user=user, view_id=filled["view_id"]))
 
 
 def test_correction_modal_validation_and_pending_correction(slack, stub, store):
@@ -360,11 +369,11 @@ def test_correction_modal_validation_and_pending_correction(slack, stub, store):
     assert empty.json()["response_action"] == "errors" and kit.TEXT_BLOCK in empty.json()["errors"]
     bad = suggest(slack, stub, call, user, text="fine", source="ftp://files/x")
     assert bad.json()["response_action"] == "errors" and kit.SOURCE_BLOCK in bad.json()["errors"]
-    assert not store.corrections(answer_id=answer_id)
+    assert not store.corrections.list(answer_id=answer_id)
     ok = suggest(slack, stub, call, user, text="Deploys on Fridays need a lead's OK.",
                  source="https://wiki.test/deploy")
     assert ok.status_code == 200 and not ok.content.strip()  # the modal closes
-    (correction,) = store.corrections(answer_id=answer_id)
+    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id))
     assert correction.status == "pending" and correction.user == user
     assert correction.source_ref == "https://wiki.test/deploy"
     stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "waiting" in c["text"])
@@ -389,16 +398,16 @@ def test_non_moderator_is_refused_and_moderator_approves_correction(slack, stub,
     channel, user = unique("C"), unique("U")
     call, _ = ask(slack, stub, "how long do I have to return my old laptop?", channel, unique("U"))
     suggest(slack, stub, call, user, text="Within 14 days.", source="doc:laptop")
-    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
     review = review_post(stub, f"Correction #{correction.id} ")
     press(slack, review, kit.REVIEW_APPROVE, user)  # the suggester is no moderator
     stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "Only moderators" in c["text"])
     time.sleep(0.3)
-    assert store.get_correction(correction.id).status == "pending"
+    assert store.corrections.get(correction.id).status == "pending"
     assert not stub.find("chat.update", lambda c: c.get("ts") == review["ts"])
     press(slack, review, kit.REVIEW_APPROVE, GROUP_MODERATOR)  # a member of the moderator group
-    wait_until(lambda: store.get_correction(correction.id).status == "approved")
-    assert store.get_correction(correction.id).decided_by == GROUP_MODERATOR
+    wait_until(lambda: store.corrections.get(correction.id).status == "approved")
+    assert store.corrections.get(correction.id).decided_by == GROUP_MODERATOR
     (update,) = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])
     blob = update.blob()
     assert "Approved" in blob and GROUP_MODERATOR in blob and "<!date^" in blob
@@ -410,35 +419,44 @@ def test_moderator_edits_then_approves(slack, stub, store):
     channel = unique("C")
     call, _ = ask(slack, stub, "where are holidays requested?", channel, unique("U"))
     suggest(slack, stub, call, unique("U"), text="In the HR portl.")
-    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
     review = review_post(stub, f"Correction #{correction.id} ")
-    press(slack, review, kit.REVIEW_EDIT, MODERATOR)
-    (opened,) = stub.wait_for("views.open", lambda c: c["view"]["callback_id"] == kit.EDIT_MODAL
-                              and f'"correction_id": {correction.id}' in c["view"]["private_metadata"])
+    filled = filled_form(slack, stub, review, MODERATOR, kit.REVIEW_EDIT, kit.EDIT_MODAL, "correction_id",
+                         correction.id)
     values = {kit.TEXT_BLOCK: {kit.TEXT_INPUT: {"value": "In the HR portal, two weeks ahead."}},
               kit.SOURCE_BLOCK: {kit.SOURCE_INPUT: {"value": "doc:holidays"}}}
-    response = slack.interactive(view_submission(kit.EDIT_MODAL, opened["view"]["private_metadata"],
-                                                 values, user=MODERATOR))
+    response = slack.interactive(view_submission(kit.EDIT_MODAL, filled["view"]["private_metadata"],
+                                                 values, user=MODERATOR, view_id=filled["view_id"]))
     assert response.status_code == 200
-    approved = wait_until(lambda: (c := store.get_correction(correction.id)).status == "approved" and c)
+    approved = wait_until(lambda: (c := store.corrections.get(correction.id)).status == "approved" and c)
     assert approved.text == "In the HR portal, two weeks ahead." and approved.original_text == "In the HR portl."
     update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
     assert "Edited and approved" in update.blob()
 
 
+def gate_figures(before: float, after: float, passed: bool = True) -> dict[str, Any]:
+    """An evaluation as the gate records it."""
+    metrics = lambda v: {"ndcg@10": v, "mrr@10": v, "recall@10": v, "hit@1": v}  # noqa: E731
+    worse = [] if passed else [{"golden_id": 1, "question": "vpn?", "before": before, "after": after}]
+    return {"passed": passed, "tolerance": 0.05, "compared_with": "base index", "seconds": 0.1,
+            "golden": {"count": 3, "before": metrics(before), "after": metrics(after), "better": 1, "worse": worse},
+            "recent": {"count": 10, "top_changed": 2, "top_changed_share": 0.2}}
+
+
 def test_proposal_posted_for_review_and_applied_by_moderator(slack, stub, store):
-    proposal = store.create_proposal(summary="Boost the VPN guide for network questions",
+    proposal = store.proposals.create(summary="Boost the VPN guide for network questions",
                                      diff={"boost": {"vpn": 0.05}}, payload={}, created_by="learner")
-    store.record_evaluation(proposal.id, {"ndcg@10 before": 0.61, "ndcg@10 after": 0.66}, True)
+    store.proposals.record_evaluation(proposal.id, gate_figures(0.61, 0.66), True)
     review = review_post(stub, f"Proposal #{proposal.id} ")
-    assert "ndcg@10 after" in review.blob() and "0.6600" in review.blob()
+    assert "PASSED" in review.blob() and "nDCG@10 0.610 → 0.660" in review.blob()
+    assert find_action(review["blocks"], kit.REVIEW_APPROVE)["text"]["text"] == "Approve and apply"
     outsider = unique("U")
     press(slack, review, kit.REVIEW_APPROVE, outsider)
     stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == outsider)
-    assert store.get_proposal(proposal.id).status == "evaluated"
+    assert store.proposals.get(proposal.id).status == "evaluated"
     press(slack, review, kit.REVIEW_APPROVE, MODERATOR)
-    applied = wait_until(lambda: (p := store.get_proposal(proposal.id)).status == "applied" and p)
-    assert store.active_version_number() == applied.applied_version
+    applied = wait_until(lambda: (p := store.proposals.get(proposal.id)).status == "applied" and p)
+    assert store.proposals.active_version_number() == applied.applied_version
     update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
     assert f"applied as version {applied.applied_version}" in update.blob()
     # the App Home of a moderator lists the version with the queue and stats
@@ -460,7 +478,7 @@ def test_rate_limited_post_is_retried_after_retry_after(slack, stub, store):
     (posted,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
     assert posted.at - limited.at >= 0.95  # waited for Retry-After
     ts = answer_ts(stub, posted)
-    wait_until(lambda: store.answer_for_message(channel, ts))
+    wait_until(lambda: store.answers.for_message(channel, ts))
 
 
 def test_slash_command_question_stats_and_review(slack, stub, store):
@@ -474,7 +492,7 @@ def test_slash_command_question_stats_and_review(slack, stub, store):
     answer = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel and
                            c.get("thread_ts") is not None)[0]
     assert "finance tool" in answer.blob()
-    record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, answer)))
+    record = wait_until(lambda: store.answers.for_message(channel, answer_ts(stub, answer)))
     assert record.origin == "slack_command" and record.asker == user
 
     name = unique("stats")
@@ -482,8 +500,10 @@ def test_slash_command_question_stats_and_review(slack, stub, store):
     stats = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
     assert "satisfaction" in stats["text"] and "answer threshold" in stats["text"]
 
-    refused = slack.command("review", user=user, channel=channel, response_url=stub.response_url("r"))
-    assert "Only moderators" in refused.text
+    refused = slack.command("review", user=user, channel=channel, response_url=stub.response_url("refused"))
+    assert refused.status_code == 200 and not refused.text  # acknowledged at once; the answer follows
+    no = stub.wait_for("response_url", lambda c: c.get("_name") == "refused")[0]
+    assert "Only moderators" in no["text"] and no["response_type"] == "ephemeral"
     name = unique("review")
     slack.command("review", user=MODERATOR, channel=channel, response_url=stub.response_url(name))
     queue = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
@@ -494,12 +514,11 @@ def test_slash_command_question_stats_and_review(slack, stub, store):
 
 
 def test_rollback_from_app_home_and_reject(slack, stub, store):
-    proposal = store.create_proposal(summary="Another small change", diff={"boost": {}}, payload={},
+    proposal = store.proposals.create(summary="Another small change", diff={"boost": {}}, payload={},
                                      created_by="learner")
-    store.record_evaluation(proposal.id, {"ndcg@10 after": 0.7}, True)
-    store.approve_proposal(proposal.id, MODERATOR)
-    version = store.apply_proposal(proposal.id, MODERATOR)
-    assert store.active_version_number() == version.number
+    store.proposals.record_evaluation(proposal.id, gate_figures(0.6, 0.7), True)
+    version = store.proposals.approve(proposal.id, MODERATOR)[1]
+    assert store.proposals.active_version_number() == version.number
     slack.event({"type": "app_home_opened", "user": MODERATOR, "channel": "D1", "tab": "home",
                  "event_ts": f"{time.time():.6f}"})
     before = len(stub.find("views.publish", lambda c: c.get("user_id") == MODERATOR))
@@ -511,20 +530,54 @@ def test_rollback_from_app_home_and_reject(slack, stub, store):
     slack.interactive(block_action({"action_id": kit.ROLLBACK, "value": rollback["value"], "type": "button"},
                                    user=outsider, channel=None, message_ts=None, container=container))
     stub.wait_for("chat.postMessage", lambda c: c.get("channel") == outsider and "Only moderators" in c["text"])
-    assert store.active_version_number() == version.number
+    assert store.proposals.active_version_number() == version.number
     slack.interactive(block_action({"action_id": kit.ROLLBACK, "value": "0", "type": "button"},
                                    user=MODERATOR, channel=None, message_ts=None, container=container))
-    wait_until(lambda: store.active_version_number() is None)
+    wait_until(lambda: store.proposals.active_version_number() is None)
     stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR, count=before + 1)
     # a pending proposal rejected from the review channel
-    other = store.create_proposal(summary="A bad idea", diff={}, payload={}, created_by="learner")
-    store.record_evaluation(other.id, {"ndcg@10 after": 0.1}, False)
+    other = store.proposals.create(summary="A bad idea", diff={}, payload={}, created_by="learner")
+    store.proposals.record_evaluation(other.id, gate_figures(0.6, 0.1, passed=False), False)
     review = review_post(stub, f"Proposal #{other.id} ")
     assert "Apply anyway" in review.blob()  # a failing proposal needs a confirmed override
     press(slack, review, kit.REVIEW_REJECT, MODERATOR)
-    wait_until(lambda: store.get_proposal(other.id).status == "rejected")
+    wait_until(lambda: store.proposals.get(other.id).status == "rejected")
     update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[0]
     assert "Rejected" in update.blob()
+
+
+def test_a_failing_proposal_is_applied_only_with_a_confirmed_override_on_every_surface(slack, stub, store):
+    proposal = store.proposals.create(summary="Risky change", diff={}, payload={"kind": "none", "risky": 1},
+                                      created_by="learner")
+    store.proposals.record_evaluation(proposal.id, gate_figures(0.8, 0.5, passed=False), False)
+    review = review_post(stub, f"Proposal #{proposal.id} ")
+    override = find_action(review["blocks"], kit.REVIEW_OVERRIDE)
+    assert override["text"]["text"] == "Apply anyway" and override["confirm"]["confirm"]["text"] == "Apply anyway"
+    with pytest.raises(AssertionError):
+        find_action(review["blocks"], kit.REVIEW_APPROVE)  # no plain Approve for a failing proposal
+    # the same buttons in App Home and in /askloop review
+    slack.event({"type": "app_home_opened", "user": MODERATOR, "channel": "D1", "tab": "home",
+                 "event_ts": f"{time.time():.6f}"})
+    home = stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR and
+                         f"Proposal #{proposal.id}*" in c.blob())[-1]
+    assert find_action(home["view"]["blocks"], kit.REVIEW_OVERRIDE)["confirm"]
+    name = unique("queue")
+    slack.command("review", user=MODERATOR, channel=unique("C"), response_url=stub.response_url(name))
+    queue = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
+    assert find_action(queue["blocks"], kit.REVIEW_OVERRIDE)["confirm"]
+    # a plain Approve (an old message's button) is refused with what to do instead
+    stale = {"action_id": kit.REVIEW_APPROVE, "block_id": "b", "type": "button", "value": override["value"]}
+    slack.interactive(block_action(stale, user=MODERATOR, channel=REVIEW_CHANNEL, message_ts=review["ts"],
+                                   message={"type": "message", "ts": review["ts"], "blocks": review["blocks"]}))
+    stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == MODERATOR and "Apply anyway" in c["text"]
+                  and "failed its evaluation" in c["text"])
+    assert store.proposals.get(proposal.id).status == "failing"
+    press(slack, review, kit.REVIEW_OVERRIDE, MODERATOR)
+    applied = wait_until(lambda: (p := store.proposals.get(proposal.id)).status == "applied" and p)
+    assert applied.override and store.proposals.active_version_number() == applied.applied_version
+    assert [e.actor for e in store.audit.events(action="proposal.approve_override")][-1] == MODERATOR
+    update = stub.wait_for("chat.update", lambda c: c.get("ts") == review["ts"])[-1]
+    assert "with an override" in update.blob()
 
 
 def test_healthz_reports_database_and_knowledge_base(bot):
@@ -541,7 +594,7 @@ def test_review_from_the_slash_command_list(slack, stub, store):
     channel = unique("C")
     call, _ = ask(slack, stub, "what do I attach to expenses?", channel, unique("U"))
     suggest(slack, stub, call, unique("U"), text="A photo of every receipt.")
-    (correction,) = store.corrections(answer_id=answer_id_of(call))
+    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
     name = unique("review")
     slack.command("review", user=MODERATOR, channel=channel, response_url=stub.response_url(name))
     listing = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
@@ -554,7 +607,7 @@ def test_review_from_the_slash_command_list(slack, stub, store):
                            container={"type": "message", "message_ts": "1.2", "channel_id": channel,
                                       "is_ephemeral": True})
     assert slack.interactive(payload).status_code == 200
-    wait_until(lambda: store.get_correction(correction.id).status == "rejected")
+    wait_until(lambda: store.corrections.get(correction.id).status == "rejected")
     replaced = stub.wait_for("response_url", lambda c: c.get("_name") == after)[0]
     assert replaced["replace_original"] is True
     assert not any(e.get("value") == value for b in replaced.get("blocks") or []
@@ -571,7 +624,7 @@ def test_direct_message_is_answered_once(slack, stub, store):
     assert call["thread_ts"] == dm["ts"] and "HR portal" in call.blob()
     time.sleep(0.5)
     assert len(stub.find("chat.postMessage", lambda c: c.get("channel") == channel)) == 1
-    record = wait_until(lambda: store.answer_for_message(channel, answer_ts(stub, call)))
+    record = wait_until(lambda: store.answers.for_message(channel, answer_ts(stub, call)))
     assert record.origin == "slack_dm" and record.question == "how do I request holidays?"
 
 

@@ -12,7 +12,8 @@ import yaml
 
 from bot.slack import blocks as kit
 from bot.slack.answering import question_from
-from bot.slack.feedback import correction_errors, reaction_value
+from bot.slack.forms import read_form
+from bot.slack.votes import reaction_value
 from bot.slack.moderators import ModeratorDirectory
 from bot.slack.text import escape, link, trim
 from retrieval.answer import Answer
@@ -48,13 +49,26 @@ def test_reaction_values():
     assert reaction_value("tada") is None and reaction_value("") is None
 
 
-def test_correction_errors():
-    assert kit.TEXT_BLOCK in correction_errors(None, None)
-    assert kit.SOURCE_BLOCK in correction_errors("x", "two words")
-    assert kit.SOURCE_BLOCK in correction_errors("x", "ftp://host/file")
-    assert correction_errors("better", None) == {}
-    assert correction_errors(None, "https://wiki.test/page") == {}
-    assert correction_errors(None, "doc:vpn") == {}
+def submitted(text=None, shown=None, searched=None, typed=None, metadata=None):  # type: ignore[no-untyped-def]
+    def value(v):  # type: ignore[no-untyped-def]
+        return {"value": v}
+
+    values = {kit.TEXT_BLOCK: {kit.TEXT_INPUT: value(text)},
+              kit.SHOWN_BLOCK: {kit.SHOWN_INPUT: {"selected_option": {"value": shown} if shown else None}},
+              kit.SEARCH_BLOCK: {kit.SEARCH_INPUT: {"selected_option": {"value": searched} if searched else None}},
+              kit.SOURCE_BLOCK: {kit.SOURCE_INPUT: value(typed)}}
+    return {"state": {"values": values}, "private_metadata": json.dumps(metadata or {"answer_id": 5})}
+
+
+def test_correction_form_errors():
+    assert kit.TEXT_BLOCK in read_form(submitted())[1]
+    assert kit.SOURCE_BLOCK in read_form(submitted("x", typed="ftp://host/file"))[1]
+    assert kit.SOURCE_BLOCK in read_form(submitted("x", shown="vpn", searched="laptop"))[1]  # two sources
+    form, errors = read_form(submitted("better"))
+    assert errors == {} and (form.text, form.source, form.metadata) == ("better", None, {"answer_id": 5})
+    assert read_form(submitted(typed="https://wiki.test/page"))[0].source == "https://wiki.test/page"
+    assert read_form(submitted(searched="vpn", typed="vpn"))[0].source == "vpn"  # the same one twice is fine
+    assert read_form(submitted(shown="laptop"))[0].source == "laptop"
 
 
 def test_answer_message_shape_and_abstention():
@@ -76,7 +90,7 @@ def test_answer_message_shape_and_abstention():
 def test_review_queue_message_is_cut_to_fifty_blocks():
     class Item:
         def __init__(self, i: int) -> None:
-            self.id, self.kind, self.summary = i, "proposal", "<!here> " * 10
+            self.id, self.kind, self.status, self.summary = i, "proposal", "evaluated", "<!here> " * 10
 
     text, blocks = kit.queue_message([Item(i) for i in range(100)])
     assert len(blocks) <= 50 and "more item(s) not shown" in json.dumps(blocks[-1])
@@ -138,20 +152,19 @@ def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
         assert update["ts"] == stub.messages[("CLLM", update["ts"])]["ts"]
         assert "Use WireGuard" in update.blob() and "generated" in update.blob()
         assert "<!channel>" not in update.blob() and "&lt;!channel&gt; &amp; go" in update.blob()
-        record = deps.store.answer_for_message("CLLM", update["ts"])
+        record = deps.loop.answer_for_message("CLLM", update["ts"])
         assert record is not None and record.answer_text.startswith("Use WireGuard")
     finally:
         stub.stop()
 
 
 def other_replica(deps: Any) -> Any:
-    """The same bot as another process would run it: its own store engine, nothing cached."""
+    """The same bot as another process would run it: its own wiring and engine, nothing cached."""
+    from bot.services import Services
     from bot.slack.deps import BotDeps
-    from feedback.store import FeedbackStore
 
-    return BotDeps(settings=deps.settings, services=deps.services,
-                   store=FeedbackStore(deps.settings.effective_database_url),
-                   moderators=deps.moderators)
+    services = Services(deps.settings)
+    return BotDeps(settings=deps.settings, services=services, loop=services.loop, moderators=deps.moderators)
 
 
 def test_follow_up_thread_is_recognised_from_the_store_then_from_slack(tiny_services, caplog):
@@ -198,13 +211,13 @@ def test_follow_up_thread_is_recognised_from_the_store_then_from_slack(tiny_serv
             raise OperationalError("SELECT", {}, Exception("database is down"))
 
         third = other_replica(first)
-        third.store.answered_in_thread = broken  # type: ignore[method-assign]
+        third.loop.answered_in_thread = broken  # type: ignore[method-assign]
         with caplog.at_level("ERROR", logger="askloop.slack"):
             assert in_thread(third, "CANSWERED", "10.000001") is True
         assert replies("CANSWERED") == 1
         assert "asking Slack" in caplog.text
         for deps in (second, third):
-            deps.store.close()
+            deps.loop.close()
     finally:
         stub.stop()
 

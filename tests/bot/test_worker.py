@@ -8,6 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bot.worker import Backlog, LearningWorker, backlog, is_due
+from feedback.config import LoopConfig
+from feedback.loop import FeedbackLoop
+from tests.support.feedback import NoKnowledgeBase
 from retrieval.types import Hit
 from tests.support.ops import scratch_database
 
@@ -17,7 +20,7 @@ def hits() -> list[Hit]:
 
 
 def record(store, question="vpn?", asker="UASK"):
-    return store.record_answer(question=question, asker=asker, origin="test", hits=hits(),
+    return store.answers.record(question=question, asker=asker, origin="test", hits=hits(),
                                answer_text="Use WireGuard.", abstained=False, tuning_version=None)
 
 
@@ -26,17 +29,21 @@ def feedback_store(request, tmp_path):
     from feedback.store import FeedbackStore
 
     if request.param == "sqlite":
-        store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}", moderators=["UMOD"])
+        store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
         store.upgrade()
         yield store
         store.close()
         return
     admin = request.getfixturevalue("postgres_url")
     with scratch_database(admin) as url:
-        store = FeedbackStore(url, moderators=["UMOD"])
+        store = FeedbackStore(url)
         store.upgrade()
         yield store
         store.close()
+
+
+def loop_of(store):  # type: ignore[no-untyped-def]
+    return FeedbackLoop(store, NoKnowledgeBase, LoopConfig(moderators=frozenset({"UMOD"})))
 
 
 def test_two_workers_run_the_job_once_and_answers_never_wait(feedback_store):
@@ -44,7 +51,7 @@ def test_two_workers_run_the_job_once_and_answers_never_wait(feedback_store):
     store keeps answering and recording votes."""
     answer = record(feedback_store)
     for user in ("U1", "U2", "U3"):
-        feedback_store.vote(answer.id, user, +1, source="test")
+        feedback_store.votes.cast(answer.id, user, +1, source="test")
 
     started, release = threading.Event(), threading.Event()
     calls: list[str] = []
@@ -55,7 +62,7 @@ def test_two_workers_run_the_job_once_and_answers_never_wait(feedback_store):
         assert release.wait(20), "the test never released the job"
         return None
 
-    workers = [LearningWorker(feedback_store.engine, slow_job, after_votes=3, interval=0) for _ in range(2)]
+    workers = [LearningWorker(loop_of(feedback_store), slow_job, after_votes=3, interval=0) for _ in range(2)]
     reports: dict[int, object] = {}
     first = threading.Thread(target=lambda: reports.__setitem__(0, workers[0].run_once()), name="replica-a")
     first.start()
@@ -64,8 +71,8 @@ def test_two_workers_run_the_job_once_and_answers_never_wait(feedback_store):
     # While replica A holds the lock and works: replica B skips, answers and votes go through.
     assert workers[1].run_once().outcome == "skipped_locked"
     during = record(feedback_store, "expenses?")
-    assert feedback_store.vote(during.id, "U9", -1, source="test").counted
-    assert feedback_store.claim_event("Ev-during-learning")
+    assert feedback_store.votes.cast(during.id, "U9", -1, source="test").counted
+    assert feedback_store.deliveries.claim("Ev-during-learning")
 
     release.set()
     first.join(20)
@@ -74,7 +81,7 @@ def test_two_workers_run_the_job_once_and_answers_never_wait(feedback_store):
     # The run left its mark: with no new input since, nobody runs again...
     assert workers[1].run_once().outcome == "not_due"
     # ...and the vote cast during the run counts towards the next one.
-    assert backlog(feedback_store.engine).new_votes == 1
+    assert backlog(feedback_store).new_votes == 1
 
 
 def test_trigger_after_n_validated_votes_or_on_schedule():
@@ -92,52 +99,53 @@ def test_trigger_after_n_validated_votes_or_on_schedule():
 
 def test_uncounted_votes_do_not_trigger(feedback_store):
     answer = record(feedback_store, asker="USELF")
-    feedback_store.flag_user("UBAD", "UMOD", "spam")
-    feedback_store.vote(answer.id, "UBAD", +1, source="test")  # flagged: kept, not counted
-    assert backlog(feedback_store.engine).new_votes == 0
-    feedback_store.vote(answer.id, "UGOOD", +1, source="test")
-    assert backlog(feedback_store.engine).new_votes == 1
+    feedback_store.users.flag("UBAD", "UMOD", "spam")
+    feedback_store.votes.cast(answer.id, "UBAD", +1, source="test")  # flagged: kept, not counted
+    assert backlog(feedback_store).new_votes == 0
+    feedback_store.votes.cast(answer.id, "UGOOD", +1, source="test")
+    assert backlog(feedback_store).new_votes == 1
 
 
 def test_a_failing_job_is_reported_and_backs_off(feedback_store):
     answer = record(feedback_store)
-    feedback_store.vote(answer.id, "U1", +1, source="test")
+    feedback_store.votes.cast(answer.id, "U1", +1, source="test")
 
     def broken():
         raise RuntimeError("engine exploded")
 
-    worker = LearningWorker(feedback_store.engine, broken, after_votes=1, interval=0)
+    worker = LearningWorker(loop_of(feedback_store), broken, after_votes=1, interval=0)
     report = worker.run_once()
     assert report.outcome == "failed" and "engine exploded" in report.detail
     assert worker.run_once().outcome == "not_due"  # marked: no hot loop of failures
-    events = [a for a in feedback_store.audit() if a.action == "worker.learn"]
+    events = [a for a in feedback_store.audit.events() if a.action == "worker.learn"]
     assert len(events) == 1 and events[0].after["outcome"] == "failed"
 
 
 def test_background_thread_builds_a_real_proposal_from_votes(tiny_services):
     """The real learning engine, run by the worker's thread, turns votes into one proposal."""
-    store = tiny_services.feedback
+    loop = tiny_services.loop
+    store = loop.store
     for question, good in (("how do I connect to the VPN?", True), ("vpn setup at home", True),
                            ("when do I hand over on-call?", True)):
-        answer = tiny_services.answer(question, asker="UASK", origin="test")
+        answer_id = loop.answer(question, asker="UASK", origin="test").answer_id
         for user in ("U1", "U2"):
-            store.vote(answer.extras["answer_id"], user, +1 if good else -1, source="test")
+            loop.vote(answer_id, user, +1 if good else -1, source="test")
 
-    worker = LearningWorker.from_services(tiny_services, store, after_votes=6, interval=0, poll=0.05)
+    worker = LearningWorker.from_settings(loop, tiny_services.settings, after_votes=6, interval=0, poll=0.05)
     worker.start_background()
     try:
         deadline = datetime.now(timezone.utc) + timedelta(seconds=60)
-        while backlog(store.engine).last_run is None and datetime.now(timezone.utc) < deadline:
+        while backlog(store).last_run is None and datetime.now(timezone.utc) < deadline:
             threading.Event().wait(0.05)
             # Answering goes on while the worker thread works.
-            tiny_services.answer("how do I submit expenses?", asker="UASK", origin="test")
+            loop.answer("how do I submit expenses?", asker="UASK", origin="test")
     finally:
         worker.stop()
-    (proposal,) = store.proposals()
+    (proposal,) = store.proposals.list()
     assert proposal.created_by == "worker"
     assert proposal.payload["id"]
     # The evaluation gate ran in the background too: the proposal reaches moderators measured.
     assert proposal.status in ("evaluated", "failing") and proposal.evaluation["golden"] is not None
     # Same feedback again: the identical proposal is not created a second time.
     assert worker.run_once(force=True).outcome == "nothing"
-    assert len(store.proposals()) == 1
+    assert len(store.proposals.list()) == 1

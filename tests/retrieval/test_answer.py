@@ -104,38 +104,6 @@ def test_llm_is_never_called_when_abstaining() -> None:
     assert recorder.prompts == []
 
 
-def test_services_use_an_injected_chat_model(settings, embedder, tiny_corpus) -> None:
-    from bot.services import Services
-
-    recorder = Recorder()
-    model = GenericFakeChatModel(messages=iter([AIMessage("File them within 30 days [1].")]), callbacks=[recorder])
-    services = Services(settings, chat_model=model)
-    services.ingestor.run([tiny_corpus])
-
-    answer = services.answer("How long do I have to submit expenses?")
-    assert answer.text == "File them within 30 days [1]."
-    assert answer.generated_by == "llm"
-    assert answer.hits[0].doc_id == "expenses"
-    assert TINY_CORPUS[1]["text"] in recorder.prompts[0][1].content
-
-    abstained = services.answer("zxqv wpfl grrk?")  # nonsense: below the threshold
-    assert abstained.abstained and abstained.text == NO_MATCH
-    assert len(recorder.prompts) == 1  # the model was not asked again
-
-
-@pytest.mark.parametrize("threshold", [0.2, 0.9])
-def test_threshold_setting_decides_abstention(monkeypatch, home, embedder, tiny_corpus, threshold) -> None:
-    from bot.services import Services
-    from bot.settings import load_settings
-
-    monkeypatch.setenv("ASKLOOP_ANSWER_THRESHOLD", str(threshold))
-    services = Services(load_settings())
-    services.ingestor.run([tiny_corpus])
-    answer = services.answer("How do I connect to the VPN?")
-    assert answer.abstained is (threshold == 0.9)
-    assert answer.hits[0].doc_id == "vpn"
-
-
 def test_a_failing_chat_model_falls_back_to_the_extractive_answer() -> None:
     def network_down():
         raise ConnectionError("network is unreachable")

@@ -142,11 +142,11 @@ def block_action(action: dict[str, Any], *, user: str, channel: str | None, mess
 
 
 def view_submission(callback_id: str, private_metadata: str, values: dict[str, Any], *,
-                    user: str) -> dict[str, Any]:
+                    user: str, view_id: str | None = None) -> dict[str, Any]:
     return {
         "type": "view_submission", "user": {"id": user, "team_id": TEAM_ID},
         "trigger_id": unique("trig"),
-        "view": {"id": unique("V"), "type": "modal", "callback_id": callback_id,
+        "view": {"id": view_id or unique("V"), "type": "modal", "callback_id": callback_id,
                  "private_metadata": private_metadata, "state": {"values": values}},
     }
 

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean readme
+.PHONY: install run check test bench clean readme
 
 install: $(STAMP)
 
@@ -22,7 +22,13 @@ run: install
 	$(BIN)/askloop ingest docs/
 	@if [ -n "$$SLACK_BOT_TOKEN" ]; then $(BIN)/askloop serve; else $(BIN)/askloop shell; fi
 
-test: install
+# The checks that keep the layers and the types honest, then the tests (CI runs exactly this).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/python -m pytest -q
 
 bench: install

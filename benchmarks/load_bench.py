@@ -165,7 +165,7 @@ async def run_load(urls: list[str], stub: SlackStub, questions: list[str], voter
         while time.monotonic() < deadline and len(answers) < len(per_channel):
             for (channel, ts), message in list(stub.messages.items()):
                 if channel in per_channel and channel not in answers and message.get("blocks"):
-                    record = await asyncio.to_thread(store.answer_for_message, channel, ts)
+                    record = await asyncio.to_thread(store.answers.for_message, channel, ts)
                     if record is not None:
                         answers[channel] = (ts, record.id)
             await asyncio.sleep(0.2)
@@ -196,10 +196,10 @@ async def run_load(urls: list[str], stub: SlackStub, questions: list[str], voter
         def vote_state() -> tuple[int, int, int]:
             lost = wrong = dup = 0
             for answer_id, wanted in expected.items():
-                votes = {v.user: v.value for v in store.votes_for(answer_id)}
+                votes = {v.user: v.value for v in store.votes.for_answer(answer_id)}
                 lost += sum(1 for u in wanted if u not in votes)
                 wrong += sum(1 for u, val in wanted.items() if u in votes and votes[u] != val)
-                history = store.vote_history(answer_id)
+                history = store.votes.history(answer_id)
                 dup += max(0, len(history) - len(wanted))
             return lost, wrong, dup
 

@@ -53,7 +53,7 @@ def seed_texts() -> tuple[list[str], list[str], list[str]]:
                 titles.append(record["title"])
         queries = DATA / name / "queries.jsonl"
         if queries.exists():
-            questions += [json.loads(l)["text"] for l in queries.read_text().splitlines()]
+            questions += [json.loads(line)["text"] for line in queries.read_text().splitlines()]
     if not texts:  # no evaluation data on this machine: fall back to generated sentences
         rng = np.random.default_rng(0)
         words = "deploy laptop vpn expense holiday pager incident wiki build review release".split()

@@ -138,7 +138,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
             ts = next(t for (ch, t), m in list(stub.messages.items()) if ch == channel)
             record = None
             while record is None:
-                record = store.answer_for_message(channel, ts)
+                record = store.answers.for_message(channel, ts)
                 await asyncio.sleep(0.02)
             targets.append((channel, ts, record.id))
     rng = random.Random(7)
@@ -192,7 +192,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
     def recorded() -> dict[tuple[int, str], int]:
         got = {}
         for answer_id in answer_ids:
-            for vote in store.votes_for(answer_id):
+            for vote in store.votes.for_answer(answer_id):
                 if vote.user.startswith("UV"):
                     got[(answer_id, vote.user)] = vote.value
         return got
@@ -207,7 +207,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
     cpu_per_event = (cpu_seconds(pid) - cpu_before) / len(deliveries)
     casts = 0
     for answer_id in answer_ids:
-        casts += sum(1 for h in store.vote_history(answer_id=answer_id)
+        casts += sum(1 for h in store.votes.history(answer_id=answer_id)
                      if str(h.get("user", h.get("user_id", ""))).startswith("UV") and h.get("action") == "cast")
     lost = sum(1 for key, value in expected.items() if got.get(key) != value)
     return {

@@ -55,15 +55,16 @@ def _server_cpu(store: FeedbackStore) -> float:
 
 def _writer(url: str, writer: int, votes: int, answer_ids: list[int], start: mp.Barrier, results: mp.Queue) -> None:
     # one connection per writer, so its server process can be measured
-    store = FeedbackStore(url, policy=POLICY, engine=make_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 1, "max_overflow": 0})))
-    store.vote(answer_ids[0], f"warmup-{writer}", 1)  # open the pool before the clock starts
+    pool = {} if url.startswith("sqlite") else {"pool_size": 1, "max_overflow": 0}
+    store = FeedbackStore(url, policy=POLICY, engine=make_engine(url, **pool))
+    store.votes.cast(answer_ids[0], f"warmup-{writer}", 1)  # open the pool before the clock starts
     server_before = _server_cpu(store)
     start.wait()
     cpu_before = time.process_time()
     began = time.perf_counter()
     for n in range(votes):
         answer_index, user = target(writer, n)
-        store.vote(answer_ids[answer_index], user, 1 if n % 3 else -1, source="bench")
+        store.votes.cast(answer_ids[answer_index], user, 1 if n % 3 else -1, source="bench")
     ended = time.perf_counter()
     results.put((writer, began, ended, time.process_time() - cpu_before, _server_cpu(store) - server_before))
     store.close()
@@ -74,7 +75,7 @@ def run(url: str, writers: int, votes: int) -> dict[str, float]:
     store.upgrade()
     hits = [Hit(doc_id=f"d{i}", title="t", source="s", score=0.5, passage="p") for i in range(5)]
     answer_ids = [
-        store.record_answer(question=f"q{i}", asker="asker", origin="bench", hits=hits, answer_text="a",
+        store.answers.record(question=f"q{i}", asker="asker", origin="bench", hits=hits, answer_text="a",
                             abstained=False, tuning_version=None).id
         for i in range(ANSWERS)
     ]

@@ -225,11 +225,11 @@ def train_query_encoder(
             optimiser.step()
             step += 1
     after = _hit_rate(model, questions[:taught], targets[:taught], chunk_matrix, columns, len(docs))
-    anchors = len(pairs) - taught
-    stats = {"pairs": taught, "anchors": anchors, "taught_hit1_before": round(before, 4),
+    anchor_count = len(pairs) - taught
+    stats = {"pairs": taught, "anchors": anchor_count, "taught_hit1_before": round(before, 4),
              "taught_hit1_after": round(after, 4)}
     note = (
-        f"query encoder tuned on {taught} validated pair(s) (and {anchors} title anchor(s)): their "
+        f"query encoder tuned on {taught} validated pair(s) (and {anchor_count} title anchor(s)): their "
         f"documents rank first {before:.0%} → {after:.0%} of the time"
     )
     return EncoderResult(lora_state(model), note, stats)

@@ -44,3 +44,7 @@ class NeedsOverride(InvalidState):
     def __init__(self, message: str, proposal_id: int) -> None:
         super().__init__(message)
         self.proposal_id = proposal_id
+
+
+class DatabaseUnavailable(FeedbackError):
+    """The feedback database cannot be reached or used (down, wrong address or credentials)."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from feedback.config import LoopConfig
-from feedback.datasets import Dataset, Qrels, load_dataset
+from feedback.datasets import Dataset, load_dataset
 from feedback.gate import GateConfig
 from feedback.learning import STRATEGIES
 from feedback.loop import FeedbackLoop

@@ -27,7 +27,8 @@ def export_feedback(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO | None
     `out`, return the text."""
     if fmt not in FORMATS:
         raise InvalidFeedback(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
-    target = out if out is not None else io.StringIO()
+    buffer = io.StringIO()
+    target = out if out is not None else buffer
     count = 0
     if fmt == "jsonl":
         for row in rows:
@@ -40,7 +41,7 @@ def export_feedback(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO | None
             writer.writerow(_flat(row))
             count += 1
     if out is None:
-        return target.getvalue()  # type: ignore[union-attr]
+        return buffer.getvalue()
     return count
 
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feedback.encoder_tuning import EncoderTraining
-from feedback.records import ShownDoc, TrainingFeedback
+from feedback.records import ShownDoc, TrainingCorrection, TrainingFeedback, TrainingVote
 from retrieval.learned import (
     KIND_ASKLOOP,
     KIND_DOC_BOOST,
@@ -212,7 +212,8 @@ def _embed(
     if missing:
         # Questions are short: bigger batches amortise the model's per-batch cost (≈2x faster).
         takes_batch = "batch_size" in inspect.signature(encoder.encode).parameters
-        vectors = encoder.encode(missing, batch_size=EMBED_BATCH) if takes_batch else encoder.encode(missing)
+        batched: Any = encoder  # an Embedder takes a batch size; the Encoder protocol need not
+        vectors = batched.encode(missing, batch_size=EMBED_BATCH) if takes_batch else encoder.encode(missing)
         for text, vector in zip(missing, vectors):
             cache[text] = np.asarray(vector, dtype=np.float32)
     return np.stack([cache[t] for t in texts]).astype(np.float32)
@@ -389,7 +390,8 @@ class LearningEngine:
         if not self.model_id:
             return 0
         used = 0
-        for item in [*feedback.votes, *feedback.corrections]:
+        items: list[TrainingVote | TrainingCorrection] = [*feedback.votes, *feedback.corrections]
+        for item in items:
             vector = item.question_vector
             if vector is None or item.vector_model != self.model_id or item.question in self.vector_cache:
                 continue

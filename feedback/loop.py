@@ -9,7 +9,7 @@ these methods, so each rule of the loop is written once:
 | link the posted message | `link_message` | reactions find their answer, on every replica |
 | vote | `vote`, `toggle_vote`, `withdraw_vote` | one vote per user per answer; claim and write in one transaction; late actions ignored |
 | correct | `suggest_correction` | the cited document must exist (resolved from path, URL or title) |
-| decide | `decide`, `apply`, `rollback`, `flag`, `unflag` | moderators only, refusals audited; a failing proposal only with an override; approve-and-apply atomic |
+| decide | `decide`, `apply`, `rollback`, `flag` | moderators only, refusals audited; failing proposals only by override; atomic apply |
 | learn and evaluate | `learn`, `evaluate` | one build → proposal → gate path, de-duplicated by what was learned |
 | report | `stats`, `gauges`, `review_queue`, `audit`, … | one definition of every figure |
 
@@ -270,7 +270,7 @@ class FeedbackLoop:
         return self.store.corrections.get(correction_id)
 
     def corrections(self, *, status: str | None = None, answer_id: int | None = None) -> list[CorrectionRecord]:
-        return self.store.corrections.list(status=status, answer_id=answer_id)
+        return self.store.corrections.find(status=status, answer_id=answer_id)
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -337,7 +337,7 @@ class FeedbackLoop:
         return self.store.proposals.get(proposal_id)
 
     def proposals(self, *, status: str | None = None) -> list[ProposalRecord]:
-        return self.store.proposals.list(status=status)
+        return self.store.proposals.find(status=status)
 
     def versions(self) -> list[VersionRecord]:
         return self.store.proposals.versions()

@@ -121,14 +121,14 @@ def render_eval_table(result: dict) -> Table:  # type: ignore[type-arg]
 @app.command("eval")
 def eval_command(
     dataset_dir: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (+ qrels/feedback.tsv).")],
-    simulate_feedback: Annotated[bool, typer.Option("--simulate-feedback", help="Ask the feedback questions and vote/correct as simulated users.")] = False,
+    simulate_feedback: Annotated[bool, typer.Option("--simulate-feedback", help="Simulate users asking, voting, correcting.")] = False,
     noise: Annotated[float, typer.Option(min=0.0, max=1.0, help="Probability of flipping each simulated vote.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for the noise.")] = 0,
     strategy: Annotated[str, typer.Option(help="Comma list of: none, doc-boost, askloop.")] = "none,doc-boost,askloop",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Draw before/after per strategy into this PNG.")] = None,
     home: Annotated[Path | None, typer.Option(help="Data dir to use (default: a fresh temporary one).")] = None,
-    feedback_share: Annotated[float, typer.Option(min=0.01, max=1.0, help="Share of information needs that get feedback (the rest measure harm).")] = 1.0,
+    feedback_share: Annotated[float, typer.Option(min=0.01, max=1.0, help="Share of needs given feedback (the rest measure harm).")] = 1.0,
 ) -> None:
     """Measure retrieval on a BEIR data set, before and after (simulated) feedback."""
     from bot.cli_app import get_settings

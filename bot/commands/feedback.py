@@ -165,8 +165,8 @@ def review_approve(
     ref: Annotated[str, typer.Argument(metavar="ID", help="c12 (a correction) or p3 (a proposal)")],
     note: NoteOption = None,
     text: Annotated[str | None, typer.Option("--text", help="Corrections: approve this text instead (edit, then approve).")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead (a document's path, URL, title or id).")] = None,
-    override: Annotated[bool, typer.Option("--override", help="Proposals: approve even though it failed (or skipped) its evaluation; audited.")] = False,
+    source: Annotated[str | None, typer.Option("--source", help="Corrections: approve this source instead.")] = None,
+    override: Annotated[bool, typer.Option("--override", help="Proposals: approve although it failed its evaluation (audited).")] = False,
     apply: Annotated[bool, typer.Option("--apply/--no-apply", help="Proposals: make it the active version right away.")] = True,
     user: UserOption = "",
 ) -> None:
@@ -292,7 +292,7 @@ def unvote(answer_id: Annotated[int, typer.Argument()], user: UserOption = "") -
 def correct(
     answer_id: Annotated[int, typer.Argument(help="The answer's number.")],
     text: Annotated[str | None, typer.Argument(help="The better answer text.")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="The document that answers it: its path, URL, title or id (an outside URL only beside text).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="The document that answers it: path, URL, title or id.")] = None,
     user: UserOption = "",
 ) -> None:
     """Suggest a better answer and/or source; a moderator reviews it (`askloop review`)."""

@@ -17,7 +17,7 @@ from feedback.refs import proposal_ref
 @app.command()
 def drift(
     days: Annotated[int, typer.Option(min=1, max=366, help="How many days back (UTC), today included.")] = 14,
-    threshold: Annotated[float | None, typer.Option(help="Score below which a question counts as uncovered (default: the answer threshold).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Uncovered below this score (default: the answer threshold).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Per day: the share of questions whose best match scored below the answer threshold.

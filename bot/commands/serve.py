@@ -31,8 +31,6 @@ def prepare(settings: Settings) -> Any:
 
     if not settings.slack_bot_token:
         fail("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…): see docs/slack.md")
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         from bot.observability import MetricEvents
 
@@ -40,8 +38,6 @@ def prepare(settings: Settings) -> Any:
         deps.loop.store.check_schema()
     except FeedbackError as exc:
         fail(str(exc))
-    except SQLAlchemyError as exc:
-        fail(f"cannot use the feedback database: {str(exc).splitlines()[0]}")
     try:  # load the embedding model now, not on the first question
         deps.services.embedder.encode_one("warm up")
     except Exception as exc:

@@ -11,8 +11,10 @@ do what, and in which order the use cases happen, is `feedback.loop.FeedbackLoop
 from __future__ import annotations
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from feedback import db
+from feedback.errors import DatabaseUnavailable
 from feedback.store.answers import Answers
 from feedback.store.audit import AuditLog
 from feedback.store.base import Database, pack_vector, unpack_vector
@@ -72,8 +74,13 @@ class FeedbackStore:
         return db.upgrade(self.engine)
 
     def check_schema(self) -> str:
-        """The revision, or OutdatedSchema saying that the schema must be upgraded."""
-        return db.check_schema(self.engine)
+        """The revision, or OutdatedSchema saying that the schema must be upgraded; a database that
+        cannot be reached is DatabaseUnavailable, with the first line of why."""
+        try:
+            return db.check_schema(self.engine)
+        except SQLAlchemyError as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise DatabaseUnavailable(f"cannot use the feedback database: {first}") from exc
 
     def is_empty(self) -> bool:
         return db.is_empty(self.engine)

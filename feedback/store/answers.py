@@ -19,8 +19,11 @@ from feedback.text import clean_text
 class ShownHit(Protocol):
     """What an answer shows of a retrieved document (retrieval's `Hit` fits)."""
 
-    doc_id: str
-    score: float
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
 
 
 def answer_record(row: m.Answer, shown: Sequence[ShownDoc]) -> AnswerRecord:
@@ -92,6 +95,7 @@ class Answers:
             )
             session.add(row)
             session.flush()
+            assert row.id is not None
             shown = [
                 m.ShownSource(
                     answer_id=row.id,

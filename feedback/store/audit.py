@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from feedback import models as m
 from feedback.records import AuditRecord
@@ -30,11 +30,11 @@ class AuditLog:
     def events(self, since: datetime | None = None, limit: int = 200, *, action: str | None = None) -> list[AuditRecord]:
         """The most recent `limit` events (after `since`; of `action` or its family), oldest first."""
         with self.db.reading() as session:
-            query = select(m.AuditEvent).order_by(m.AuditEvent.id.desc()).limit(max(1, limit))  # type: ignore[union-attr]
+            query = select(m.AuditEvent).order_by(col(m.AuditEvent.id).desc()).limit(max(1, limit))
             if since is not None:
-                query = query.where(m.AuditEvent.at >= utc(since))
+                query = query.where(col(m.AuditEvent.at) >= utc(since))
             if action:
-                query = query.where(or_(m.AuditEvent.action == action, m.AuditEvent.action.startswith(action + ".")))  # type: ignore[attr-defined]
+                query = query.where(or_(col(m.AuditEvent.action) == action, col(m.AuditEvent.action).startswith(action + ".")))
             rows = list(session.exec(query).all())
             return [AuditRecord(r.id or 0, aware(r.at), r.actor, r.action, r.object_type, r.object_id,
                                 r.before, r.after, r.note) for r in reversed(rows)]

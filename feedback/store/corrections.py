@@ -109,7 +109,7 @@ class Corrections:
             answer = session.get(m.Answer, row.answer_id)
             return correction_record(row, answer.question if answer else "")
 
-    def list(self, *, status: str | None = None, answer_id: int | None = None) -> list[CorrectionRecord]:
+    def find(self, *, status: str | None = None, answer_id: int | None = None) -> list[CorrectionRecord]:
         with self.db.reading() as session:
             query = select(m.Correction, m.Answer.question).join(m.Answer).order_by(m.Correction.id)  # type: ignore[arg-type]
             if status:

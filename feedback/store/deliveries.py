@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from feedback import models as m
 from feedback.errors import InvalidFeedback
@@ -32,14 +32,14 @@ class Deliveries:
         def work(session: Session) -> bool:
             statement = self.db.upsert(m.ProcessedEvent).values(event_id=key[:200], at=now())
             statement = statement.on_conflict_do_nothing(index_elements=["event_id"])
-            return session.execute(statement.returning(m.ProcessedEvent.event_id)).first() is not None  # type: ignore[arg-type]
+            return session.execute(statement.returning(col(m.ProcessedEvent.event_id))).first() is not None
 
         return self.db.write(work)
 
     def release(self, key: str) -> bool:
         """Forget a claim whose work failed before anything was promised (so a retry runs it)."""
         def work(session: Session) -> bool:
-            result = session.execute(delete(m.ProcessedEvent).where(m.ProcessedEvent.event_id == key[:200]))  # type: ignore[arg-type]
+            result = session.execute(delete(m.ProcessedEvent).where(col(m.ProcessedEvent.event_id) == key[:200]))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
         return self.db.write(work)
@@ -47,7 +47,7 @@ class Deliveries:
     def prune(self, older_than: timedelta = KEEP) -> int:
         """Drop keys older than `older_than`; returns how many."""
         def work(session: Session) -> int:
-            result = session.execute(delete(m.ProcessedEvent).where(m.ProcessedEvent.at < now() - older_than))  # type: ignore[arg-type]
+            result = session.execute(delete(m.ProcessedEvent).where(col(m.ProcessedEvent.at) < now() - older_than))
             return int(result.rowcount)  # type: ignore[attr-defined]
 
         return self.db.write(work)

@@ -82,7 +82,7 @@ class Proposals:
                 raise NotFound(f"there is no proposal {proposal_ref(proposal_id)}")
             return proposal_record(row)
 
-    def list(self, *, status: str | Iterable[str] | None = None) -> list[ProposalRecord]:
+    def find(self, *, status: str | Iterable[str] | None = None) -> list[ProposalRecord]:
         with self.db.reading() as session:
             query = select(m.Proposal).order_by(m.Proposal.id)  # type: ignore[arg-type]
             if isinstance(status, str):
@@ -95,7 +95,7 @@ class Proposals:
         """The open proposal (waiting for evaluation, a decision or an apply) carrying this payload."""
         if not payload_id:
             return None
-        for proposal in reversed(self.list(status=OPEN_PROPOSAL_STATES)):
+        for proposal in reversed(self.find(status=OPEN_PROPOSAL_STATES)):
             if proposal.payload.get("id") == payload_id:
                 return proposal
         return None

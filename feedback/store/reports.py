@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import case, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from feedback import models as m
 from feedback.records import ReviewItem, ReviewPage, StoreStats, WindowStats
@@ -60,8 +60,8 @@ class Reports:
         """(👍, 👎) among votes in force by people not flagged, cast or changed since `since`."""
         query = (
             select(m.Vote.value, func.count())
-            .where(m.Vote.user_id.not_in(select(m.FlaggedUser.user_id)))  # type: ignore[attr-defined]
-            .group_by(m.Vote.value)
+            .where(col(m.Vote.user_id).not_in(select(m.FlaggedUser.user_id)))
+            .group_by(col(m.Vote.value))
         )
         if since is not None:
             query = query.where(m.Vote.updated_at >= since)
@@ -80,7 +80,7 @@ class Reports:
         with self.db.reading() as session:
             for name, span in STATS_WINDOWS:
                 since = None if span is None else moment - span
-                answers = select(func.count(), func.sum(case((m.Answer.abstained == True, 1), else_=0)))  # noqa: E712
+                answers = select(func.count(), func.sum(case((col(m.Answer.abstained).is_(True), 1), else_=0)))
                 answers = answers.select_from(m.Answer)
                 if since is not None:
                     answers = answers.where(m.Answer.created_at >= since)
@@ -130,7 +130,7 @@ class Reports:
         since = datetime.combine(first_day, datetime.min.time(), tzinfo=timezone.utc)
         best = (
             select(m.ShownSource.answer_id, func.max(m.ShownSource.score).label("best"))
-            .group_by(m.ShownSource.answer_id)
+            .group_by(col(m.ShownSource.answer_id))
             .subquery()
         )
         query = (

@@ -31,6 +31,9 @@ from sqlalchemy import (
     true,
 )
 
+from sqlmodel import col
+from sqlmodel import select as orm_select
+
 from feedback import models as m
 from feedback.errors import InvalidFeedback, UnknownAnswer
 from feedback.records import VoteRecord, VoteResult
@@ -188,9 +191,9 @@ class Votes:
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(PROCESSED.c.event_id)
         )
-        upsert = self.db.upsert(VOTE).values({c: bindparam(c, type_=VOTE.c[c].type) for c in _WRITTEN})
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["answer_id", "user_id"], set_={c: upsert.excluded[c] for c in _CHANGED}
+        values = self.db.upsert(VOTE).values({c: bindparam(c, type_=VOTE.c[c].type) for c in _WRITTEN})
+        upsert = values.on_conflict_do_update(
+            index_elements=["answer_id", "user_id"], set_={c: values.excluded[c] for c in _CHANGED}
         ).returning(VOTE.c.id)
         statements: dict[str, Any] = {"state": state, "claim": claim, "upsert": upsert,
                                       "lock": text("SELECT pg_advisory_xact_lock(:key)")}
@@ -212,10 +215,8 @@ class Votes:
     def for_answer(self, answer_id: object) -> list[VoteRecord]:
         number = answer_id_of(answer_id)
         with self.db.reading() as session:
-            rows = session.exec(
-                select(m.Vote).where(m.Vote.answer_id == number).order_by(m.Vote.id)  # type: ignore[arg-type]
-            ).all()
-            return [vote_record(v) for (v,) in rows]
+            rows = session.exec(orm_select(m.Vote).where(m.Vote.answer_id == number).order_by(col(m.Vote.id))).all()
+            return [vote_record(v) for v in rows]
 
     def current(self, answer_id: object, user: str) -> int:
         """The user's vote in force on an answer: +1, -1, or 0 for none."""
@@ -224,18 +225,18 @@ class Votes:
     def history(self, answer_id: int | None = None, user: str | None = None) -> list[dict[str, Any]]:
         """Every raw vote action (cast, replace, remove, stale), oldest first."""
         with self.db.reading() as session:
-            query = select(m.VoteEvent).order_by(m.VoteEvent.id)  # type: ignore[arg-type]
+            query = orm_select(m.VoteEvent).order_by(col(m.VoteEvent.id))
             if answer_id is not None:
-                query = query.where(m.VoteEvent.answer_id == answer_id)  # type: ignore[arg-type]
+                query = query.where(m.VoteEvent.answer_id == answer_id)
             if user is not None:
-                query = query.where(m.VoteEvent.user_id == user)  # type: ignore[arg-type]
+                query = query.where(m.VoteEvent.user_id == user)
             return [
                 {
                     "answer_id": e.answer_id, "user": e.user_id, "value": e.value, "action": e.action,
                     "counted": e.counted, "weight": e.weight, "why": e.why, "source": e.source,
                     "reason": e.reason, "at": utc(e.at),
                 }
-                for (e,) in session.execute(query).all()
+                for e in session.exec(query).all()
             ]
 
 

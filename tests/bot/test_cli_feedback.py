@@ -169,7 +169,7 @@ def test_shell_feedback_commands(tiny_services, monkeypatch):
     assert recorded.origin == "shell" and recorded.asker == "bob" and recorded.shown[0].doc_id == "vpn"
     [vote] = store.votes.for_answer(recorded.id)
     assert (vote.user, vote.value, vote.reason) == ("bob", -1, "it is outdated")
-    [correction] = store.corrections.list()
+    [correction] = store.corrections.find()
     assert (correction.text, correction.source_ref, correction.status) == ("Use WireGuard", "vpn", "pending")
 
     p = store.proposals.create(summary="t", diff={}, payload={"kind": "none"}, created_by="learner")

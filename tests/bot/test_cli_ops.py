@@ -62,7 +62,7 @@ def test_worker_once_reports_what_it_did(services, tiny_corpus, monkeypatch):
     # The same feedback: the pending proposal is evaluated now, no second one is created.
     assert result.stdout.startswith("built") and "(proposal p1)" in result.stdout
     assert store.proposals.get(1).status in ("evaluated", "failing")
-    assert len(store.proposals.list()) == 1
+    assert len(store.proposals.find()) == 1
     assert runner.invoke(app, ["worker", "--once"]).stdout.startswith("not_due")
     assert runner.invoke(app, ["worker", "--once", "--force"]).stdout.startswith("nothing")
     assert runner.invoke(app, ["worker", "--force"]).exit_code != 0  # --force needs --once

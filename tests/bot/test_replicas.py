@@ -154,8 +154,8 @@ def ask(stack: Stack, replica: Replica, question: str, channel: str | None = Non
 
 def answer_ts(stub: SlackStub, channel: str, thread_ts: str) -> str:
     def find() -> str | None:
-        for (ch, ts), message in list(stub.messages.items()):
-            if ch == channel and message.get("thread_ts") == thread_ts:
+        for (ch, ts), posted in list(stub.messages.items()):
+            if ch == channel and posted.get("thread_ts") == thread_ts:
                 return ts
         return None
 

@@ -369,11 +369,11 @@ def test_correction_modal_validation_and_pending_correction(slack, stub, store):
     assert empty.json()["response_action"] == "errors" and kit.TEXT_BLOCK in empty.json()["errors"]
     bad = suggest(slack, stub, call, user, text="fine", source="ftp://files/x")
     assert bad.json()["response_action"] == "errors" and kit.SOURCE_BLOCK in bad.json()["errors"]
-    assert not store.corrections.list(answer_id=answer_id)
+    assert not store.corrections.find(answer_id=answer_id)
     ok = suggest(slack, stub, call, user, text="Deploys on Fridays need a lead's OK.",
                  source="https://wiki.test/deploy")
     assert ok.status_code == 200 and not ok.content.strip()  # the modal closes
-    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id))
+    (correction,) = wait_until(lambda: store.corrections.find(answer_id=answer_id))
     assert correction.status == "pending" and correction.user == user
     assert correction.source_ref == "https://wiki.test/deploy"
     stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "waiting" in c["text"])
@@ -398,7 +398,7 @@ def test_non_moderator_is_refused_and_moderator_approves_correction(slack, stub,
     channel, user = unique("C"), unique("U")
     call, _ = ask(slack, stub, "how long do I have to return my old laptop?", channel, unique("U"))
     suggest(slack, stub, call, user, text="Within 14 days.", source="doc:laptop")
-    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
+    (correction,) = wait_until(lambda: store.corrections.find(answer_id=answer_id_of(call)))
     review = review_post(stub, f"Correction #{correction.id} ")
     press(slack, review, kit.REVIEW_APPROVE, user)  # the suggester is no moderator
     stub.wait_for("chat.postEphemeral", lambda c: c.get("user") == user and "Only moderators" in c["text"])
@@ -419,7 +419,7 @@ def test_moderator_edits_then_approves(slack, stub, store):
     channel = unique("C")
     call, _ = ask(slack, stub, "where are holidays requested?", channel, unique("U"))
     suggest(slack, stub, call, unique("U"), text="In the HR portl.")
-    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
+    (correction,) = wait_until(lambda: store.corrections.find(answer_id=answer_id_of(call)))
     review = review_post(stub, f"Correction #{correction.id} ")
     filled = filled_form(slack, stub, review, MODERATOR, kit.REVIEW_EDIT, kit.EDIT_MODAL, "correction_id",
                          correction.id)
@@ -594,7 +594,7 @@ def test_review_from_the_slash_command_list(slack, stub, store):
     channel = unique("C")
     call, _ = ask(slack, stub, "what do I attach to expenses?", channel, unique("U"))
     suggest(slack, stub, call, unique("U"), text="A photo of every receipt.")
-    (correction,) = wait_until(lambda: store.corrections.list(answer_id=answer_id_of(call)))
+    (correction,) = wait_until(lambda: store.corrections.find(answer_id=answer_id_of(call)))
     name = unique("review")
     slack.command("review", user=MODERATOR, channel=channel, response_url=stub.response_url(name))
     listing = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]

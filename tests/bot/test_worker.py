@@ -141,11 +141,11 @@ def test_background_thread_builds_a_real_proposal_from_votes(tiny_services):
             loop.answer("how do I submit expenses?", asker="UASK", origin="test")
     finally:
         worker.stop()
-    (proposal,) = store.proposals.list()
+    (proposal,) = store.proposals.find()
     assert proposal.created_by == "worker"
     assert proposal.payload["id"]
     # The evaluation gate ran in the background too: the proposal reaches moderators measured.
     assert proposal.status in ("evaluated", "failing") and proposal.evaluation["golden"] is not None
     # Same feedback again: the identical proposal is not created a second time.
     assert worker.run_once(force=True).outcome == "nothing"
-    assert len(store.proposals.list()) == 1
+    assert len(store.proposals.find()) == 1

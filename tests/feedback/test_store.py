@@ -275,7 +275,7 @@ def test_bad_corrections_are_refused(store, text, source):
     a = answer(store)
     with pytest.raises(InvalidFeedback):
         store.corrections.suggest(a.id, "U2", text=text, source_ref=source)
-    assert store.corrections.list() == []
+    assert store.corrections.find() == []
 
 
 def test_correction_on_unknown_answer_is_refused(store):
@@ -346,7 +346,7 @@ def test_bad_proposal_input_is_refused(store):
         store.proposals.create(summary="s", diff={}, payload={"bad": object()}, created_by="x")
     with pytest.raises(InvalidFeedback):
         store.proposals.create(summary="s", diff=[], payload={}, created_by="x")  # type: ignore[arg-type]
-    assert store.proposals.list() == []
+    assert store.proposals.find() == []
 
 
 def test_failure_inside_apply_leaves_previous_version_active(store, monkeypatch):

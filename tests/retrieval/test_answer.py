@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
-from langchain_core.messages import AIMessage
 
 from retrieval.answer import NO_MATCH, PASSAGE_CHARS, extractive_answer, llm_answer, trim_passage
 from retrieval.types import Hit

@@ -1,7 +1,7 @@
 """initial schema: answers, votes, corrections, proposals, versions, audit
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 10:40:54.236966
 """
 

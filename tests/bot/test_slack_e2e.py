@@ -633,3 +633,79 @@ def test_url_verification_challenge(slack):
     response = slack.post(body, "application/json")
     assert response.status_code == 200 and response.json()["challenge"] == "c-123"
     assert slack.post(body, "application/json", signed=False).status_code == 401
+
+
+# -- what is acknowledged is kept, and processed once ------------------------------------------
+
+
+def test_a_reaction_while_the_database_is_locked_is_refused_then_kept_when_slack_retries(slack, stub, store, bot):
+    """The vote is written before Slack gets its answer: while the database cannot take it the
+    request fails (Slack will deliver the event again), and the retry is recorded, once."""
+    import sqlite3
+
+    channel, voter = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "how do I request holidays?", channel, unique("U"))
+    ts = answer_ts(stub, call)
+    answer_id = wait_until(lambda: store.answers.for_message(channel, ts)).id
+    event = reaction("-1", user=voter, channel=channel, ts=ts)
+    holder = sqlite3.connect(f"{bot.home}/askloop.db", timeout=5, isolation_level=None)  # type: ignore[attr-defined]
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        started = time.monotonic()
+        refused, event_id = slack.event(event)
+        assert refused.status_code >= 500 and time.monotonic() - started < 3.0  # within Slack's 3 s
+        assert votes(store, answer_id) == {}
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    retried, _ = slack.event(event, event_id=event_id, retry=1)
+    assert retried.status_code == 200
+    wait_until(lambda: votes(store, answer_id).get(voter) == -1)
+    time.sleep(0.3)
+    assert [h["action"] for h in store.votes.history(answer_id=answer_id, user=voter)] == ["cast"]
+
+
+def test_reactions_delivered_out_of_order_leave_the_last_one(slack, stub, store):
+    channel, voter = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "who carries the pager?", channel, unique("U"))
+    ts = answer_ts(stub, call)
+    answer_id = wait_until(lambda: store.answers.for_message(channel, ts)).id
+    first, second = reaction("-1", user=voter, channel=channel, ts=ts), reaction("+1", user=voter, channel=channel, ts=ts)
+    assert float(first["event_ts"]) < float(second["event_ts"])
+    assert slack.event(second)[0].status_code == 200  # the later 👍 arrives first
+    assert slack.event(first)[0].status_code == 200
+    wait_until(lambda: votes(store, answer_id).get(voter) == 1)
+    time.sleep(0.3)
+    assert votes(store, answer_id) == {voter: 1}
+    assert [h["action"] for h in store.votes.history(answer_id=answer_id, user=voter)] == ["cast", "stale"]
+
+
+def test_a_replayed_button_press_and_slash_command_count_once(slack, stub, store):
+    from urllib.parse import urlencode
+
+    channel, voter = unique("C"), unique("U")
+    call, _ = ask(slack, stub, "how do I submit expenses?", channel, unique("U"))
+    answer_id = answer_id_of(call)
+    feedback = find_action(call["blocks"], kit.FEEDBACK_BUTTONS)
+    action = {"action_id": kit.FEEDBACK_BUTTONS, "block_id": "b", "type": "feedback_buttons",
+              "value": feedback["positive_button"]["value"]}
+    payload = block_action(action, user=voter, channel=channel, message_ts=call.get("ts"),
+                           message={"type": "message", "ts": call.get("ts"), "blocks": call["blocks"]})
+    assert slack.interactive(payload).status_code == 200
+    assert slack.interactive(payload).status_code == 200  # the same signed payload again
+    wait_until(lambda: votes(store, answer_id).get(voter) == 1)
+    time.sleep(0.5)
+    assert votes(store, answer_id) == {voter: 1}  # a replay did not toggle it off
+    assert len(store.votes.history(answer_id=answer_id, user=voter)) == 1
+
+    question_channel = unique("C")
+    form = {"token": "legacy", "team_id": "T0000001", "channel_id": question_channel, "user_id": voter,
+            "user_name": "v", "command": "/askloop", "text": "how do I get a new laptop?",
+            "response_url": stub.response_url("replayed"), "trigger_id": unique("trig"), "api_app_id": "A1"}
+    body = urlencode(form).encode()
+    for _ in range(3):
+        assert slack.post(body, "application/x-www-form-urlencoded").status_code == 200
+    stub.wait_for("chat.postMessage", lambda c: c.get("channel") == question_channel and "asked" in c.get("text", ""))
+    time.sleep(1.0)
+    assert len(stub.find("chat.postMessage", lambda c: c.get("channel") == question_channel
+                         and "asked" in c.get("text", ""))) == 1

@@ -149,3 +149,15 @@ def test_background_thread_builds_a_real_proposal_from_votes(tiny_services):
     # Same feedback again: the identical proposal is not created a second time.
     assert worker.run_once(force=True).outcome == "nothing"
     assert len(store.proposals.find()) == 1
+
+
+def test_each_run_prunes_delivery_keys_older_than_slacks_retries(feedback_store):
+    from sqlalchemy import text
+
+    assert feedback_store.deliveries.claim("Ev-old") and feedback_store.deliveries.claim("Ev-new")
+    with feedback_store.engine.begin() as conn:
+        conn.execute(text("UPDATE processed_event SET at = :at WHERE event_id = 'Ev-old'"),
+                     {"at": datetime.now(timezone.utc) - timedelta(days=3)})
+    assert LearningWorker(loop_of(feedback_store), lambda: None, after_votes=1, interval=0).run_once().outcome == "not_due"
+    assert feedback_store.deliveries.claim("Ev-old") is True  # pruned, so a key can be seen again
+    assert feedback_store.deliveries.claim("Ev-new") is False  # recent keys are kept

@@ -13,6 +13,7 @@ from types import SimpleNamespace as NS
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from bot.slack import blocks as kit
 from bot.slack.elements import MESSAGE_BUDGET, size
@@ -180,6 +181,16 @@ def test_mentions_links_and_broadcasts_from_documents_are_neutralised():
     assert "click" in body and "`@here` &amp; `@channel`" in body
     assert "logo (https://img.test/a.png)" in body
     assert "https://ok.test/?a=1&amp;b=2" in body
+    html = MarkdownIt("commonmark").render(body)  # read as standard Markdown, as Slack does
+    assert 'href="https://evil' not in html and "javascript" not in html and "<div>" not in html
+
+
+def test_link_reference_definitions_cannot_turn_citations_into_links():
+    text = "Use WireGuard [1].\n\n[1]: https://evil.test\n> [x]: https://evil.test/2\n> quoted [x]"
+    body = markdown_text(post(text))
+    assert "\\[1]: https://evil.test" in body and "> \\[x]: https://evil.test/2" in body
+    html = MarkdownIt("commonmark").render(body)
+    assert "href" not in html  # nothing in the text became a link
 
 
 def test_invisible_characters_are_removed_everywhere_an_answer_shows_text():

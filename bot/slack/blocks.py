@@ -186,8 +186,9 @@ def answer_message(answer: Any, answer_id: int | None, *, native_feedback: bool 
         head, tail = _frame(answer, answer_id, native_feedback, question, compact=True)
     room = budget - size(head + tail) - reserve
     body: list[Block] = []
-    shortened = False
-    for piece in pieces(answer.text):
+    # every character takes at least a byte: text beyond `room` characters cannot fit anyway
+    shortened = len(answer.text) > room
+    for piece in pieces(answer.text[:room]):
         block, cut = piece.fit(room, block_size)
         if block is not None:
             body.append(block)

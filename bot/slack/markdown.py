@@ -11,7 +11,8 @@ cut at block boundaries into pieces the caller can fit into a size budget, and m
   put in code so no surface can read them as a broadcast;
 - a link keeps its label only when the label does not itself look like an address (a label
   such as `https://bank.test` pointing elsewhere would be a forged link): such links, and links
-  to anything but http(s), are shown with their real address;
+  to anything but http(s), are shown with their real address. Link reference definitions
+  (`[1]: https://…`) are shown as text, so they cannot turn the answer's `[1]` into a link;
 - code spans and fences stay exactly as written (entities would show literally there), except
   that a `<` opening Slack's special syntax becomes `‹` (`text.defang`);
 - everything is neutralised first (bidi overrides, zero-width characters).
@@ -42,6 +43,9 @@ CELL_LIMIT = 500  # characters per cell (undocumented; long cells make unreadabl
 WRAP_AFTER = 40  # columns with longer cells wrap instead of scrolling sideways
 
 _PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# the structure (paragraphs, code, tables) is all the splitting needs: inline parsing is left
+# for table cells, which are the only places whose inline content is read
+_BLOCKS = MarkdownIt("commonmark").enable(["table"]).disable(["inline", "text_join"])
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _QUOTE_PREFIX = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?(?:>[ \t]?)+")
 _LINK = re.compile(r"(!?)\[((?:[^\[\]\\\n]|\\.){0,500})\]\(\s*<?([^\s<>()]*(?:\([^\s<>()]*\)[^\s<>()]*)*)>?"
@@ -50,6 +54,7 @@ _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>]+)>", re.IGNORECASE)
 _BROADCAST = re.compile(r"@(?:here|channel|everyone)\b", re.IGNORECASE)
 _URLISH = re.compile(r"(?i)[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
 _FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})")
+_REFERENCE = re.compile(r"[ \t]{0,3}\[[^\]\n]+\]:")  # `[1]: https://…` would turn "[1]" into a link
 
 
 def _code_span_end(src: str, start: int, ticks: int) -> int:
@@ -78,14 +83,21 @@ def _inline(src: str, *, links: bool = True) -> str:
     """One paragraph-level piece of Markdown (not a code block) made harmless, formatting kept."""
     out: list[str] = []
     i, n = 0, len(src)
+    line_start = True  # at the start of a line, or just after its quote markers
     while i < n:
-        if i == 0 or src[i - 1] == "\n":
+        if line_start:
+            line_start = False
             prefix = _QUOTE_PREFIX.match(src, i)
-            if prefix and ">" in prefix.group():
+            if prefix:
                 out.append(prefix.group())
                 i = prefix.end()
+                line_start = True
                 continue
+            if _REFERENCE.match(src, i):
+                out.append("\\")  # a link reference definition shown as text, defining nothing
         ch = src[i]
+        if ch == "\n":
+            line_start = True
         if ch == "`":
             ticks = len(src[i:]) - len(src[i:].lstrip("`"))
             end = _code_span_end(src, i, ticks)
@@ -145,7 +157,8 @@ class Unit:
 
 def _cell_text(inline: Token) -> str:
     parts: list[str] = []
-    for child in inline.children or []:
+    children = _PARSER.parseInline(inline.content)[0].children if inline.content else []
+    for child in children or []:
         if child.type in {"text", "code_inline", "html_inline"}:
             parts.append(child.content)
         elif child.type == "image":
@@ -184,7 +197,7 @@ def _table(tokens: list[Token], start: int, lines: list[str]) -> tuple[Table, in
 def units(text: str) -> list[Unit]:
     """The top-level blocks of the Markdown source, in order (blank lines between them dropped)."""
     lines = text.split("\n")
-    tokens = _PARSER.parse(text)
+    tokens = _BLOCKS.parse(text)
     found: list[Unit] = []
     covered = 0
 

@@ -15,6 +15,9 @@ fails whenever the bot sends something Slack would reject.
 A test can make it answer 429 with Retry-After (`rate_limit`), refuse the native feedback block
 (`reject_native_feedback`), act as if the bot were not in a channel (`not_in_channel`) or a
 channel did not exist (`missing_channels`), or lower the total size it accepts (`blocks_budget`).
+
+It is longer than most modules because it is one imitation of one API (methods, refusals,
+response_url, Socket Mode); the Block Kit rules themselves are in tests/slack_blockkit.py.
 """
 
 from __future__ import annotations

@@ -146,11 +146,17 @@ def test_only_one_table_block_and_big_tables_are_cut_to_slacks_limits():
     blocks = post(wide + "\n\n" + tall, budget=30_000)
     (table,) = [b for b in blocks if b["type"] == "table"]
     assert len(table["rows"][0]) == 20
-    assert "5 more column(s) not shown" in markdown_text(blocks)
+    assert "5 more column(s) of the table not shown" in markdown_text(blocks)
     assert "```\n| n | square |" in markdown_text(blocks)  # the second table, as written, in code
-    blocks = post(tall, budget=30_000)
+    blocks = post(tall + "\n\nAfter the table.", budget=30_000)
     (table,) = [b for b in blocks if b["type"] == "table"]
-    assert len(table["rows"]) == 100 and "Shortened" in json.dumps(blocks)
+    assert len(table["rows"]) == 100 and table["rows"][-1][1]["text"] == str(98 * 98)
+    assert "51 more row(s) of the table not shown" in markdown_text(blocks)
+    assert "After the table." in markdown_text(blocks) and "Shortened" not in json.dumps(blocks)
+    wordy = "| n | what |\n|---|---|\n" + "".join(f"| {i} | {'a longer cell ' * 4} |\n" for i in range(90))
+    blocks = post(wordy)  # the usual budget: the rows that fit, then the note that it was shortened
+    (table,) = [b for b in blocks if b["type"] == "table"]
+    assert 10 < len(table["rows"]) < 100 and "Shortened" in json.dumps(blocks)
 
 
 def test_code_blocks_stay_verbatim_and_long_ones_are_reopened_after_a_split():
@@ -163,6 +169,14 @@ def test_code_blocks_stay_verbatim_and_long_ones_are_reopened_after_a_split():
         assert part.count("```") == 2  # every piece is a complete fence
         assert "'<b>' & y" in part  # code is not entity-escaped
         assert "<!channel>" not in part and "‹!channel>" in part
+
+
+def test_code_inside_lists_and_quotes_stays_verbatim():
+    text = "1. Run:\n\n   ```sh\n   curl 'a?x=1&y=<2>' <!here>\n   ```\n2. Then <b>done</b>\n\n" \
+           "> ```\n> a < b && c\n> ```"
+    body = markdown_text(post(text))
+    assert "   curl 'a?x=1&y=<2>' ‹!here>" in body and "> a < b && c" in body
+    assert "Then &lt;b&gt;done&lt;/b&gt;" in body
 
 
 def test_mentions_links_and_broadcasts_from_documents_are_neutralised():

@@ -54,6 +54,8 @@ _AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s<>]+)>", re.IGNORECASE)
 _BROADCAST = re.compile(r"@(?:here|channel|everyone)\b", re.IGNORECASE)
 _URLISH = re.compile(r"(?i)[a-z][a-z0-9+.-]*://|www\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b")
 _FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})")
+# a fence inside a list item or a quote (top-level fences are code units of their own)
+_NESTED_FENCE = re.compile(r"^(?:[ \t]*>)*[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?(`{3,}|~{3,})")
 _REFERENCE = re.compile(r"[ \t]{0,3}\[[^\]\n]+\]:")  # `[1]: https://…` would turn "[1]" into a link
 
 
@@ -133,6 +135,30 @@ def _inline(src: str, *, links: bool = True) -> str:
         out.append(_ENTITIES.get(ch, ch))
         i += 1
     return "".join(out)
+
+
+def _text(lines: list[str]) -> str:
+    """A text unit made harmless: prose through `_inline`, code fenced inside lists and quotes
+    kept as written (only defanged), like top-level code."""
+    out: list[str] = []
+    prose: list[str] = []
+    fence: str | None = None
+    for line in lines:
+        match = _NESTED_FENCE.match(line)
+        if fence is None and match is None:
+            prose.append(line)
+            continue
+        if prose:
+            out.append(_inline("\n".join(prose)))
+            prose = []
+        out.append(defang(line))
+        if fence is None and match:
+            fence = match.group(1)
+        elif match and match.group(1).startswith(fence or "") and not line[match.end():].strip():
+            fence = None
+    if prose:
+        out.append(_inline("\n".join(prose)))
+    return "\n".join(out)
 
 
 # -- splitting into pieces --------------------------------------------------------------------
@@ -274,7 +300,6 @@ class Piece:
     and whether it had to be shortened."""
 
     fit: Callable[[int, Callable[[Block], int]], tuple[Block | None, bool]]
-    kind: str = "markdown"
 
 
 def _markdown_piece(text: str) -> Piece:
@@ -332,16 +357,16 @@ def _table_piece(table: Table) -> Piece:
         return block
 
     def fit(room: int, size: Callable[[Block], int]) -> tuple[Block | None, bool]:
-        most = min(len(table.rows), TABLE_ROWS - 1)
+        most = min(len(table.rows), TABLE_ROWS - 1)  # rows beyond Slack's limit: noted after it
         if size(build(most)) <= room:
-            return build(most), most < len(table.rows)
+            return build(most), False
         low, high = 0, most  # the most rows that fit, by bisection
         while low < high:
             middle = (low + high + 1) // 2
             low, high = (middle, high) if size(build(middle)) <= room else (low, middle - 1)
         return (build(low), True) if low > 0 else (None, True)
 
-    return Piece(fit, kind="table")
+    return Piece(fit)
 
 
 def pieces(text: str) -> list[Piece]:
@@ -369,13 +394,17 @@ def pieces(text: str) -> list[Piece]:
             flush()
             found.append(_table_piece(unit.table))
             table_shown = True
-            if len(unit.table.header) > TABLE_COLUMNS:
-                add([f"_{len(unit.table.header) - TABLE_COLUMNS} more column(s) not shown._"])
+            hidden = [f"{len(unit.table.header) - TABLE_COLUMNS} more column(s)"] \
+                if len(unit.table.header) > TABLE_COLUMNS else []
+            if len(unit.table.rows) > TABLE_ROWS - 1:
+                hidden.append(f"{len(unit.table.rows) - (TABLE_ROWS - 1)} more row(s)")
+            if hidden:
+                add([f"_{' and '.join(hidden)} of the table not shown._"])
         elif unit.kind == "table" and unit.table is not None:
             add(_code(_as_code(unit.table), CHUNK))
         elif unit.kind == "code":
             add(_code(unit.lines, CHUNK))
         else:
-            add(_split(_inline("\n".join(unit.lines)), CHUNK))
+            add(_split(_text(unit.lines), CHUNK))
     flush()
     return found

@@ -9,7 +9,7 @@ It is as strict as Slack: every `blocks` and `view` it receives is validated
 (`invalid_blocks` with `[ERROR] ... [json-pointer:/blocks/N/...]` messages, `msg_too_long`,
 `msg_blocks_too_long`, `invalid_arguments`, `no_text`, `message_not_found`, ...). Trigger ids
 made by `new_trigger_id` expire after 3 seconds and work once, as Slack's do. Every refusal is
-recorded; the ones no test setting asked for (`invalid_payloads`) make `stop()` fail, so a test
+recorded; those that are the payload's fault (`invalid_payloads`) make `stop()` fail, so a test
 fails whenever the bot sends something Slack would reject.
 
 A test can make it answer 429 with Retry-After (`rate_limit`), refuse the native feedback block
@@ -51,7 +51,7 @@ TEAM_ID = "T0000001"
 TRIGGER_TTL = 3.0  # seconds a trigger_id can open a modal
 _TRIGGER = re.compile(r"^(\d+)\.\d+\.[0-9a-f]+$")
 _triggers = itertools.count(1)
-Problem = tuple[str, list[str], bool]  # Slack's error, its messages, whether a test setting asked for it
+Problem = tuple[str, list[str], bool]  # Slack's error, its messages, whether the payload is excused
 
 
 def new_trigger_id(issued: float | None = None) -> str:
@@ -63,14 +63,15 @@ def new_trigger_id(issued: float | None = None) -> str:
 
 @dataclass
 class Rejection:
-    """A call the stand-in refused. `configured`: a test setting asked for it (e.g.
-    `not_in_channel`); otherwise the payload itself was wrong, as Slack would have said."""
+    """A call the stand-in refused. `excused`: not the payload's fault: a test setting asked
+    for it (e.g. `not_in_channel`), or the test made up state Slack would have (a button on a
+    message that was never posted); otherwise the payload was wrong, as Slack would have said."""
 
     method: str
     error: str
     messages: list[str]
     params: dict[str, Any]
-    configured: bool = False
+    excused: bool = False
 
     def __str__(self) -> str:
         shown = json.dumps(self.params, ensure_ascii=False)[:600]
@@ -135,9 +136,9 @@ class SlackStub:
 
     @property
     def invalid_payloads(self) -> list[Rejection]:
-        """Refusals no test setting asked for: payloads Slack would have refused too."""
+        """Refusals that are the payload's fault: payloads Slack would have refused too."""
         with self._lock:
-            return [r for r in self.rejections if not r.configured]
+            return [r for r in self.rejections if not r.excused]
 
     def assert_valid(self) -> None:
         """AssertionError listing every payload Slack would have refused."""
@@ -314,9 +315,9 @@ class SlackStub:
         """Slack's error answer for `problem` (recorded), or None when there is none."""
         if problem is None:
             return None
-        error, messages, configured = problem
+        error, messages, excused = problem
         with self._lock:
-            self.rejections.append(Rejection(method, error, messages, params, configured))
+            self.rejections.append(Rejection(method, error, messages, params, excused))
         answer: dict[str, Any] = {"ok": False, "error": error}
         if messages:
             answer["errors"] = messages
@@ -364,7 +365,7 @@ class SlackStub:
             with self._lock:
                 known = (params["channel"], str(params["ts"])) in self.messages
             if not known:
-                return "message_not_found", [], False
+                return "message_not_found", [], True  # the message may come from a test's payload
         if method == "chat.postEphemeral" and not params.get("user"):
             return "user_not_found", [], False
         if not text and not blocks and not params.get("attachments"):

@@ -2,7 +2,8 @@
 
 Each test sends one payload with slack_sdk's own client (as the bot does) and checks the answer:
 the error name, Slack's `[ERROR] ... [json-pointer:...]` messages, and whether the refusal counts
-against the bot (`invalid_payloads`, which make `stop()` fail) or was asked for by a test setting.
+against the bot (`invalid_payloads`, which make `stop()` fail) or is excused (a test setting
+asked for it, or the test made up state Slack would have).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_invalid_blocks_are_refused_like_slack(stub, client, name):
     assert all(m.startswith("[ERROR] ") for m in answer["response_metadata"]["messages"])
     assert stub.find("chat.postMessage:invalid_blocks") and not stub.find("chat.postMessage")
     (rejection,) = stub.invalid_payloads
-    assert rejection.method == "chat.postMessage" and not rejection.configured
+    assert rejection.method == "chat.postMessage" and not rejection.excused
 
 
 def test_message_size_limits(stub, client):
@@ -107,7 +108,7 @@ def test_message_size_limits(stub, client):
     stub.blocks_budget = 500
     assert refused(lambda: client.chat_postMessage(channel="C1", text="t", blocks=[section("x" * 600)]))[
         "error"] == "msg_blocks_too_long"
-    assert len(stub.invalid_payloads) == 5 and stub.rejections[-1].configured
+    assert len(stub.invalid_payloads) == 5 and stub.rejections[-1].excused
 
 
 def test_channels_the_bot_cannot_post_in(stub, client):
@@ -118,12 +119,16 @@ def test_channels_the_bot_cannot_post_in(stub, client):
     assert refused(lambda: client.conversations_replies(channel="CPRIVATE", ts="1.2"))["error"] == \
         "not_in_channel"
     assert stub.invalid_payloads == []  # asked for by the test
+    # a message Slack does not have: refused, but a test may have made up the button's message
     assert refused(lambda: client.chat_update(channel="C1", ts="123.456", text="t"))["error"] == \
         "message_not_found"
     posted = client.chat_postMessage(channel="C1", text="t", thread_ts="1.5")
     client.chat_update(channel="C1", ts=posted["ts"], text="edited")
     assert stub.messages[("C1", posted["ts"])]["thread_ts"] == "1.5"  # an update keeps the thread
-    assert [r.error for r in stub.invalid_payloads] == ["message_not_found"]
+    assert stub.invalid_payloads == [] and stub.rejections[-1].excused
+    assert refused(lambda: client.api_call("chat.update", json={"channel": "C1", "text": "t"}))[
+        "error"] == "invalid_arguments"
+    assert [r.error for r in stub.invalid_payloads] == ["invalid_arguments"]
 
 
 MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Title"},

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
 from bot.slack.deps import BotDeps, log
+from bot.slack.posting import send
 from feedback.errors import FeedbackError
 from retrieval.answer import Answer
 from retrieval.search import EmptyKnowledgeBase, QuestionError
@@ -79,31 +80,6 @@ async def produce(deps: BotDeps, question: str, user: str, origin: str, channel:
     text, blocks = kit.answer_message(answer, answer_id, native_feedback=deps.native_feedback,
                                       question=question)
     return Outcome(text, blocks, answer, answer_id)
-
-
-async def send(deps: BotDeps, client: AsyncWebClient, channel: str, outcome: Outcome, *,
-               thread_ts: str | None = None, update_ts: str | None = None) -> str:
-    """Post (or update) the message; fall back to plain buttons if Slack rejects native ones."""
-    for _ in range(2):
-        try:
-            if update_ts:
-                response = await client.chat_update(channel=channel, ts=update_ts,
-                                                    text=outcome.text, blocks=outcome.blocks)
-            else:
-                response = await client.chat_postMessage(
-                    channel=channel, thread_ts=thread_ts, text=outcome.text,
-                    blocks=outcome.blocks, unfurl_links=False, unfurl_media=False)
-            return str(response["ts"])
-        except SlackApiError as exc:
-            rejected = exc.response.get("error") in {"invalid_blocks", "invalid_blocks_format"}
-            if not (rejected and deps.native_feedback and outcome.answer is not None):
-                raise
-            log.warning("Slack rejected the native feedback buttons; using plain buttons")
-            deps.native_feedback = False
-            outcome.text, outcome.blocks = kit.answer_message(
-                outcome.answer, outcome.answer_id, native_feedback=False,
-                question=outcome.answer.question)
-    raise AssertionError("unreachable")
 
 
 async def answer_in_thread(deps: BotDeps, client: AsyncWebClient, *, channel: str,

@@ -1,47 +1,65 @@
-"""Block Kit for every message, modal and tab the bot shows.
+"""Block Kit for the bot's answers and forms; the one module the Slack listeners build from.
 
-Builders return plain dicts (what the Web API takes). Every piece of user or document text is
-escaped and trimmed here, and every message is cut to Slack's limits by `fit`, so a long answer
-or a huge review queue is shortened, never rejected.
+An answer is the question (context), the answer text as Slack `markdown` blocks and at most one
+`table` block (`markdown.py`: documents and chat models write Markdown, which mrkdwn would show
+with raw pipes and asterisks), the sources it cites, how it was answered, and the feedback
+buttons. Long text is split into several blocks rather than cut, and the whole message is kept
+within a size budget (`elements.MESSAGE_BUDGET`): when the text does not fit, it is shortened
+at a block boundary and says so. What moderators see is built in `review_blocks.py` and
+re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from bot.slack.text import (
-    CONTEXT_TEXT_LIMIT,
-    MAX_BLOCKS,
+from bot.slack.elements import (  # noqa: F401  (re-exported: the listeners use kit.*)
+    CORRECTION_MODAL,
+    EDIT_MODAL,
+    FEEDBACK_BUTTONS,
+    MESSAGE_BUDGET,
+    REVIEW_APPLY,
+    REVIEW_APPROVE,
+    REVIEW_EDIT,
+    REVIEW_OVERRIDE,
+    REVIEW_REJECT,
+    ROLLBACK,
+    SUGGEST,
+    VOTE_DOWN,
+    VOTE_UP,
+    Block,
+    block_size,
+    button,
+    context,
+    fit,
+    quote,
+    section,
+    size,
+    when,
+)
+from bot.slack.markdown import pieces
+from bot.slack.review_blocks import (  # noqa: F401
+    correction_review,
+    decided,
+    home_view,
+    item_kind,
+    proposal_review,
+    queue_message,
+    review_actions,
+    review_value,
+)
+from bot.slack.text import (  # noqa: F401  (escape: re-exported for the listeners' messages)
     MAX_CONTEXT_ELEMENTS,
-    MESSAGE_TEXT_LIMIT,
     MODAL_TITLE_LIMIT,
-    SECTION_TEXT_LIMIT,
     escape,
     link,
-    mrkdwn,
+    neutralise,
     plain,
     safe,
-    trim,
 )
-
-Block = dict[str, Any]
-
-# action ids: the listeners in app.py are registered on these names
-VOTE_UP = "askloop_vote_up"
-VOTE_DOWN = "askloop_vote_down"
-FEEDBACK_BUTTONS = "askloop_feedback"
-SUGGEST = "askloop_suggest"
-REVIEW_APPROVE = "askloop_review_approve"
-REVIEW_REJECT = "askloop_review_reject"
-REVIEW_EDIT = "askloop_review_edit"
-REVIEW_OVERRIDE = "askloop_review_override"  # "Apply anyway": a failing proposal, behind a confirmation
-REVIEW_APPLY = "askloop_review_apply"  # a proposal approved without being applied
-ROLLBACK = "askloop_rollback"
-CORRECTION_MODAL = "askloop_correction"
-EDIT_MODAL = "askloop_edit_correction"
 
 # modal inputs
 TEXT_BLOCK, TEXT_INPUT = "correction_text", "text"
@@ -54,44 +72,15 @@ APOLOGY = (
     "Sorry, something went wrong on my side while answering. The error has been logged; "
     "please try again in a little while."
 )
+ABSTAINED = "_I'm not confident enough to answer this one._"
+SHORTENED = "_Shortened to fit in Slack; the sources have the full text._"
 
-
-def section(text: str) -> Block:
-    return {"type": "section", "text": mrkdwn(trim(text, SECTION_TEXT_LIMIT) or " ")}
-
-
-def context(texts: Iterable[str]) -> Block:
-    elements = [mrkdwn(trim(t, CONTEXT_TEXT_LIMIT)) for t in texts if t]
-    return {"type": "context", "elements": elements[:MAX_CONTEXT_ELEMENTS] or [mrkdwn(" ")]}
-
-
-def button(label: str, action_id: str, value: str, style: str | None = None,
-           confirm: Block | None = None) -> Block:
-    element: Block = {"type": "button", "text": plain(label), "action_id": action_id,
-                      "value": value[:2000]}
-    if style:
-        element["style"] = style
-    if confirm:
-        element["confirm"] = confirm
-    return element
-
-
-def fit(text: str, blocks: list[Block]) -> tuple[str, list[Block]]:
-    """The message cut to Slack's limits: at most 50 blocks (a note replaces the rest)."""
-    text = trim(text, MESSAGE_TEXT_LIMIT) or " "
-    if len(blocks) > MAX_BLOCKS:
-        hidden = len(blocks) - (MAX_BLOCKS - 1)
-        blocks = blocks[: MAX_BLOCKS - 1] + [context([f"_{hidden} more item(s) not shown._"])]
-    return text, blocks
-
-
-def when(at: datetime | None = None) -> str:
-    """A timestamp every reader sees in their own time zone (with a UTC fallback text)."""
-    at = at or datetime.now(timezone.utc)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    fallback = at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+ANSWER_BUDGET = MESSAGE_BUDGET
+QUESTION_LIMIT = 1000  # characters of the question shown above the answer
+SOURCE_TITLE_LIMIT = 150
+CLOSEST_SOURCES = 3  # an abstention lists this many near misses
+NOTIFICATION_LIMIT = 1000  # the message's `text`: what notifications and screen readers show
+_CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -141,38 +130,82 @@ def feedback_blocks(answer_id: int, native: bool) -> list[Block]:
     }]
 
 
-def source_lines(hits: Sequence[Any]) -> list[str]:
+def is_native_feedback(block: Block) -> bool:
+    """Whether `block` is the native feedback block (the one a workspace may refuse)."""
+    return block.get("type") == "context_actions"
+
+
+def cited(text: str, hits: Sequence[Any]) -> list[tuple[int, Any]]:
+    """The sources the answer cites as [n], in number order (numbers without a source ignored)."""
+    numbers = sorted({int(n) for n in _CITATION.findall(text or "") if 1 <= int(n) <= len(hits)})
+    return [(n, hits[n - 1]) for n in numbers[: MAX_CONTEXT_ELEMENTS - 1]]
+
+
+def source_lines(numbered: Sequence[tuple[int, Any]], title_limit: int = SOURCE_TITLE_LIMIT) -> list[str]:
     lines = []
-    for number, hit in enumerate(hits, 1):
+    for number, hit in numbered:
         title = getattr(hit, "title", "") or getattr(hit, "doc_id", "")
+        title = neutralise(title)[:title_limit]
         lines.append(f"[{number}] {link(getattr(hit, 'source', '') or '', title)}")
     return lines
 
 
-def answer_message(answer: Any, answer_id: int | None, *, native_feedback: bool = True,
-                   question: str | None = None) -> tuple[str, list[Block]]:
-    """The threaded reply: the question, the answer, numbered sources, the tuning version,
-    feedback buttons. An abstention says so plainly and shows the closest sources."""
-    body = escape(answer.text)
-    if answer.abstained:
-        body = f"{escape(answer.text)}\n_I'm not confident enough to answer this one._"
-    blocks: list[Block] = []
-    if question:
-        blocks.append(context([f"❓ {safe(question, CONTEXT_TEXT_LIMIT - 10)}"]))
-    blocks.append(section(body))
+def _frame(answer: Any, answer_id: int | None, native_feedback: bool, question: str | None,
+           compact: bool) -> tuple[list[Block], list[Block]]:
+    """The blocks around the answer text: (before it, after it)."""
+    head = [context([f"❓ {safe(question, 300 if compact else QUESTION_LIMIT)}"])] if question else []
     hits = list(answer.hits)
-    if hits:
+    if answer.abstained:
+        numbered = list(enumerate(hits[:CLOSEST_SOURCES], 1))
+    else:
+        numbered = cited(answer.text, hits)
+    if compact:
+        numbered = numbered[:CLOSEST_SOURCES]
+    tail: list[Block] = [context([ABSTAINED])] if answer.abstained else []
+    if numbered:
         label = "Closest sources" if answer.abstained else "Sources"
-        blocks.append(context([f"*{label}:*"] + source_lines(hits)[: MAX_CONTEXT_ELEMENTS - 1]))
+        tail.append(context([f"*{label}:*"] + source_lines(numbered, 60 if compact else SOURCE_TITLE_LIMIT)))
     version = answer.tuning_version
     how = "extractive" if getattr(answer, "generated_by", "extractive") == "extractive" else "generated"
-    blocks.append(context([
+    tail.append(context([
         (f"Answered with tuning version {version}" if version else "Answered from the base index")
         + f" · {how}" + (f" · answer #{answer_id}" if answer_id else "")
     ]))
     if answer_id is not None:
-        blocks.extend(feedback_blocks(answer_id, native_feedback))
-    return fit(escape(answer.text), blocks)
+        tail.extend(feedback_blocks(answer_id, native_feedback))
+    return head, tail
+
+
+def answer_message(answer: Any, answer_id: int | None, *, native_feedback: bool = True,
+                   question: str | None = None, budget: int = ANSWER_BUDGET) -> tuple[str, list[Block]]:
+    """The threaded reply: the question, the answer, the sources it cites, the tuning version,
+    feedback buttons, all within `budget` (see `elements.size`). An abstention says so plainly
+    and shows the closest sources.
+
+    The answer text fills what the frame leaves; a block that does not fit is shortened at a
+    line or word boundary, and the blocks after it are left out, with a note saying so.
+    """
+    head, tail = _frame(answer, answer_id, native_feedback, question, compact=False)
+    reserve = block_size(context([SHORTENED])) + 2
+    if budget - size(head + tail) - reserve < budget // 3:  # a huge question or many sources
+        head, tail = _frame(answer, answer_id, native_feedback, question, compact=True)
+    room = budget - size(head + tail) - reserve
+    body: list[Block] = []
+    # every character takes at least a byte: text beyond `room` characters cannot fit anyway
+    shortened = len(answer.text) > room
+    for piece in pieces(answer.text[:room]):
+        block, cut = piece.fit(room, block_size)
+        if block is not None:
+            body.append(block)
+            room -= block_size(block)
+        if block is None or cut:
+            shortened = True
+            break
+    if shortened:
+        body.append(context([SHORTENED]))
+    if not body:
+        body = [section(safe(answer.text, 500))]
+    return fit(safe(answer.text, NOTIFICATION_LIMIT), head + body + tail, budget=budget)
 
 
 def notice_message(text: str) -> tuple[str, list[Block]]:
@@ -206,7 +239,7 @@ def correction_modal(answer_id: int, question: str, metadata: dict[str, Any],
     """The correction form: better text, and the document that answers the question — one of
     the answer's own sources, any document found by its title, or a path/URL typed in."""
     blocks: list[Block] = [
-        section(f"*Question:* {safe(question, 2800)}"),
+        quote("Question", question, 2800),
         {
             "type": "input",
             "block_id": TEXT_BLOCK,
@@ -216,8 +249,8 @@ def correction_modal(answer_id: int, question: str, metadata: dict[str, Any],
                         "multiline": True, "max_length": 3000},
         },
     ]
-    options = [{"text": plain(title or doc_id, 75), "value": doc_id[:150]}
-               for doc_id, title in list(sources)[:100] if len(doc_id) <= 150]
+    options = [{"text": plain(title or doc_id, 75), "value": doc_id}
+               for doc_id, title in list(sources)[:100] if 0 < len(doc_id) <= 150]
     if options:
         blocks.append({
             "type": "input", "block_id": SHOWN_BLOCK, "optional": True,
@@ -254,8 +287,8 @@ def correction_modal(answer_id: int, question: str, metadata: dict[str, Any],
 
 def document_options(documents: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The options of the document search (an external select), at most 100."""
-    return {"options": [{"text": plain(title or doc_id, 75), "value": doc_id[:150]}
-                        for doc_id, title in list(documents)[:100] if len(doc_id) <= 150]}
+    return {"options": [{"text": plain(title or doc_id, 75), "value": doc_id}
+                        for doc_id, title in list(documents)[:100] if 0 < len(doc_id) <= 150]}
 
 
 def edit_modal(correction: Any, metadata: dict[str, Any]) -> Block:
@@ -263,11 +296,11 @@ def edit_modal(correction: Any, metadata: dict[str, Any]) -> Block:
     text_element: Block = {"type": "plain_text_input", "action_id": TEXT_INPUT,
                            "multiline": True, "max_length": 3000}
     if getattr(correction, "text", None):
-        text_element["initial_value"] = correction.text[:3000]
+        text_element["initial_value"] = neutralise(correction.text)[:3000]
     source_element: Block = {"type": "plain_text_input", "action_id": SOURCE_INPUT,
                              "max_length": 500}
     if getattr(correction, "source_ref", None):
-        source_element["initial_value"] = correction.source_ref[:500]
+        source_element["initial_value"] = neutralise(correction.source_ref)[:500]
     return {
         "type": "modal",
         "callback_id": EDIT_MODAL,
@@ -284,166 +317,3 @@ def edit_modal(correction: Any, metadata: dict[str, Any]) -> Block:
     }
 
 
-# -- moderation ---------------------------------------------------------------------------------
-
-
-def review_value(kind: str, item_id: int) -> str:
-    return json.dumps({"kind": kind, "id": item_id})
-
-
-def correction_review(correction: Any, answer: Any | None) -> tuple[str, list[Block]]:
-    """A pending correction for the review channel: question, old answer, proposed change."""
-    question = getattr(answer, "question", "") if answer else ""
-    old = getattr(answer, "answer_text", "") if answer else ""
-    lines = [f"*Correction #{correction.id}* suggested by <@{escape(correction.user)}>"
-             f" for answer #{correction.answer_id}"]
-    blocks = [
-        section("\n".join(lines)),
-        section(f"*Question:*\n{safe(question, 2900)}"),
-        section(f"*Current answer:*\n{safe(old, 2900)}"),
-    ]
-    change = []
-    if getattr(correction, "text", None):
-        change.append(f"*Proposed answer:*\n{safe(correction.text, 2700)}")
-    if getattr(correction, "source_ref", None):
-        change.append(f"*Proposed source:* {safe(correction.source_ref, 250)}")
-    blocks.append(section("\n".join(change) or "_no change given_"))
-    blocks.append(review_actions("correction", correction.id, "pending", f"review-correction-{correction.id}",
-                                 edit=True))
-    return fit(f"Correction #{correction.id} is waiting for review", blocks)
-
-
-def _figures(evaluation: dict[str, Any] | None) -> str:
-    if not evaluation:
-        return "_not evaluated yet_"
-    parts = []
-    for key, value in list(evaluation.items())[:20]:
-        if isinstance(value, float):
-            value = f"{value:.4f}"
-        elif isinstance(value, (dict, list)):
-            value = json.dumps(value)[:200]
-        parts.append(f"• {escape(key)}: {escape(value)}")
-    return "\n".join(parts)
-
-
-def review_actions(kind: str, item_id: int, status: str, block_id: str, *, edit: bool = False) -> Block:
-    """The decision buttons of a review item, the same on every surface (the review channel,
-    App Home, `/askloop review`): a proposal that failed its evaluation offers "Apply anyway"
-    behind a confirmation (an audited override) instead of Approve; an approved one, Apply."""
-    value = review_value(kind, item_id)
-    reject = button("Reject", REVIEW_REJECT, value, "danger")
-    if kind == "correction":
-        elements = [button("Approve", REVIEW_APPROVE, value, "primary"), reject]
-        if edit:
-            elements.append(button("Edit", REVIEW_EDIT, value))
-        return {"type": "actions", "block_id": block_id, "elements": elements}
-    if status == "approved":
-        first = button("Apply", REVIEW_APPLY, value, "primary")
-    elif status in {"failing", "pending"}:
-        why = "failed the evaluation gate" if status == "failing" else "has not been evaluated"
-        first = button("Apply anyway", REVIEW_OVERRIDE, value, "danger", confirm={
-            "title": plain("Override the gate?", 100),
-            "text": plain(f"Proposal #{item_id} {why}. Applying it anyway is recorded in the audit log "
-                          "as an override. Apply it?", 300),
-            "confirm": plain("Apply anyway", 30), "deny": plain("Cancel", 30)})
-    else:
-        first = button("Approve and apply", REVIEW_APPROVE, value, "primary")
-    return {"type": "actions", "block_id": block_id, "elements": [first, reject]}
-
-
-def proposal_review(proposal: Any) -> tuple[str, list[Block]]:
-    """A proposal for the review channel: what would change and the evaluation figures."""
-    from feedback.gate import render_evaluation
-
-    status = getattr(proposal, "status", "pending")
-    blocks = [
-        section(f"*Proposal #{proposal.id}* ({escape(status)}) by "
-                f"{escape(getattr(proposal, 'created_by', '') or 'the learning engine')}"),
-        section(f"*What would change:*\n{safe(getattr(proposal, 'summary', ''), 2900)}"),
-        section(f"*Evaluation:*\n{safe(render_evaluation(getattr(proposal, 'evaluation', None) or {}), 2900)}"),
-    ]
-    blocks.append(review_actions("proposal", proposal.id, status, f"review-proposal-{proposal.id}"))
-    return fit(f"Proposal #{proposal.id} is waiting for review", blocks)
-
-
-def decided(original: list[Block], verdict: str, moderator: str,
-            at: datetime | None = None, note: str | None = None) -> tuple[str, list[Block]]:
-    """The review message after a decision: buttons replaced by who decided and when."""
-    kept = [b for b in original if b.get("type") != "actions"]
-    line = f"*{escape(verdict)}* by <@{escape(moderator)}> on {when(at)}"
-    if note:
-        line += f"\n{safe(note, 500)}"
-    return fit(f"{verdict} by a moderator", kept + [section(line)])
-
-
-# -- App Home -----------------------------------------------------------------------------------
-
-
-def home_view(*, is_moderator: bool, stats: dict[str, Any] | None, queue: Sequence[Any],
-              versions: Sequence[Any], active: int | None) -> Block:
-    blocks: list[Block] = [
-        {"type": "header", "text": plain("askloop", 150)},
-        section("Ask me anything in a channel with @askloop, in a DM, or with `/askloop`. "
-                "React 👍/👎 to my answers; suggest corrections with ✏️."),
-        {"type": "divider"},
-        {"type": "header", "text": plain("Satisfaction", 150)},
-        section(_figures(stats) if stats else "_no feedback yet_"),
-    ]
-    if is_moderator:
-        blocks += [{"type": "divider"}, {"type": "header", "text": plain("Review queue", 150)}]
-        if not queue:
-            blocks.append(section("_Nothing waiting for review._"))
-        for item in list(queue)[:10]:
-            kind = item_kind(item)
-            summary = getattr(item, "summary", None) or getattr(item, "text", None) \
-                or getattr(item, "source_ref", None) or ""
-            blocks.append({
-                "type": "section",
-                "text": mrkdwn(f"*{kind.title()} #{item.id}* ({escape(item.status)}): {safe(summary, 2500)}"),
-            })
-            blocks.append(review_actions(kind, item.id, item.status, f"home-{kind}-{item.id}"))
-        blocks += [{"type": "divider"}, {"type": "header", "text": plain("Tuning versions", 150)}]
-        if not versions:
-            blocks.append(section("_No tuning version yet: answers come from the base index._"))
-        for version in list(versions)[:10]:
-            number = version.number
-            mark = " (active)" if number == active else ""
-            text = (f"*Version {number}*{mark} by {escape(getattr(version, 'created_by', ''))}"
-                    f" on {when(getattr(version, 'created_at', None))}")
-            block: Block = {"type": "section", "text": mrkdwn(text)}
-            if number != active:
-                block["accessory"] = button("Roll back to this", ROLLBACK, str(number), confirm={
-                    "title": plain("Roll back?"),
-                    "text": plain(f"Make version {number} the active one?", 300),
-                    "confirm": plain("Roll back"), "deny": plain("Cancel")})
-            blocks.append(block)
-        if active is not None:
-            blocks.append({"type": "section", "text": mrkdwn("*Base index* (no tuning)"),
-                           "accessory": button("Roll back to this", ROLLBACK, "0", confirm={
-                               "title": plain("Roll back?"),
-                               "text": plain("Answer from the base index, without any tuning?", 300),
-                               "confirm": plain("Roll back"), "deny": plain("Cancel")})})
-    _, blocks = fit("", blocks[:100])
-    return {"type": "home", "blocks": blocks}
-
-
-def item_kind(item: Any) -> str:
-    """'correction' or 'proposal' for an item of the review queue."""
-    kind = getattr(item, "kind", None)
-    if kind in {"correction", "proposal"}:
-        return kind
-    return "correction" if hasattr(item, "answer_id") else "proposal"
-
-
-def queue_message(queue: Sequence[Any]) -> tuple[str, list[Block]]:
-    """`/askloop review`: the queue as one ephemeral message with buttons."""
-    if not queue:
-        return notice_message("Nothing is waiting for review.")
-    blocks: list[Block] = [section(f"*{len(queue)} item(s) waiting for review*")]
-    for item in queue:
-        kind = item_kind(item)
-        summary = getattr(item, "summary", None) or getattr(item, "text", None) \
-            or getattr(item, "source_ref", None) or ""
-        blocks.append(section(f"*{kind.title()} #{item.id}* ({escape(item.status)}): {safe(summary, 2500)}"))
-        blocks.append(review_actions(kind, item.id, item.status, f"queue-{kind}-{item.id}"))
-    return fit(f"{len(queue)} item(s) waiting for review", blocks)

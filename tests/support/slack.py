@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
+from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub, new_trigger_id
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-token"
@@ -93,7 +93,7 @@ class SlackClient:
                 **kwargs: Any) -> httpx.Response:
         form = {"token": "legacy", "team_id": TEAM_ID, "channel_id": channel, "user_id": user,
                 "user_name": user.lower(), "command": "/askloop", "text": text,
-                "response_url": response_url, "trigger_id": unique("trig"), "api_app_id": "A1"}
+                "response_url": response_url, "trigger_id": new_trigger_id(), "api_app_id": "A1"}
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded", **kwargs)
 
 
@@ -128,7 +128,7 @@ def block_action(action: dict[str, Any], *, user: str, channel: str | None, mess
                  container: dict[str, Any] | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "type": "block_actions", "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
-        "trigger_id": unique("trig"), "actions": [action | {"action_ts": f"{time.time():.6f}"}],
+        "trigger_id": new_trigger_id(), "actions": [action | {"action_ts": f"{time.time():.6f}"}],
         "container": container or {"type": "message", "message_ts": message_ts, "channel_id": channel,
                                    "is_ephemeral": False},
     }
@@ -145,7 +145,7 @@ def view_submission(callback_id: str, private_metadata: str, values: dict[str, A
                     user: str, view_id: str | None = None) -> dict[str, Any]:
     return {
         "type": "view_submission", "user": {"id": user, "team_id": TEAM_ID},
-        "trigger_id": unique("trig"),
+        "trigger_id": new_trigger_id(),
         "view": {"id": view_id or unique("V"), "type": "modal", "callback_id": callback_id,
                  "private_metadata": private_metadata, "state": {"values": values}},
     }

@@ -527,13 +527,11 @@ def test_rollback_from_app_home_and_reject(slack, stub, store):
     assert "Rejected" in update.blob()
 
 
-def test_healthz_reports_database_and_knowledge_base(bot):
+def test_healthz_says_ok_when_database_and_knowledge_base_answer(bot):
     import httpx
 
     response = httpx.get(bot.url + "/healthz", timeout=5)
-    assert response.status_code == 200
-    figures = response.json()
-    assert figures["ok"] is True and figures["database"] == "ok" and figures["chunks"] >= 7
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
     assert httpx.get(bot.url + "/nowhere", timeout=5).status_code == 404
 
 

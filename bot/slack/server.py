@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +119,7 @@ def build_asgi(
     signing_secret: str,
     health: Sequence[HealthCheck] = (),
     gauges: Callable[[], Mapping[str, float]] | None = None,
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     limits: EdgeLimits = EdgeLimits(),
 ) -> Starlette:
     """The ASGI app `askloop serve --http` runs.
@@ -135,7 +135,7 @@ def build_asgi(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(run()) for run in background]
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(run()) for run in background]
         try:
             yield
         finally:
@@ -159,7 +159,7 @@ def asgi_app(app: AsyncApp, deps: Any) -> Starlette:
     from feedback.drift import feedback_figures
 
     settings = deps.settings
-    background: list[Callable[[], Awaitable[None]]] = []
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if settings.review_channel and settings.slack_review_poll > 0:
         background.append(lambda: watch_review_queue(deps, app.client))
     return build_asgi(

@@ -173,7 +173,7 @@ class Services:
     def _engine(self) -> Any:
         from feedback import db
 
-        return db.make_engine(self.settings.effective_database_url)
+        return db.make_engine(self.settings.effective_database_url, options=self.settings.engine_options())
 
     @cached_property
     def loop(self) -> "FeedbackLoop":

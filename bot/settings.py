@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
+
+if TYPE_CHECKING:
+    from feedback.db import EngineOptions
 
 
 def _csv(value: object) -> object:
@@ -61,6 +64,12 @@ class Settings(BaseSettings):
     learn_after_votes: int = Field(default=20, ge=0)  # 0: never trigger on a vote count
     learn_interval: float = Field(default=3600.0, ge=0)  # seconds; 0: no schedule
     learn_poll: float = Field(default=30.0, gt=0)  # how often a worker checks the backlog
+    http_max_body: int = Field(default=1024 * 1024, ge=1024)  # bytes; larger requests get 413
+    db_connect_timeout: float = Field(default=5.0, ge=1.0)  # seconds to open a PostgreSQL connection
+    db_statement_timeout: float = Field(default=30.0, gt=0)  # seconds one statement may run (0 < x)
+    db_pool_timeout: float = Field(default=5.0, gt=0)  # seconds to wait for a pooled connection
+    db_keepalive_idle: int = Field(default=30, ge=1)  # seconds idle before TCP keepalive probes
+    db_busy_timeout: float = Field(default=30.0, ge=0)  # SQLite: seconds to wait for the write lock
 
     # -- Slack ---------------------------------------------------------------------------------
     slack_bot_token: str | None = Field(
@@ -100,6 +109,18 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.home / "askloop.db"
+
+    def engine_options(self) -> "EngineOptions":
+        """The feedback database's waits, for `feedback.db.make_engine`."""
+        from feedback.db import EngineOptions
+
+        return EngineOptions(
+            connect_timeout=self.db_connect_timeout,
+            statement_timeout=self.db_statement_timeout,
+            pool_timeout=self.db_pool_timeout,
+            keepalive_idle=self.db_keepalive_idle,
+            sqlite_busy_timeout=self.db_busy_timeout,
+        )
 
     @property
     def effective_database_url(self) -> str:

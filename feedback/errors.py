@@ -48,3 +48,13 @@ class NeedsOverride(InvalidState):
 
 class DatabaseUnavailable(FeedbackError):
     """The feedback database cannot be reached or used (down, wrong address or credentials)."""
+
+
+def is_database_failure(error: BaseException) -> bool:
+    """Whether `error` says the database could not be reached or answered in time (not a bug,
+    not a refusal): interfaces tell people to try again instead of apologising for a crash."""
+    from sqlalchemy.exc import DBAPIError, TimeoutError
+
+    if isinstance(error, DatabaseUnavailable | TimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and (error.connection_invalidated or error.__class__.__name__ == "OperationalError")

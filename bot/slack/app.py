@@ -29,11 +29,12 @@ from bot.slack import blocks as kit
 from bot.slack.answering import answer_in_thread, bot_in_thread, question_from
 from bot.slack.commands import ack_command, run_command
 from bot.slack.corrections import check_submission, document_options, fill_form, open_form, store_submission
-from bot.slack.deps import BotDeps, log
+from bot.slack.deps import BotDeps, Deadline, log
 from bot.slack.home import publish_home
 from bot.slack.moderation import check_edit, fill_edit, on_decision, on_rollback, open_edit, store_edit
 from bot.slack.moderators import ModeratorDirectory
 from bot.slack.votes import on_reaction, on_vote_button
+from feedback.errors import DatabaseUnavailable, is_database_failure
 
 # Message subtypes that are still a person writing (everything else: edits, joins, bots).
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
@@ -195,9 +196,17 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_req
         await run_command(deps, client, respond, command)
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any]) -> None:
-        """Failures before the response answer 500 (Slack retries events); log them once."""
+    async def on_error(error: Exception, body: dict[str, Any], response: Any = None) -> None:
+        """Failures before the response: Slack delivers events again after a non-2xx. When the
+        feedback database is down or too slow the answer is 503 (try again later), logged as a
+        warning; anything else is a 500 with its traceback."""
         kind = body.get("type") or "request"
+        if isinstance(error, (Deadline, DatabaseUnavailable)) or is_database_failure(error):
+            if response is not None:
+                response.status = 503
+            log.warning("Slack %s %s not processed, the database is unavailable (%s); Slack will retry",
+                        kind, body.get("event_id") or "", error.__class__.__name__)
+            return
         log.error("Slack %s %s failed: %s: %s", kind, body.get("event_id") or "", error.__class__.__name__, error,
                   exc_info=error)
 

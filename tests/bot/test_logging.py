@@ -64,35 +64,42 @@ def test_request_id_reaches_tasks_started_inside_the_request(json_lines):
     assert line["request_id"] == "req-async" and line["event_id"] == "EvLazy"
 
 
-def test_instrumented_app_binds_the_slack_event_id_from_the_body(json_lines):
-    seen = {}
+def test_the_slack_event_id_is_bound_once_the_request_is_verified(json_lines):
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.authorization import AuthorizeResult
+    from starlette.testclient import TestClient
 
-    async def app(scope, receive, send):
-        message = await receive()
-        seen["body"] = message["body"]
+    from bot.slack.server import build_asgi
+    from tests.support.slack import SIGNING_SECRET, sign
+
+    async def authorize(**_: object) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test",
+                               bot_user_id="UBOT", bot_id="B1")
+
+    bolt = AsyncApp(signing_secret=SIGNING_SECRET, authorize=authorize)
+
+    @bolt.event("reaction_added")
+    async def on_reaction() -> None:
         logging.getLogger("askloop.app").info("handling")
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
 
-    wrapped = observability.instrument(app)
-    body = json.dumps({"type": "event_callback", "event_id": "Ev0ABC", "event": {}}).encode()
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/slack/events",
-             "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"proxy-rid")]}
-    asyncio.run(wrapped(scope, receive, send))
-    assert seen["body"] == body  # the app still reads the whole body
-    line, accessed = json_lines()
-    assert line["event_id"] == "Ev0ABC" and line["request_id"] == "proxy-rid"
-    assert accessed["logger"] == "askloop.access" and accessed["event_id"] == "Ev0ABC"
+    event = {"type": "reaction_added", "user": "U1", "reaction": "thumbsup",
+             "item": {"type": "message", "channel": "C1", "ts": "1.000001"}, "event_ts": "1.000002"}
+    body = json.dumps({"type": "event_callback", "event_id": "Ev0ABC", "team_id": "T1",
+                       "api_app_id": "A1", "event": event}).encode()
+    with TestClient(build_asgi(bolt, signing_secret=SIGNING_SECRET)) as client:
+        response = client.post("/slack/events", content=body, headers={
+            "Content-Type": "application/json", "X-Request-Id": "proxy-rid"} | sign(body))
+        # The same ids in a body nobody signed are not believed (and not logged).
+        unsigned = client.post("/slack/events", content=body.replace(b"Ev0ABC", b"EvFAKE"),
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and unsigned.status_code == 401
+    assert response.headers["x-request-id"] == "proxy-rid"
+    lines = [line for line in json_lines() if line["logger"] in ("askloop.app", "askloop.access")]
+    handled, accessed, refused = lines
+    assert handled["event_id"] == "Ev0ABC" and handled["request_id"] == "proxy-rid"
+    assert accessed["event_id"] == "Ev0ABC" and accessed["request_id"] == "proxy-rid"
     assert accessed["status"] == 200 and accessed["path"] == "/slack/events" and accessed["duration_ms"] >= 0
-    assert (b"x-request-id", b"proxy-rid") in sent[0]["headers"]
+    assert refused["status"] == 401 and "event_id" not in refused and refused["request_id"] != "proxy-rid"
 
 
 def test_log_format_setting_is_validated(monkeypatch, home):
@@ -117,20 +124,90 @@ def test_text_format_shows_the_request_id():
     assert "hello" in line and "[req=rid-9]" in line
 
 
-def test_event_id_is_found_in_interactions_and_slash_commands():
-    from urllib.parse import urlencode
+def test_event_id_is_found_in_events_interactions_and_slash_commands():
+    from bot.slack.server import _event_id
 
-    form = "application/x-www-form-urlencoded"
-    action = urlencode({"payload": json.dumps({"type": "block_actions", "trigger_id": "trig-1"})}).encode()
-    command = urlencode({"command": "/askloop", "text": "stats", "trigger_id": "trig-2"}).encode()
-    assert observability._event_id_from(action, form) == "trig-1"
-    assert observability._event_id_from(command, form) == "trig-2"
-    assert observability._event_id_from(b"{}", "application/json") is None
-    assert observability._event_id_from(b"payload=%7Bnot-json", form) is None
+    assert _event_id({"type": "event_callback", "event_id": "Ev1"}) == "Ev1"
+    assert _event_id({"type": "block_actions", "trigger_id": "trig-1"}) == "trig-1"
+    assert _event_id({"command": "/askloop", "text": "stats", "trigger_id": "trig-2"}) == "trig-2"
+    assert _event_id({"type": "block_actions", "container": {"message_ts": "1.2"}}) == "1.2"
+    assert _event_id({"container": "not a dict"}) is None
+
+
+def test_only_plain_ids_are_bound(json_lines):
+    log = logging.getLogger("askloop.test")
+    with observability.request_context("rid-1"):
+        observability.bind_event_id("trig\n2030-01-01 forged")
+        log.info("a")
+        observability.bind_event_id("Ev" + "x" * 500)
+        log.info("b")
+        observability.bind_event_id("Ev.ok-1")
+        log.info("c")
+    a, b, c = json_lines()
+    assert "event_id" not in a and "event_id" not in b and c["event_id"] == "Ev.ok-1"
+
+
+def test_a_proxy_request_id_is_kept_only_when_it_is_a_plain_token():
+    from bot.observability.context import accepted_request_id
+
+    assert accepted_request_id("89beca3073a145a1") == "89beca3073a145a1"
+    for junk in ("rid\nforged", "x" * 65, "", None, "a b", "\x1b[2J"):
+        replaced = accepted_request_id(junk)
+        assert replaced != junk and len(replaced) == 16
+
+
+FORGED = "2030-01-01 00:00:00,000 ERROR   askloop.slack: forged"
+
+
+def test_text_lines_cannot_be_forged_or_repaint_the_terminal():
+    formatter = observability.make_formatter("text")
+    hostile = f"t1\n{FORGED}\r\x1b[2J\x07\u2028{FORGED}\u202eevil\x85"
+    record = logging.LogRecord("askloop.x", logging.INFO, __file__, 1, "refused %s", (hostile,), None)
+    with observability.request_context("rid-1"):
+        observability.context.event_id_var.set(hostile)  # as if a value slipped past bind_event_id
+        line = formatter.format(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert "\u202e" not in line and "\x85" not in line and "\x07" not in line
+    assert "t1\\n2030-01-01" in line and "\\x1b[2J" in line and "\\u202e" in line
+    assert line.count("[event=") == 1
+
+
+def test_text_tracebacks_stay_under_their_line():
+    formatter = observability.make_formatter("text")
+    try:
+        raise ValueError(f"bad trigger\n{FORGED}")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("askloop.x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    first, *rest = formatter.format(record).split("\n")
+    assert first.endswith("failed") and rest
+    assert all(line.startswith("  | ") for line in rest)
+    assert any(FORGED in line for line in rest)  # still readable, but never a line of its own
+
+
+def test_json_lines_escape_separators_and_bound_every_field(json_lines):
+    log = logging.getLogger("askloop.test")
+    log.info("a\u2028b\u202ec", extra={"body": "B" * 100_000, "n": 3})
+    log.info("M" * 100_000)
+    first, second = json_lines()
+    assert first["message"] == "a\u2028b\u202ec"  # round-trips exactly
+    assert len(first["body"]) < 5000 and first["body"].endswith("more characters)") and first["n"] == 3
+    assert len(second["message"]) < 5000
+
+
+def test_json_output_has_no_raw_line_separators():
+    formatter = observability.make_formatter("json")
+    record = logging.LogRecord("askloop.x", logging.INFO, __file__, 1, "a\u2028b\u2029c\x85d", None, None)
+    text = formatter.format(record)
+    assert len(text.splitlines()) == 1 and "\\u2028" in text
+    assert json.loads(text)["message"] == "a\u2028b\u2029c\x85d"
 
 
 def test_uvicorn_colour_codes_stay_out_of_json(json_lines):
-    logging.getLogger("uvicorn.error").info("Started server process [%d]", 1,
-                                            extra={"color_message": "\x1b[36m%d\x1b[0m"})
+    # uvicorn passes its coloured copy as `color_message`; the logger name does not matter (and
+    # uvicorn's own loggers are reconfigured by any server an earlier test started)
+    logging.getLogger("askloop.uvicorn-like").info("Started server process [%d]", 1,
+                                                   extra={"color_message": "\x1b[36m%d\x1b[0m"})
     (line,) = json_lines()
     assert "color_message" not in line and line["message"] == "Started server process [1]"

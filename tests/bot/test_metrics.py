@@ -1,192 +1,185 @@
-"""/metrics scraped over HTTP from an instrumented ASGI app: the counters move when answers,
-votes and corrections happen, latencies are observed, database gauges follow the store.
+"""/metrics scraped over HTTP from the edge app: the loop's events move the counters, requests
+are timed with a bounded label set, 5xx and logged errors are counted, and the database-backed
+gauges follow what the read callable returns — omitted (never faked) when it fails or stalls,
+without holding the scrape or the event loop.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 import time
-from urllib.parse import parse_qs
+from collections.abc import Iterator, Mapping
 
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from bot import observability
+from bot.slack.server import EdgeLimits, MetricsEndpoint, edge_middleware
 from tests.support.chroma_server import free_port
 from tests.support.ops import metric_value, scrape
 
 
-def make_app(loop):
-    """A minimal ASGI app taking the same path as the bot: answer, record, vote — through the loop."""
+class Figures:
+    """What the feedback layer would read from the database; a test can break or stall it."""
 
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        query = parse_qs(scope.get("query_string", b"").decode())
-        status, body = 200, {}
-        if scope["path"] == "/ask":
-            answered = loop.answer(query["q"][0], asker="UASK", origin="slack")
-            body = {"id": answered.answer_id, "abstained": answered.answer.abstained}
-        elif scope["path"] == "/vote":
-            loop.vote(int(query["id"][0]), query["user"][0], int(query["value"][0]), source="slack")
-        elif scope["path"] == "/unvote":
-            body = {"removed": loop.withdraw_vote(int(query["id"][0]), query["user"][0], source="slack").changed}
-        elif scope["path"] == "/correct":
-            loop.suggest_correction(int(query["id"][0]), "UFIX", text="Better: use the IT portal.")
-        elif scope["path"] == "/boom":
-            raise RuntimeError("boom")
-        else:
-            status = 404
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {"pending_reviews": 1, "pending_corrections": 1,
+                                         "pending_proposals": 0, "satisfaction_rate": 2 / 3,
+                                         "drift_low_score_share": 0.5, "questions_today": 2,
+                                         "active_tuning_version": 0}
+        self.broken = False
+        self.stall = threading.Event()
+        self.reads = 0
 
-    return app
+    def __call__(self) -> Mapping[str, float]:
+        self.reads += 1
+        if self.broken:
+            raise ConnectionError("connection to server at 10.0.0.7, port 5432 failed")
+        if self.stall.is_set():
+            time.sleep(5)
+        return dict(self.values)
+
+
+def edge_app(gauges: observability.FeedbackGauges) -> Starlette:
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def boom(request: Request) -> PlainTextResponse:
+        raise RuntimeError("boom")
+
+    return Starlette(routes=[Route("/ok", ok), Route("/boom", boom),
+                             Route("/metrics", MetricsEndpoint(gauges.refresh))],
+                     middleware=edge_middleware(EdgeLimits()))
 
 
 @pytest.fixture()
-def served(tiny_services, settings):
-    from bot.services import Services
-
-    loop = Services(settings, events=observability.MetricEvents()).loop
-    store = loop.store
-    app = observability.instrument(make_app(loop), store_factory=lambda: loop, threshold=settings.answer_threshold,
-                                   gauge_ttl=0)
+def served() -> Iterator[tuple[str, Figures, observability.FeedbackGauges]]:
+    figures = Figures()
+    gauges = observability.register_feedback_gauges(figures, ttl=0, deadline=0.5)
+    observability.count_logged_errors()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(edge_app(gauges), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
     try:
-        yield base, store
+        yield f"http://127.0.0.1:{port}", figures, gauges
     finally:
+        figures.stall.clear()
         server.should_exit = True
         thread.join(5)
-        store.close()
 
 
-def get(url: str) -> dict:
-    return json.loads(scrape(url) or "{}")
-
-
-def test_metrics_move_with_answers_votes_and_corrections(served):
-    base, store = served
+def test_loop_events_move_the_counters(served):
+    base, _, _ = served
+    events = observability.MetricEvents()
     before = scrape(base + "/metrics")
-    answers0 = metric_value(before, "askloop_answers_total", origin="slack")
-    abst0 = metric_value(before, "askloop_abstentions_total", origin="slack")
-    up0 = metric_value(before, "askloop_votes_total", kind="up", counted="true")
-    down0 = metric_value(before, "askloop_votes_total", kind="down", counted="true")
-    corr0 = metric_value(before, "askloop_corrections_total")
-    lat0 = metric_value(before, "askloop_request_duration_seconds_count", method="GET", path="other", status="200")
-    ret0 = metric_value(before, "askloop_retrieval_duration_seconds_count")
-
-    good = get(base + "/ask?q=how+do+I+connect+to+the+VPN")
-    bad = get(base + "/ask?q=" + "zzqx+" * 5 + "quantum+banana+orbit")
-    assert not good["abstained"] and bad["abstained"]
-    get(base + f"/vote?id={good['id']}&user=U1&value=1")
-    get(base + f"/vote?id={good['id']}&user=U2&value=1")
-    get(base + f"/vote?id={bad['id']}&user=U1&value=-1")
-    get(base + f"/correct?id={bad['id']}")
-    removed0 = metric_value(before, "askloop_votes_total", kind="removed", counted="n/a")
-    assert get(base + f"/unvote?id={good['id']}&user=U2")["removed"] is True
-    assert get(base + f"/unvote?id={good['id']}&user=U2")["removed"] is False  # nothing to remove
-    get(base + f"/vote?id={good['id']}&user=U2&value=1")
-
+    events.answered("slack_mention", abstained=False)
+    events.answered("slack_mention", abstained=True)
+    events.voted("up", True, "slack_reaction")
+    events.voted("up", False, "slack_reaction")
+    events.voted("down", True, "slack_button")
+    events.voted("removed", None, "slack_reaction")
+    events.corrected("slack_modal")
+    events.retrieved(0.02, failed=False)
+    events.retrieved(0.5, failed=True)
     after = scrape(base + "/metrics")
-    assert metric_value(after, "askloop_answers_total", origin="slack") - answers0 == 2
-    assert metric_value(after, "askloop_abstentions_total", origin="slack") - abst0 == 1
-    assert metric_value(after, "askloop_votes_total", kind="up", counted="true") - up0 == 3
-    assert metric_value(after, "askloop_votes_total", kind="removed", counted="n/a") - removed0 == 1
-    assert metric_value(after, "askloop_votes_total", kind="up", source="slack") - metric_value(
-        before, "askloop_votes_total", kind="up", source="slack") == 3
-    assert metric_value(after, "askloop_votes_total", kind="down", counted="true") - down0 == 1
-    assert metric_value(after, "askloop_corrections_total") - corr0 == 1
-    assert metric_value(after, "askloop_request_duration_seconds_count",
-                        method="GET", path="other", status="200") - lat0 == 9
-    assert metric_value(after, "askloop_retrieval_duration_seconds_count") - ret0 == 2
 
-    # Read from the database: every replica reports the same figures.
-    assert metric_value(after, "askloop_pending_reviews") == 1
-    assert metric_value(after, "askloop_pending_corrections") == 1
-    assert metric_value(after, "askloop_satisfaction_rate") == pytest.approx(2 / 3)
-    assert metric_value(after, "askloop_drift_low_score_share") == pytest.approx(0.5)
-    assert metric_value(after, "askloop_questions_today") == 2
+    def moved(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert moved("askloop_answers_total", origin="slack_mention") == 2
+    assert moved("askloop_abstentions_total", origin="slack_mention") == 1
+    assert moved("askloop_votes_total", kind="up", counted="true", source="slack_reaction") == 1
+    assert moved("askloop_votes_total", kind="up", counted="false") == 1
+    assert moved("askloop_votes_total", kind="down", counted="true", source="slack_button") == 1
+    assert moved("askloop_votes_total", kind="removed", counted="n/a") == 1
+    assert moved("askloop_corrections_total") == 1
+    assert moved("askloop_retrieval_duration_seconds_count") == 2
+    assert moved("askloop_errors_total", where="retrieval") == 1
 
 
-def test_errors_are_counted_and_a_rolled_back_write_counts_nothing(served):
-    base, store = served
+def test_metric_events_is_the_loops_event_interface():
+    from feedback.events import LoopEvents
+
+    events: LoopEvents = observability.MetricEvents()  # checked by mypy; and every hook exists:
+    for hook in ("answered", "retrieved", "voted", "corrected"):
+        assert callable(getattr(events, hook))
+
+
+def test_requests_are_timed_and_errors_counted_with_bounded_labels(served):
+    base, _, _ = served
     before = scrape(base + "/metrics")
+    for _ in range(3):
+        scrape(base + "/ok")
     with pytest.raises(Exception):
         scrape(base + "/boom")
-    with pytest.raises(Exception):  # unknown answer: the store refuses, nothing is recorded
-        scrape(base + "/vote?id=999999&user=U1&value=1")
+    with pytest.raises(Exception):
+        scrape(base + "/no/such/path/" + "x" * 50)
     after = scrape(base + "/metrics")
+    assert metric_value(after, "askloop_request_duration_seconds_count", method="GET", path="other",
+                        status="200") - metric_value(before, "askloop_request_duration_seconds_count",
+                                                     method="GET", path="other", status="200") == 3
     assert metric_value(after, "askloop_errors_total", where="http") - metric_value(
-        before, "askloop_errors_total", where="http") == 2
-    for kind in ("up", "down"):
-        assert metric_value(after, "askloop_votes_total", kind=kind, counted="true") == metric_value(
-            before, "askloop_votes_total", kind=kind, counted="true")
-    # Unknown paths share one label, so scanners cannot create unbounded series.
-    assert 'path="/boom"' not in after
+        before, "askloop_errors_total", where="http") == 1  # the 500; a 404 is not our error
+    assert 'path="/boom"' not in after and "no/such" not in after
 
 
-def test_gauges_are_omitted_not_faked_when_the_database_is_down(tiny_services):
-    class Broken:
-        def gauges(self, window_days):
-            raise ConnectionError("database down")
+def test_gauges_are_read_at_scrape_time(served):
+    base, figures, _ = served
+    text = scrape(base + "/metrics")
+    assert metric_value(text, "askloop_pending_reviews") == 1
+    assert metric_value(text, "askloop_satisfaction_rate") == pytest.approx(2 / 3)
+    assert metric_value(text, "askloop_drift_low_score_share") == pytest.approx(0.5)
+    figures.values["pending_reviews"] = 4
+    del figures.values["satisfaction_rate"]  # no votes in the window: no rate, not a fake 0
+    text = scrape(base + "/metrics")
+    assert metric_value(text, "askloop_pending_reviews") == 4
+    assert "askloop_satisfaction_rate" not in text
 
-    collector = observability.FeedbackCollector(lambda: Broken(), threshold=0.35, ttl=0)
+
+def test_gauges_are_omitted_not_faked_when_the_database_is_down(served, caplog):
+    base, figures, _ = served
     errors0 = observability.ERRORS.labels(where="metrics")._value.get()
-    assert list(collector.collect()) == []
+    figures.broken = True
+    text = scrape(base + "/metrics")
+    assert "askloop_pending_reviews" not in text and "askloop_answers_total" in text
     assert observability.ERRORS.labels(where="metrics")._value.get() == errors0 + 1
+    figures.broken = False
+    assert metric_value(scrape(base + "/metrics"), "askloop_pending_reviews") == 1
 
 
-def test_instrumenting_does_not_connect_to_chroma(monkeypatch, home, embedder):
-    """A replica must start, and serve /metrics, while the Chroma server is still down."""
-    import asyncio
+def test_a_stalled_database_does_not_hold_the_scrape_or_other_requests(served):
+    base, figures, _ = served
+    figures.stall.set()
+    timings = {}
 
-    from bot.services import Services
-    from bot.settings import load_settings
-    from retrieval.store import StoreUnavailable
+    def timed(name: str, url: str) -> None:
+        start = time.monotonic()
+        scrape(url)
+        timings[name] = time.monotonic() - start
 
-    monkeypatch.setenv("ASKLOOP_CHROMA_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
-    services = Services(load_settings(), events=observability.MetricEvents())
-
-    async def app(scope, receive, send):  # pragma: no cover - never reached
-        raise AssertionError
-
-    wrapped = observability.instrument(app, store_factory=lambda: services.loop, threshold=0.35)
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(wrapped({"type": "http", "method": "GET", "path": "/metrics", "headers": []},
-                        receive, send))
-    assert sent[0]["status"] == 200
-    errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
-    with pytest.raises(StoreUnavailable):
-        services.loop.answer("vpn?", asker="U1", origin="test")
-    assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0 + 1
+    scraper = threading.Thread(target=timed, args=("metrics", base + "/metrics"))
+    scraper.start()
+    time.sleep(0.1)
+    timed("ok", base + "/ok")  # served while the scrape waits for the database
+    scraper.join(10)
+    assert timings["ok"] < 0.3, timings
+    assert timings["metrics"] < 2.0, timings
+    reads = figures.reads
+    timed("again", base + "/metrics")  # the stuck read is not started a second time
+    assert figures.reads == reads
 
 
 def test_errors_logged_by_components_are_counted(served):
-    import logging
-
-    base, _ = served
+    base, _, _ = served
     before = metric_value(scrape(base + "/metrics"), "askloop_errors_total", where="askloop.slack")
     logging.getLogger("askloop.slack").error("answering failed (channel=C1)")
     logging.getLogger("askloop.slack").warning("only a warning")
@@ -194,14 +187,3 @@ def test_errors_logged_by_components_are_counted(served):
     after = scrape(base + "/metrics")
     assert metric_value(after, "askloop_errors_total", where="askloop.slack") - before == 1
     assert 'where="other.library"' not in after
-
-
-def test_bad_questions_are_not_retrieval_errors(settings, tiny_services):
-    from bot.services import Services
-    from retrieval.search import QuestionError
-
-    loop = Services(settings, events=observability.MetricEvents()).loop
-    errors0 = observability.ERRORS.labels(where="retrieval")._value.get()
-    with pytest.raises(QuestionError):
-        loop.answer("   ", asker="U1", origin="test")
-    assert observability.ERRORS.labels(where="retrieval")._value.get() == errors0

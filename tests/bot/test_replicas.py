@@ -192,8 +192,7 @@ def test_dockerfile_and_compose_run_the_same_commands_and_the_healthcheck_passes
     check = [part.replace("127.0.0.1:3000", replica.url.removeprefix("http://")) for part in check]
     assert subprocess.run([str(Path(ROOT / ".venv/bin/python")) if check[0] == "python" else check[0],
                            *check[1:]], timeout=30).returncode == 0
-    health = httpx.get(replica.url + "/healthz").json()
-    assert health["ok"] and health["database"] == "ok" and health["chunks"] == 6
+    assert httpx.get(replica.url + "/healthz").json() == {"status": "ok"}
     # Stateless replicas: nothing written to their own data directories.
     for name in ("a", "b"):
         home = stack.root / f"home-{name}"
@@ -375,7 +374,8 @@ def test_chroma_outage_apologises_keeps_votes_and_recovers(stack):
         voter = unique("U")
         b.slack.event(reaction("+1", user=voter, channel=channel, ts=ts))
         wait_until(lambda: [v for v in stack.store.votes.for_answer(record.id) if v.user == voter])
-        assert httpx.get(b.url + "/healthz").status_code == 200  # alive; Chroma reported
+        health = httpx.get(b.url + "/healthz")  # alive (votes work), degraded: Chroma is down
+        assert health.status_code == 200 and health.json() == {"status": "degraded"}
     finally:
         stack.chroma.start()
     # Back on the same port and path: both replicas answer again, by themselves.

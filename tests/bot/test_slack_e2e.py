@@ -580,13 +580,11 @@ def test_a_failing_proposal_is_applied_only_with_a_confirmed_override_on_every_s
     assert "with an override" in update.blob()
 
 
-def test_healthz_reports_database_and_knowledge_base(bot):
+def test_healthz_says_ok_when_database_and_knowledge_base_answer(bot):
     import httpx
 
     response = httpx.get(bot.url + "/healthz", timeout=5)
-    assert response.status_code == 200
-    figures = response.json()
-    assert figures["ok"] is True and figures["database"] == "ok" and figures["chunks"] >= 7
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
     assert httpx.get(bot.url + "/nowhere", timeout=5).status_code == 404
 
 
@@ -653,7 +651,7 @@ def test_a_reaction_while_the_database_is_locked_is_refused_then_kept_when_slack
         holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
         started = time.monotonic()
         refused, event_id = slack.event(event)
-        assert refused.status_code >= 500 and time.monotonic() - started < 3.0  # within Slack's 3 s
+        assert refused.status_code == 503 and time.monotonic() - started < 3.0  # within Slack's 3 s
         assert votes(store, answer_id) == {}
     finally:
         holder.execute("ROLLBACK")

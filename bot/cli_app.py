@@ -47,7 +47,17 @@ def friendly_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except tuple(EXPECTED_ERRORS) as exc:  # type: ignore[misc]
-        fail(str(exc) or exc.__class__.__name__)
+        fail(explain(exc))
+
+
+def explain(exc: BaseException) -> str:
+    """An expected error's message, with what to type at this terminal to get past it."""
+    from feedback.errors import OutdatedSchema
+
+    message = str(exc) or exc.__class__.__name__
+    if isinstance(exc, OutdatedSchema) and exc.upgradable:
+        return f"{message}: run `askloop db upgrade`"
+    return message
 
 
 def get_settings() -> Settings:

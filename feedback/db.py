@@ -214,23 +214,18 @@ def is_empty(engine: Engine) -> bool:
 
 
 def check_schema(engine: Engine) -> str:
-    """The current revision, or OutdatedSchema saying what to run."""
+    """The current revision, or OutdatedSchema saying what is wrong."""
     current = current_revision(engine)
     head = head_revision()
     if current == head:
         return current
     where = engine.url.render_as_string(hide_password=True)
     if current is None:
-        raise OutdatedSchema(
-            f"the feedback database at {where} has no askloop schema yet: run `askloop db upgrade`"
-        )
+        raise OutdatedSchema(f"the feedback database at {where} has no askloop schema yet")
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if current not in known:
         raise OutdatedSchema(
             f"the feedback database at {where} is at revision {current}, which this version of "
-            f"askloop does not know (newer?); upgrade askloop or point ASKLOOP_DATABASE_URL elsewhere"
+            f"askloop does not know (newer?): upgrade askloop, or use another database", upgradable=False,
         )
-    raise OutdatedSchema(
-        f"the feedback database at {where} is at revision {current}, askloop needs {head}: "
-        f"run `askloop db upgrade`"
-    )
+    raise OutdatedSchema(f"the feedback database at {where} is at revision {current}, askloop needs {head}")

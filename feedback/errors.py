@@ -34,7 +34,13 @@ class InvalidState(FeedbackError):
 
 
 class OutdatedSchema(FeedbackError):
-    """The database schema is older (or newer) than this version of askloop expects."""
+    """The database schema is older (or newer) than this version of askloop expects.
+
+    `upgradable`: running the migrations would fix it (the interface says how to run them)."""
+
+    def __init__(self, message: str, *, upgradable: bool = True) -> None:
+        super().__init__(message)
+        self.upgradable = upgradable
 
 
 class NeedsOverride(InvalidState):

@@ -37,7 +37,9 @@ def prepare(settings: Settings) -> Any:
         deps = make_deps(settings, events=MetricEvents())
         deps.loop.store.check_schema()
     except FeedbackError as exc:
-        fail(str(exc))
+        from bot.cli_app import explain
+
+        fail(explain(exc))
     try:  # load the embedding model now, not on the first question
         deps.services.embedder.encode_one("warm up")
     except Exception as exc:

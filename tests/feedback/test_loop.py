@@ -220,3 +220,61 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     loop.add_golden(question, ["dogs"], MOD)
     golden = evaluate_payload(store, services.knowledge_base, learned.payload).evaluation["golden"]
     assert golden["before"]["hit@1"] == golden["after"]["hit@1"] == 1.0
+
+
+class Recorder:
+    """A LoopEvents that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def answered(self, origin, abstained):  # type: ignore[no-untyped-def]
+        self.calls.append(("answered", origin, abstained))
+
+    def retrieved(self, seconds, failed):  # type: ignore[no-untyped-def]
+        self.calls.append(("retrieved", failed))
+
+    def voted(self, kind, counted, source):  # type: ignore[no-untyped-def]
+        self.calls.append(("voted", kind, counted, source))
+
+    def corrected(self, source):  # type: ignore[no-untyped-def]
+        self.calls.append(("corrected", source))
+
+
+def test_the_loop_reports_what_it_committed_and_only_that(tiny_services):
+    from bot.services import Services
+    from feedback.errors import UnknownAnswer
+    from retrieval.search import QuestionError
+
+    recorder = Recorder()
+    loop = Services(tiny_services.settings, events=recorder).loop
+    answered = loop.answer("how do I connect to the VPN?", asker="U1", origin="slack")
+    loop.vote(answered.answer_id, "U2", 1, source="slack_reaction")
+    loop.vote(answered.answer_id, "U2", 1, source="slack_reaction", delivery="Ev1")
+    loop.vote(answered.answer_id, "U2", 1, source="slack_reaction", delivery="Ev1")  # a retry: not counted
+    loop.withdraw_vote(answered.answer_id, "U2", source="cli")
+    loop.withdraw_vote(answered.answer_id, "U2", source="cli")  # nothing to withdraw: not counted
+    loop.suggest_correction(answered.answer_id, "U3", text="Use WireGuard.", origin="shell")
+    with pytest.raises(QuestionError):
+        loop.answer("   ", asker="U1", origin="slack")  # the asker's problem, not a retrieval failure
+    with pytest.raises(UnknownAnswer):
+        loop.vote(999999, "U2", 1)
+    assert recorder.calls == [
+        ("retrieved", False), ("answered", "slack", False),
+        ("voted", "up", True, "slack_reaction"), ("voted", "up", True, "slack_reaction"),
+        ("voted", "removed", None, "cli"), ("corrected", "shell"),
+    ]
+
+
+def test_a_vector_store_that_cannot_be_reached_is_a_retrieval_failure(home, embedder, monkeypatch):
+    from bot.services import Services
+    from bot.settings import load_settings
+    from retrieval.store import StoreUnavailable
+    from tests.support.chroma_server import free_port
+
+    monkeypatch.setenv("ASKLOOP_CHROMA_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    recorder = Recorder()
+    loop = Services(load_settings(), events=recorder).loop
+    with pytest.raises(StoreUnavailable):
+        loop.answer("vpn?", asker="U1", origin="test")
+    assert recorder.calls == [("retrieved", True)]

@@ -171,6 +171,8 @@ def test_ingest_missing_path_fails(cli, tmp_path: Path) -> None:
         ("", "the question is empty"),
         ("  \t ", "the question is empty"),
         ("w" * 50_000, "the question is too long (50,000 characters"),
+        ("caf\udce9 opening hours?", "the question is not valid text"),
+        ("how\x00 now", "the question contains a control character (U+0000)"),
     ],
 )
 def test_bad_questions_fail_with_one_line(cli, tiny_corpus: Path, question: str, message: str) -> None:

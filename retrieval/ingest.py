@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.chunking import Chunker
+from retrieval.chunking import Chunker, section_within
 from retrieval.embeddings import Embedder
 from retrieval.loaders import LoadError, load_all
 from retrieval.store import ChunkStore
@@ -71,8 +71,10 @@ class IngestReport:
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What the model sees: the title and section give a short chunk its context."""
-    head = " — ".join(part for part in (chunk.title, chunk.section) if part)
+    """What the model sees: the title and section give a short chunk its context. The title is
+    said once: a Markdown section path starts with the document's first heading, which is its
+    title ("Holidays — Sick leave", not "Holidays — Holidays › Sick leave")."""
+    head = " — ".join(part for part in (chunk.title, section_within(chunk.title, chunk.section)) if part)
     return f"{head}\n{chunk.text}" if head else chunk.text
 
 

@@ -247,3 +247,16 @@ def test_missing_embedding_model_is_one_line(cli, tiny_corpus: Path, tmp_path: P
     monkeypatch.setenv("ASKLOOP_EMBEDDING_MODEL", str(tmp_path / "no-such-model"))
     for args in (["ingest", tiny_corpus], ["ask", "hello?"]):
         one_line_error(cli(*args), "cannot load embedding model")
+
+
+def test_sources_name_the_title_and_section_once(cli, tmp_path: Path) -> None:
+    path = tmp_path / "holidays.md"
+    path.write_text(
+        "# Holidays\n\nRequest holidays in the HR portal.\n\n"
+        "## Sick leave\n\nCall your manager before 9:00 on every day you are ill.\n",
+        encoding="utf-8",
+    )
+    assert cli("ingest", path).exit_code == 0
+    result = cli("ask", "Who do I call when I am ill?")
+    assert f"[1] Holidays › Sick leave — {path.resolve()} (score" in result.stdout
+    assert "› Holidays ›" not in result.stdout

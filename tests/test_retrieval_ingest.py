@@ -320,3 +320,31 @@ def test_changing_the_title_weight_re_embeds_on_the_next_ingest(home, embedder, 
     [match] = second.store.query(embedder.encode_one(TINY_CORPUS[0]["title"]), 1)
     text_only = embedder.encode([ingest_module.embedding_text(match.chunk)])[0]
     assert abs(match.similarity - float(text_only @ embedder.encode_one(TINY_CORPUS[0]["title"]))) < 1e-3
+
+
+def test_markdown_chunked_in_the_previous_format_is_re_embedded_once(services, tmp_path: Path) -> None:
+    """Chunks that keep tables and code whole, and a head that names the title once, change the
+    vectors of Markdown documents: a store written before re-embeds those (and only those) on
+    the next ingest, by their fingerprint."""
+    from dataclasses import replace
+
+    from retrieval.chunking import Chunker, chunk_id
+    from retrieval.loaders import load_file
+
+    guide = tmp_path / "guide.md"
+    guide.write_text("# Guide\n\n## Leave\n\nAsk your manager.\n\n## Travel\n\nBook economy.\n", encoding="utf-8")
+    corpus = write_corpus(tmp_path / "corpus.jsonl", TINY_CORPUS)
+    services.ingestor.run([corpus])
+    [document] = load_file(guide.resolve()).documents
+    previous = []
+    for chunk in Chunker().split(document):
+        fingerprint = chunk.fingerprint.rsplit(":md", 1)[0]  # as the previous release wrote it
+        previous.append(replace(chunk, fingerprint=fingerprint, chunk_id=chunk_id(chunk.doc_id, chunk.position, fingerprint)))
+    assert all(c.fingerprint != n.fingerprint for c, n in zip(previous, Chunker().split(document)))
+    services.store.upsert(previous, ingest_module.embed_chunks(services.embedder, previous, 1.0))
+
+    report = services.ingestor.run([guide, corpus])
+    assert (report.documents_updated, report.documents_skipped) == (1, len(TINY_CORPUS))
+    assert {c.chunk_id for c in services.store.get_chunks([document.doc_id])}.isdisjoint(c.chunk_id for c in previous)
+    again = services.ingestor.run([guide, corpus])
+    assert (again.documents_updated, again.documents_skipped) == (0, len(TINY_CORPUS) + 1)

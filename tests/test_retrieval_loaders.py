@@ -14,6 +14,7 @@ import pytest
 
 from retrieval.chunking import Chunker, chunk_id
 from retrieval.loaders import discover, html_to_markdown, load_all, load_file
+from retrieval.types import SourceDocument
 from tests.retrieval_support import write_corpus, write_pdf
 
 MARKDOWN = """Some words before any heading.
@@ -360,3 +361,60 @@ def test_deeply_nested_and_unclosed_html_is_read_in_one_pass() -> None:
     # 500 unclosed lists and 300 unclosed nested tables: indentation stops growing, cells stay text
     _, text = html_to_markdown("<ul>" * 500 + "<li>item" + "<table><tr><td>" * 300 + "cell")
     assert text == " " * 14 + "- item\n| cell |\n| --- |"
+
+
+# -- chunks keep tables, code and lists whole ---------------------------------------------------
+
+ROWS = [f"| {i} | Carry-over of leave day number {i} is allowed until March |" for i in range(40)]
+TABLE_MD = "| Day | Rule |\n| --- | --- |\n" + "\n".join(ROWS)
+CODE_MD = "```python\n" + "\n".join(f"def step_{i}():\n    return run({i})  # indented\n" for i in range(25)) + "```"
+
+
+def markdown_document(tmp_path: Path, body: str) -> SourceDocument:
+    path = tmp_path / "handbook.md"
+    path.write_text(f"# Handbook\n\n## Leave\n\n{body}\n", encoding="utf-8")
+    [document] = load_file(path).documents
+    return document
+
+
+def test_tables_code_and_lists_that_fit_are_never_split(tmp_path: Path) -> None:
+    table = "\n".join(TABLE_MD.split("\n")[:5])
+    code = "```python\ndef main():\n    if ready:\n        return 1\n```"
+    items = "\n".join(f"- Item {i} of the checklist." for i in range(6))
+    prose = " ".join(f"Sentence {i} about leave." for i in range(12))
+    document = markdown_document(tmp_path, f"{prose}\n\n{table}\n\n{prose}\n\n{code}\n\n{prose}\n\n{items}\n\n{prose}")
+    chunks = Chunker(400, 40).split(document)
+    assert len(chunks) > 3
+    for whole in (table, code, items):
+        assert sum(whole in c.text for c in chunks) == 1, whole
+    for chunk in chunks:
+        assert chunk.text.count("```") % 2 == 0
+        assert not chunk.text.startswith(("| 1 ", "    ", "- Item 1"))
+
+
+def test_oversized_tables_and_code_are_split_into_valid_markdown(tmp_path: Path) -> None:
+    from retrieval.markdown_blocks import parse
+
+    document = markdown_document(tmp_path, f"{TABLE_MD}\n\n{CODE_MD}")
+    chunks = Chunker(500, 50).split(document)
+    tables = [c.text for c in chunks if c.text.startswith("| Day |")]
+    codes = [c.text for c in chunks if c.text.startswith("```python")]
+    assert len(tables) > 1 and len(codes) > 1 and len(tables) + len(codes) == len(chunks)
+    for text in tables:
+        assert text.split("\n")[:2] == ["| Day | Rule |", "| --- | --- |"]
+        assert [b.kind for b in parse(text)] == ["table"]
+    assert [row for t in tables for row in t.split("\n")[2:]] == ROWS  # every row once, whole
+    for text in codes:
+        assert text.endswith("\n```") and [b.kind for b in parse(text)] == ["fence"]
+        assert len(text) <= 500
+    code_lines = [line for t in codes for line in t.split("\n")[1:-1]]
+    assert code_lines == CODE_MD.split("\n")[1:-1]  # indentation and blank lines kept
+
+
+def test_the_title_is_embedded_once_before_the_section(tmp_path: Path) -> None:
+    from retrieval.ingest import embedding_text
+
+    document = markdown_document(tmp_path, "Ask your manager before the first day off.")
+    [chunk] = Chunker().split(document)
+    assert chunk.section == "Handbook › Leave"  # the full path is kept with the chunk
+    assert embedding_text(chunk) == "Handbook — Leave\nAsk your manager before the first day off."

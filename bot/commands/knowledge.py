@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
-from retrieval.answer import Answer, ChatModelError
+from retrieval.answer import Answer, ChatModelError, source_label
+from retrieval.cleaning import printable
 from retrieval.embeddings import EmbeddingModelError
 from retrieval.search import EmptyKnowledgeBase, QuestionError
 from retrieval.store import StoreUnavailable
@@ -20,15 +21,15 @@ expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelErro
 
 
 def print_answer(answer: Answer) -> None:
-    """Human-readable answer and numbered sources (title, location, score)."""
-    console.print(escape(answer.text))
+    """Human-readable answer and numbered sources ("Title › Section — location", score). Text
+    from documents may hold escape sequences (old stores, file names): shown, never obeyed."""
+    console.print(escape(printable(answer.text, multiline=True)))
     if answer.hits:
         label = "Closest sources" if answer.abstained else "Sources"
         console.print(f"\n[bold]{label}:[/]")
         for number, hit in enumerate(answer.hits, 1):
-            location = hit.source + (f" › {hit.section}" if hit.section else "")
             console.print(
-                f"  [{number}] {escape(hit.title)} — {escape(location)} "
+                f"  [{number}] {escape(printable(source_label(hit)))} — {escape(printable(hit.source))} "
                 f"[dim](score {hit.score:.2f})[/]"
             )
 

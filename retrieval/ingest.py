@@ -55,6 +55,12 @@ class IngestReport:
         """True when not a single document could be read: the command then fails."""
         return self.documents_seen == 0
 
+    @property
+    def unusable_paths(self) -> list[str]:
+        """Paths given to ingest that are missing, not a regular file or of an unsupported kind
+        (not files that failed to read): the command fails after ingesting the rest."""
+        return [p.path for p in self.problems if p.unusable_path]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "files": self.files,
@@ -70,6 +76,7 @@ class IngestReport:
                 "removed": self.chunks_removed,
             },
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
+            "unusable_paths": self.unusable_paths,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -418,3 +419,16 @@ def test_the_title_is_embedded_once_before_the_section(tmp_path: Path) -> None:
     [chunk] = Chunker().split(document)
     assert chunk.section == "Handbook › Leave"  # the full path is kept with the chunk
     assert embedding_text(chunk) == "Handbook — Leave\nAsk your manager before the first day off."
+
+
+def test_pypdf_repair_warnings_stay_off_the_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A PDF with wrong cross-reference offsets loads (pypdf repairs it), but pypdf's own
+    warning lines about it would print before askloop's output: they go to the debug log."""
+    pdf = write_pdf(tmp_path / "repaired.pdf", [["Backups run nightly."]], title="Backups").read_bytes()
+    shifted = re.sub(rb"(\d{10}) 00000 n", lambda m: b"%010d 00000 n" % (int(m.group(1)) + 3), pdf)
+    (tmp_path / "repaired.pdf").write_bytes(shifted)
+    with caplog.at_level(logging.DEBUG):
+        result = load_file(tmp_path / "repaired.pdf")
+    assert [d.title for d in result.documents] == ["Backups"] and result.problems == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("Ignoring wrong pointing object" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)

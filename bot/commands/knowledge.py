@@ -40,7 +40,12 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Add documents to the knowledge base (unchanged ones are skipped)."""
+    """Add documents to the knowledge base (unchanged ones are skipped).
+
+    Exits 1 when nothing could be ingested, or when a path given is missing, of a kind askloop
+    does not read, or not a regular file (the other paths are ingested all the same). Files
+    that cannot be read are listed and skipped.
+    """
     services = get_services()
     with friendly_errors():
         ingestor = services.ingestor
@@ -51,7 +56,7 @@ def ingest(
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
-            disable=as_json,
+            disable=as_json or not err_console.is_terminal,
         ) as bar:
             task = bar.add_task("embedding chunks", total=None)
 
@@ -60,7 +65,7 @@ def ingest(
 
             report = ingestor.run(paths, prune=prune, progress=progress)
     for problem in report.problems:
-        err_console.print(f"[yellow]skipped[/] {escape(problem.path)}: {escape(problem.reason)}")
+        err_console.print(f"[yellow]skipped[/] {escape(printable(problem.path))}: {escape(printable(problem.reason))}")
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:
@@ -74,6 +79,14 @@ def ingest(
         )
     if report.nothing_ingested:
         fail("nothing could be ingested")
+    if report.unusable_paths:
+        # a path given that is not there (a typo, an unmounted share) must not pass unnoticed
+        # in a script; what could be read is ingested all the same
+        count = len(report.unusable_paths)
+        fail(
+            f"{count} of the paths given could not be read, the rest was ingested: "
+            + escape(", ".join(printable(path) for path in report.unusable_paths))
+        )
 
 
 @app.command()

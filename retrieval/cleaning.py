@@ -21,6 +21,8 @@ import re
 _CONTROL = {code: None for code in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL.update({0x0B: "\n", 0x0C: "\n", 0x85: "\n"})
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_UNCLEAN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 
 # What must not reach a terminal as is: control characters (escape sequences start with ESC or
@@ -35,10 +37,23 @@ def clean_text(text: str) -> str:
     """`text` with Windows and old Mac line ends as `\\n`, vertical tab and form feed as line
     breaks, every other control character (NUL, ESC, DEL, C1) and every lone surrogate removed.
     Tabs and line breaks stay: they are layout (code blocks, tables, paragraphs)."""
+    if not _UNCLEAN.search(text):  # the usual case, at the speed of a scan
+        return text
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = text.translate(_CONTROL)
     return _SURROGATES.sub("", text)
+
+
+def storable(text: str) -> str:
+    """`text` without what no database stores: NUL and lone surrogates (for names, which keep
+    their other characters to stay recognisable; `printable` shows them safely)."""
+    return _UNSTORABLE.sub("", text) if _UNSTORABLE.search(text) else text
+
+
+def has_surrogates(text: str) -> bool:
+    """True for text made from bytes that were not UTF-8 (Python's surrogateescape)."""
+    return _SURROGATES.search(text) is not None
 
 
 def clean_line(text: str) -> str:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from retrieval.cleaning import clean_line, clean_text
+from retrieval.cleaning import clean_line, clean_text, has_surrogates
 from retrieval.html_text import html_to_markdown
 from retrieval.types import SourceDocument
 
@@ -120,9 +120,17 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[LoadError]]:
             continue
         for candidate in candidates:
             resolved = candidate.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                files.append(resolved)
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            if has_surrogates(str(resolved)):
+                # a file's path is its document id, and such an id cannot be stored anywhere
+                errors.append(LoadError(
+                    resolved, "the file name is not valid UTF-8: rename the file",
+                    unusable_path=candidate == path,
+                ))
+                continue
+            files.append(resolved)
     return files, errors
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from retrieval.cleaning import clean_text, storable
 from retrieval.commits import DELETED, STAGED, describe, doc_ids_of, is_visible, records_name
 from retrieval.types import Chunk
 
@@ -40,14 +41,17 @@ class ChunkMatch:
 
 
 def _chunk_from(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
+    """A stored chunk as retrieval hands it on. Ingest cleans what it stores; a store written
+    before it did may still hold a NUL or an escape sequence, which is removed here (a scan when
+    there is none), so none reaches an answer or the database that records it."""
     meta = meta or {}
     return Chunk(
         chunk_id=chunk_id,
         doc_id=str(meta.get("doc_id", "")),
-        text=text or "",
-        title=str(meta.get("title", "")),
-        source=str(meta.get("source", "")),
-        section=str(meta.get("section", "")),
+        text=clean_text(text or ""),
+        title=clean_text(str(meta.get("title", ""))),
+        source=storable(str(meta.get("source", ""))),
+        section=clean_text(str(meta.get("section", ""))),
         position=int(meta.get("position", 0) or 0),
         fingerprint=str(meta.get("fingerprint", "")),
         origin=str(meta.get("origin", "")),

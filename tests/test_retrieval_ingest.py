@@ -496,3 +496,10 @@ def test_replicas_on_a_chroma_server_switch_documents_whole(chroma_server, embed
     assert replica.get_chunks(["vpn"]) == [] and replica.query(question, 20) == []
     writer.delete_documents(["vpn"])
     assert writer.count() == 0 and replica.committed() == {}
+
+
+def test_a_nul_stored_before_ingest_cleaned_text_never_leaves_retrieval(services, tiny_corpus: Path) -> None:
+    dirty = Chunk("old", "old", "Holidays\x00 are requested\x1b[0m in the portal.", "Holi\x00days", "/kb/old\x00.md")
+    services.store.upsert([dirty], np.asarray([services.embedder.encode_one("Holidays are requested in the portal.")]))
+    [hit] = services.knowledge_base.search("How are holidays requested?", k=1).hits
+    assert (hit.passage, hit.title, hit.source) == ("Holidays are requested[0m in the portal.", "Holidays", "/kb/old.md")

@@ -432,3 +432,20 @@ def test_pypdf_repair_warnings_stay_off_the_terminal(tmp_path: Path, caplog: pyt
     assert [d.title for d in result.documents] == ["Backups"] and result.problems == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("Ignoring wrong pointing object" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_not_ingested(tmp_path: Path) -> None:
+    """Its path would be the document's id, and a path with undecodable bytes cannot be stored
+    (the whole ingest used to fail with a confusing vector-store error)."""
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    bad = os.fsdecode(bytes(folder) + b"/caf\xe9.txt")
+    Path(bad).write_text("Opening hours of the caf\u00e9.\n", encoding="utf-8")
+    (folder / "ok.txt").write_text("Fine.\n", encoding="utf-8")
+    files, errors = discover([folder])
+    assert [f.name for f in files] == ["ok.txt"]
+    assert [(e.path, e.reason, e.unusable_path) for e in errors] == [
+        (bad, "the file name is not valid UTF-8: rename the file", False)
+    ]
+    files, errors = discover([Path(bad)])  # named on the command line: the command fails
+    assert files == [] and [e.unusable_path for e in errors] == [True]

@@ -148,8 +148,6 @@ class Ingestor:
             existing = index.get(document.doc_id)
             if existing and existing["fingerprint"] == fingerprint:
                 report.documents_skipped += 1
-                if existing["committed"] is None and existing["complete"]:
-                    commits[document.doc_id] = fingerprint  # hides the leftovers before they go
                 leftovers = [i for i in existing["chunk_ids"] if i not in new_ids]
                 if leftovers:
                     stale[document.doc_id] = leftovers

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import re
 import stat
 import warnings
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from retrieval.cleaning import clean_line, clean_text, has_surrogates
 from retrieval.html_text import html_to_markdown
+from retrieval.markdown_blocks import parse as parse_markdown
 from retrieval.types import SourceDocument
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown"}
@@ -95,8 +95,10 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[LoadError]]:
         path = Path(raw).expanduser()
         try:
             mode = path.stat().st_mode
-        except OSError:
-            errors.append(LoadError(path, "no such file or folder", unusable_path=True))
+        except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError)
+            reason = "no such file or folder" if missing else f"cannot read: {exc.strerror or exc}"
+            errors.append(LoadError(path, reason, unusable_path=True))
             continue
         if stat.S_ISDIR(mode):
             candidates = sorted(
@@ -180,9 +182,18 @@ def _read_text(path: Path) -> str:
     return clean_text(text)
 
 
+# The first heading is nearly always near the top: the title is looked for there first, so a
+# long document is not parsed twice.
+_TITLE_WINDOW = 64 * 1024
+
+
 def _title_from_markdown(text: str, fallback: str) -> str:
-    match = re.search(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else fallback
+    """The first heading (of any level; not a `#` line inside a code block), else `fallback`."""
+    for window in (text[:_TITLE_WINDOW], text) if len(text) > _TITLE_WINDOW else (text,):
+        for block in parse_markdown(window):
+            if block.kind == "heading" and clean_line(block.heading):
+                return clean_line(block.heading)
+    return fallback
 
 
 def _fallback_title(path: Path) -> str:

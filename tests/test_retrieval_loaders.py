@@ -449,3 +449,10 @@ def test_a_file_name_that_is_not_utf8_is_reported_not_ingested(tmp_path: Path) -
     ]
     files, errors = discover([Path(bad)])  # named on the command line: the command fails
     assert files == [] and [e.unusable_path for e in errors] == [True]
+
+
+def test_the_title_is_the_first_real_heading_not_a_comment_in_code(tmp_path: Path) -> None:
+    path = tmp_path / "setup.md"
+    path.write_text("```sh\n# install the tools first\nmake install\n```\n\nSetup guide\n===========\n\nText.\n", encoding="utf-8")
+    [document] = load_file(path).documents
+    assert document.title == "Setup guide"

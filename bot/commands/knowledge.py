@@ -67,7 +67,7 @@ def ingest(
     for problem in report.problems:
         err_console.print(f"[yellow]skipped[/] {escape(printable(problem.path))}: {escape(printable(problem.reason))}")
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        console.print_json(json.dumps(report.as_dict()), ensure_ascii=True)  # no raw C1 or bidi controls
     else:
         console.print(
             f"{report.files} file(s): documents {report.documents_added} added, "

@@ -1,4 +1,5 @@
-"""Cleaning text people type before it is stored.
+"""Cleaning text people type before it is stored: the knowledge base's own rule, applied to
+questions, corrections, reasons and notes too.
 
 PostgreSQL refuses a NUL in a text column, and other control characters (terminal escapes,
 backspaces) only ever do harm when the text is shown again in a terminal, a log or Slack. Line
@@ -8,11 +9,6 @@ non-UTF-8 bytes become in Python) cannot be stored in any encoding and are dropp
 
 from __future__ import annotations
 
-import re
+from retrieval.cleaning import clean_text
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """`text` without control characters (tabs and line breaks kept, `\\r\\n` → `\\n`)."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+__all__ = ["clean_text"]

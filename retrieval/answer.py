@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval.chunking import titled_section
+from retrieval.markdown_blocks import Block, fence_parts, parse
 from retrieval.types import Hit
 
 log = logging.getLogger(__name__)
@@ -24,12 +26,26 @@ SECOND_PASSAGE_MARGIN = 0.03
 NO_MATCH = "I couldn't find a good match for that in the knowledge base."
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
+_RUNS = re.compile(r"[ \t]+")
+ELLIPSIS = "…"
 
 
-def trim_passage(text: str, limit: int = PASSAGE_CHARS) -> str:
+def _tidy(block: Block) -> str:
+    """A block as shown: runs of spaces in prose as one space; code exactly as written (its
+    indentation is its meaning), a code block the chunk left open closed again."""
+    if block.kind == "fence":
+        opening, body, closing = fence_parts(block)
+        return "\n".join([opening, *body, closing])
+    if block.kind in ("code", "html"):
+        return block.text
+    if block.kind in ("list", "quote"):  # keep each line's indentation: it nests the items
+        lines = block.text.split("\n")
+        return "\n".join(line[: len(line) - len(line.lstrip())] + _RUNS.sub(" ", line.strip()) for line in lines)
+    return "\n".join(_RUNS.sub(" ", line.strip()) for line in block.text.split("\n"))
+
+
+def _cut_prose(text: str, limit: int) -> str:
     """At most `limit` characters, cut at a sentence end (or a word, with an ellipsis)."""
-    text = re.sub(r"[ \t]+", " ", text.strip())
-    text = re.sub(r"\n{3,}", "\n\n", text)
     if len(text) <= limit:
         return text
     cut = 0
@@ -40,7 +56,86 @@ def trim_passage(text: str, limit: int = PASSAGE_CHARS) -> str:
     if cut >= limit // 3:
         return text[:cut].rstrip()
     space = text.rfind(" ", 0, limit)
-    return text[: space if space > 0 else limit].rstrip(" ,;:") + "…"
+    return text[: space if space > 0 else limit].rstrip(" ,;:") + ELLIPSIS
+
+
+def _cut(block: Block, text: str, limit: int) -> str:
+    """The start of a block that does not fit, still valid Markdown: a table's header and whole
+    rows, a code block's first whole lines in their fences, a list's first whole items, a
+    paragraph up to a sentence end. Whatever was left out is marked with a line "…"."""
+    if block.kind == "table":
+        lines = text.split("\n")
+        kept = lines[:3]  # header, delimiter, and at least one row even if that is long
+        for row in lines[3:]:
+            if len("\n".join(kept + [row])) > limit:
+                break
+            kept.append(row)
+        return "\n".join(kept) + f"\n\n{ELLIPSIS}"
+    if block.kind == "fence":
+        opening, body, closing = fence_parts(block)
+        kept = body[:1]
+        for line in body[1:]:
+            if len(opening) + len("\n".join(kept + [line])) + len(closing) + 2 > limit:
+                break
+            kept.append(line)
+        return "\n".join([opening, *kept, closing]) + f"\n\n{ELLIPSIS}"
+    if block.kind == "code":
+        lines = text.split("\n")
+        kept = lines[:1]
+        for line in lines[1:]:
+            if len("\n".join(kept + [line])) > limit:
+                break
+            kept.append(line)
+        return "\n".join(kept) + f"\n\n{ELLIPSIS}"
+    if block.kind == "list" and len(block.items) > 1:
+        items = [_tidy(Block("list", item)) for item in block.items]
+        kept = []
+        for item in items:
+            if kept and len("\n".join(kept + [item])) > limit:
+                break
+            kept.append(item)
+        if len(kept) > 1 or len(kept[0]) <= limit:
+            return "\n".join(kept) + f"\n\n{ELLIPSIS}"
+        text = kept[0]
+    return _cut_prose(text, limit)
+
+
+def trim_passage(text: str, limit: int = PASSAGE_CHARS) -> str:
+    """At most about `limit` characters of `text`, as valid Markdown: whole blocks while they
+    fit; then the next block cut where it stays whole (see `_cut`), if much room is left or
+    nothing was shown yet. A table row or a code line is never cut, so a passage that is a
+    table may run past `limit` by the length of its first row."""
+    shown: list[str] = []
+    used = 0
+    for block in parse(text.strip("\n")):
+        tidy = _tidy(block)
+        gap = 2 if shown else 0
+        if used + gap + len(tidy) <= limit:
+            shown.append(tidy)
+            used += gap + len(tidy)
+            continue
+        room = limit - used - gap
+        if not shown or room >= limit // 3:
+            cut = _cut(block, tidy, room)
+            if not shown or len(cut) <= room + len(ELLIPSIS) + 2:
+                shown.append(cut)
+        break
+    return "\n\n".join(shown)
+
+
+def cited(passage: str, number: int) -> str:
+    """`passage` with its citation: after the last sentence, or on a line of its own when the
+    passage ends in a table, a list or code (where " [1]" would become part of a row, an item
+    or a broken closing fence)."""
+    blocks = parse(passage)
+    if blocks and blocks[-1].kind != "paragraph":
+        return f"{passage}\n\n[{number}]"
+    return f"{passage} [{number}]"
+
+
+def source_label(hit: Hit) -> str:
+    """The hit's title and section, the title said once ("Holidays › Sick leave")."""
+    return titled_section(hit.title, hit.section)
 
 
 @dataclass
@@ -65,10 +160,10 @@ def extractive_answer(
 ) -> Answer:
     if not hits or hits[0].score < threshold:
         return Answer(question, NO_MATCH, hits, True, tuning_version)
-    parts = [f"{trim_passage(hits[0].passage)} [1]"]
+    parts = [cited(trim_passage(hits[0].passage), 1)]
     # A second passage only when it is nearly as relevant and from another document.
     if len(hits) > 1 and hits[1].score >= max(threshold, hits[0].score - SECOND_PASSAGE_MARGIN):
-        parts.append(f"{trim_passage(hits[1].passage, PASSAGE_CHARS // 2)} [2]")
+        parts.append(cited(trim_passage(hits[1].passage, PASSAGE_CHARS // 2), 2))
     return Answer(question, "\n\n".join(parts), hits, False, tuning_version)
 
 
@@ -81,7 +176,7 @@ SYSTEM_PROMPT = (
 
 def _context(hits: list[Hit]) -> str:
     return "\n\n".join(
-        f"[{i}] {hit.title}\n{trim_passage(hit.passage, 1500)}" for i, hit in enumerate(hits, 1)
+        f"[{i}] {source_label(hit)}\n{trim_passage(hit.passage, 1500)}" for i, hit in enumerate(hits, 1)
     )
 
 

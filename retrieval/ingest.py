@@ -1,8 +1,11 @@
 """The ingest pipeline: files → documents → chunks → embeddings → Chroma.
 
-Idempotent by construction: chunk ids derive from the document id and position, and every
-chunk carries its document's fingerprint, so an unchanged document is skipped without being
-embedded again and a changed one overwrites its chunks in place.
+Idempotent by construction: chunk ids derive from the document id, its content fingerprint and
+the position, so an unchanged document is skipped without being embedded again, and a changed
+one gets new chunks beside its old ones. New chunks are written staged, invisible to search;
+when all of them are stored, one commit record per document switches search to them (see
+`retrieval.commits`), and only then are the old ones deleted. A run killed at any point leaves
+every document whole: the old version, or the new one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.chunking import Chunker
+from retrieval.chunking import Chunker, section_within
 from retrieval.embeddings import Embedder
 from retrieval.loaders import LoadError, load_all
 from retrieval.store import ChunkStore
@@ -52,6 +55,12 @@ class IngestReport:
         """True when not a single document could be read: the command then fails."""
         return self.documents_seen == 0
 
+    @property
+    def unusable_paths(self) -> list[str]:
+        """Paths given to ingest that are missing, not a regular file or of an unsupported kind
+        (not files that failed to read): the command fails after ingesting the rest."""
+        return [p.path for p in self.problems if p.unusable_path]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "files": self.files,
@@ -67,12 +76,15 @@ class IngestReport:
                 "removed": self.chunks_removed,
             },
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
+            "unusable_paths": self.unusable_paths,
         }
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What the model sees: the title and section give a short chunk its context."""
-    head = " — ".join(part for part in (chunk.title, chunk.section) if part)
+    """What the model sees: the title and section give a short chunk its context. The title is
+    said once: a Markdown section path starts with the document's first heading, which is its
+    title ("Holidays — Sick leave", not "Holidays — Holidays › Sick leave")."""
+    head = " — ".join(part for part in (chunk.title, section_within(chunk.title, chunk.section)) if part)
     return f"{head}\n{chunk.text}" if head else chunk.text
 
 
@@ -115,37 +127,49 @@ class Ingestor:
 
     def plan(
         self, documents: Iterable[SourceDocument], report: IngestReport
-    ) -> tuple[list[Chunk], dict[str, list[str]]]:
-        """Chunks to write, and for updated documents the old chunk ids that will be stale."""
+    ) -> tuple[list[Chunk], dict[str, str], dict[str, list[str]]]:
+        """Chunks to write; the version (fingerprint) to commit for each new or changed
+        document; and the chunk ids that are stale once it is committed (the old version's, and
+        leftovers of runs that were killed, which are deleted even for unchanged documents)."""
         documents = list(documents)
         ids = [d.doc_id for d in documents]
         # Looking documents up by id costs ~1 ms each; listing the whole store ~50 µs a chunk.
         index = self.store.document_index(ids if len(ids) <= LOOKUP_BY_ID_MAX else None)
         to_write: list[Chunk] = []
+        commits: dict[str, str] = {}
         stale: dict[str, list[str]] = {}
         for document in documents:
             chunks = self.chunker.split(document)
             if not chunks:
                 report.problems.append(LoadError(document.source, "no text to index"))
                 continue
+            fingerprint = chunks[0].fingerprint
+            new_ids = {c.chunk_id for c in chunks}
             existing = index.get(document.doc_id)
-            if existing and existing["fingerprint"] == chunks[0].fingerprint:
+            if existing and existing["fingerprint"] == fingerprint:
                 report.documents_skipped += 1
+                leftovers = [i for i in existing["chunk_ids"] if i not in new_ids]
+                if leftovers:
+                    stale[document.doc_id] = leftovers
                 continue
             if existing:
+                stale[document.doc_id] = [i for i in existing["chunk_ids"] if i not in new_ids]
+            if existing and existing["live_ids"]:
                 report.documents_updated += 1
                 report.chunks_updated += len(chunks)
-                report.chunks_removed += max(0, len(existing["chunk_ids"]) - len(chunks))
-                new_ids = {c.chunk_id for c in chunks}
-                stale[document.doc_id] = [i for i in existing["chunk_ids"] if i not in new_ids]
-            else:
+                report.chunks_removed += max(0, len(existing["live_ids"]) - len(chunks))
+            else:  # new, or only ever written in part by a run that did not finish
                 report.documents_added += 1
                 report.chunks_added += len(chunks)
+            commits[document.doc_id] = fingerprint
+            if existing and fingerprint in existing["complete"]:
+                continue  # written whole by a run that was killed before committing it
             to_write.extend(chunks)
-        return to_write, stale
+        return to_write, commits, stale
 
     def write(self, chunks: Sequence[Chunk], progress: Progress | None = None) -> None:
-        """Embed and store `chunks`: all of them, or (after a failure) none.
+        """Embed and store `chunks`, staged (invisible until committed): all of them, or (after
+        a failure) none.
 
         Chunks are embedded in length order, so each model batch pads little (what the bare
         encoder gains by sorting all its input), and each batch's upsert runs in a thread while
@@ -173,7 +197,7 @@ class Ingestor:
                         if progress:
                             progress(done, total)
                     written.extend(c.chunk_id for c in batch)
-                    pending, pending_size = pool.submit(self.store.upsert, batch, vectors), len(batch)
+                    pending, pending_size = pool.submit(self.store.upsert, batch, vectors, staged=True), len(batch)
                 if pending is not None:
                     pending.result()
                     done += pending_size
@@ -206,7 +230,7 @@ class Ingestor:
             dropped_from_file = path in ingested_files
             if origin_gone or dropped_from_file:
                 removed.append(doc_id)
-                report.chunks_removed += len(entry["chunk_ids"])
+                report.chunks_removed += len(entry["live_ids"])
         if removed:
             self.store.delete_documents(removed)
         report.documents_removed += len(removed)
@@ -231,17 +255,20 @@ class Ingestor:
                     continue
                 seen_ids.add(document.doc_id)
                 documents.append(document)
-        chunks, stale = self.plan(documents, report)
+        chunks, commits, stale = self.plan(documents, report)
         self.write(chunks, progress)
         try:
-            # Only now that every new chunk is stored do the replaced versions go.
+            # Only now that every new chunk is stored does search switch to them, document by
+            # document; then the replaced versions go.
+            if commits:
+                self.store.commit(commits)
             leftovers = [chunk_id for ids in stale.values() for chunk_id in ids]
             if leftovers:
                 self.store.delete_chunks(leftovers)
             if prune:
                 self.prune(ingested_files, seen_ids, report)
         finally:
-            if chunks or report.documents_removed or report.chunks_removed:
+            if commits or report.documents_removed or report.chunks_removed:
                 self._mark_changed()
         return report
 

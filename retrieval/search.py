@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -39,10 +40,37 @@ class EmptyKnowledgeBase(RuntimeError):
         super().__init__("the knowledge base is empty: add documents with `askloop ingest PATH`")
 
 
+# Layout a question may carry (pasted from a document or a terminal): whitespace, kept as such.
+_LAYOUT = {"\r\n": "\n", "\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n"}
+_LAYOUT_PATTERN = re.compile("\r\n|[\r\x0b\x0c\x85]")
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_question(question: str, max_chars: int) -> str:
-    text = (question or "").strip()
+    """The question as it is searched and recorded, or `QuestionError` saying what is wrong.
+
+    - Line breaks, tabs, vertical tabs and form feeds are layout: kept as line breaks and tabs.
+    - A lone surrogate is what Python makes of bytes that are not UTF-8 (a terminal in another
+      encoding): refused, since what the person typed cannot be known.
+    - Any other control character (NUL, ESC, DEL, the C1 controls) is refused, not removed: it
+      comes from pasted terminal output or a broken script, removing it would record a question
+      nobody asked ("[31mHow ..."), and NUL cannot be stored by PostgreSQL at all.
+    """
+    text = _LAYOUT_PATTERN.sub(lambda m: _LAYOUT[m.group()], question or "").strip()
     if not text:
         raise QuestionError("the question is empty")
+    if _SURROGATE.search(text):
+        raise QuestionError(
+            "the question is not valid text: it has bytes that are not UTF-8 "
+            "(is the terminal set to another encoding?)"
+        )
+    control = _CONTROL.search(text)
+    if control:
+        raise QuestionError(
+            f"the question contains a control character (U+{ord(control.group()):04X}); "
+            "remove it and ask again"
+        )
     if len(text) > max_chars:
         raise QuestionError(
             f"the question is too long ({len(text):,} characters; the limit is {max_chars:,})"

@@ -3,11 +3,14 @@
 We always pass our own vectors; Chroma's default embedding function would try to download a
 model. Similarities are cosine (the collection is created with `hnsw:space=cosine`), returned
 as `1 - distance` so larger is better everywhere above this module.
+
+Every read that returns chunks returns only visible ones: a document's new chunks are written
+staged and shown once its commit record names them (`retrieval.commits`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +18,16 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from retrieval.cleaning import clean_text, storable
+from retrieval.commits import DELETED, STAGED, describe, doc_ids_of, is_visible, records_name
 from retrieval.types import Chunk
 
 # Chroma refuses batches above its max_batch_size (~5k); stay well below on every backend.
 _WRITE_BATCH = 1000
 # Collection metadata key whose value changes with every ingest that changed chunks.
 GENERATION_KEY = "askloop_generation"
+# Commit records read or written per call.
+_RECORD_BATCH = 500
 
 
 class StoreUnavailable(RuntimeError):
@@ -34,14 +41,17 @@ class ChunkMatch:
 
 
 def _chunk_from(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> Chunk:
+    """A stored chunk as retrieval hands it on. Ingest cleans what it stores; a store written
+    before it did may still hold a NUL or an escape sequence, which is removed here (a scan when
+    there is none), so none reaches an answer or the database that records it."""
     meta = meta or {}
     return Chunk(
         chunk_id=chunk_id,
         doc_id=str(meta.get("doc_id", "")),
-        text=text or "",
-        title=str(meta.get("title", "")),
-        source=str(meta.get("source", "")),
-        section=str(meta.get("section", "")),
+        text=clean_text(text or ""),
+        title=clean_text(str(meta.get("title", ""))),
+        source=storable(str(meta.get("source", ""))),
+        section=clean_text(str(meta.get("section", ""))),
         position=int(meta.get("position", 0) or 0),
         fingerprint=str(meta.get("fingerprint", "")),
         origin=str(meta.get("origin", "")),
@@ -81,6 +91,7 @@ class ChunkStore:
         self._client = client
         self.name = name
         self._collection = self._open_collection()
+        self._records = self._open_records()
 
     def _open_collection(self) -> Any:
         try:
@@ -92,20 +103,30 @@ class ChunkStore:
                 f"cannot open the Chroma collection {self.name!r} ({exc.__class__.__name__})"
             ) from exc
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a Chroma call, turning connection failures into `StoreUnavailable`.
+    def _open_records(self) -> Any:
+        try:
+            return self._client.get_or_create_collection(records_name(self.name), embedding_function=None)
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"cannot open the Chroma collection {records_name(self.name)!r} ({exc.__class__.__name__})"
+            ) from exc
 
-        One retry after re-opening the collection lets a restarted Chroma server recover by
+    def _call(self, what: str, fn: Any, *args: Any, records: bool = False, **kwargs: Any) -> Any:
+        """Run a Chroma call on the chunks (or, with `records`, the commit records), turning
+        connection failures into `StoreUnavailable`.
+
+        One retry after re-opening the collections lets a restarted Chroma server recover by
         itself without restarting the bot.
         """
         try:
-            return fn(self._collection, *args, **kwargs)
+            return fn(self._records if records else self._collection, *args, **kwargs)
         except StoreUnavailable:
             raise
         except Exception:
             try:
                 self._collection = self._open_collection()
-                return fn(self._collection, *args, **kwargs)
+                self._records = self._open_records()
+                return fn(self._records if records else self._collection, *args, **kwargs)
             except StoreUnavailable as exc:
                 raise StoreUnavailable(f"the vector store failed while {what}: {exc}") from exc
             except Exception as exc:
@@ -114,7 +135,10 @@ class ChunkStore:
                 ) from exc
 
     # -- writes ---------------------------------------------------------------------------------
-    def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+    def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray, staged: bool = False) -> None:
+        """Store chunks. `staged` chunks stay invisible until `commit` names their version
+        (what ingest does); unstaged ones of a document without a record are visible at once."""
+        extra = {STAGED: True} if staged else {}
         for start in range(0, len(chunks), _WRITE_BATCH):
             batch = chunks[start : start + _WRITE_BATCH]
             vectors = embeddings[start : start + _WRITE_BATCH]
@@ -124,17 +148,39 @@ class ChunkStore:
                     ids=[chunk.chunk_id for chunk in b],
                     embeddings=v,
                     documents=[chunk.text for chunk in b],
-                    metadatas=[chunk.metadata() for chunk in b],
+                    metadatas=[chunk.metadata() | extra for chunk in b],
                 ),
             )
 
+    def commit(self, versions: Mapping[str, str]) -> None:
+        """Make each document's version (doc id → fingerprint) the one search sees: one record
+        per document, so each switches whole, from its old chunks to its new ones."""
+        items = list(versions.items())
+        for start in range(0, len(items), _RECORD_BATCH):
+            batch = items[start : start + _RECORD_BATCH]
+            self._call(
+                "committing documents",
+                lambda c, b=batch: c.upsert(
+                    ids=[doc_id for doc_id, _ in b],
+                    embeddings=np.ones((len(b), 1), dtype=np.float32),  # records are never searched
+                    metadatas=[{"fingerprint": fingerprint} for _, fingerprint in b],
+                ),
+                records=True,
+            )
+
     def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        """Hide the documents at once (a record naming no version), delete their chunks, then
+        their records: a deletion stopped halfway leaves them hidden, never half there."""
         ids = list(doc_ids)
+        self.commit({doc_id: DELETED for doc_id in ids})
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             self._call(
                 "deleting documents", lambda c, b=batch: c.delete(where={"doc_id": {"$in": b}})
             )
+        for start in range(0, len(ids), _RECORD_BATCH):
+            batch = ids[start : start + _RECORD_BATCH]
+            self._call("deleting documents", lambda c, b=batch: c.delete(ids=b), records=True)
 
     def delete_chunks(self, chunk_ids: Sequence[str]) -> None:
         for start in range(0, len(chunk_ids), _WRITE_BATCH):
@@ -158,11 +204,43 @@ class ChunkStore:
         value = (collection.metadata or {}).get(GENERATION_KEY)
         return None if value is None else str(value)
 
+    def committed(self, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """doc id → the fingerprint of its visible version, for the documents that have a
+        commit record (all of them, without `doc_ids`)."""
+        found: dict[str, str] = {}
+        if doc_ids is None:
+            total = int(self._call("reading commit records", lambda c: c.count(), records=True))
+            reads = [
+                lambda c, o=offset: c.get(include=["metadatas"], limit=5000, offset=o)
+                for offset in range(0, total, 5000)
+            ]
+        else:
+            ids = list(dict.fromkeys(doc_ids))
+            reads = [
+                lambda c, b=ids[start : start + _RECORD_BATCH]: c.get(ids=b, include=["metadatas"])
+                for start in range(0, len(ids), _RECORD_BATCH)
+            ]
+        for read in reads:
+            result = self._call("reading commit records", read, records=True)
+            for doc_id, meta in zip(result["ids"], result["metadatas"] or []):
+                found[doc_id] = str((meta or {}).get("fingerprint", ""))
+        return found
+
+    def _visible(self, metadatas: Sequence[Mapping[str, Any] | None]) -> list[bool]:
+        """Which of these chunks search may return (one read of their documents' records)."""
+        if not metadatas:
+            return []
+        committed = self.committed(doc_ids_of(metadatas))
+        return [is_visible(meta, committed) for meta in metadatas]
+
     def searchable_texts(self) -> Iterator[tuple[str, str, str, str]]:
-        """(chunk_id, doc_id, title, text) of every chunk, paged: what the keyword index is
-        built from."""
+        """(chunk_id, doc_id, title, text) of every visible chunk, paged: what the keyword index
+        is built from."""
+        committed = self.committed()
         for result in self.pages(["documents", "metadatas"], "reading chunks"):
             for chunk_id, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or []):
+                if not is_visible(meta, committed):
+                    continue
                 meta = meta or {}
                 yield chunk_id, str(meta.get("doc_id", "")), str(meta.get("title", "") or ""), text or ""
 
@@ -178,39 +256,23 @@ class ChunkStore:
         return int(self._call("counting chunks", lambda c: c.count()))
 
     def document_index(self, doc_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        """doc_id → {fingerprint, source, origin, title, chunk_ids}: what ingest compares against.
+        """doc_id → what ingest compares against and cleans up (`retrieval.commits.describe`):
+        the visible version's fingerprint, source, origin, title, and the chunk ids stored.
 
-        A document whose chunks disagree on the fingerprint, or that has fewer or more chunks
-        than its chunks say it should (a write that failed halfway and could not be rolled
-        back), gets an empty fingerprint, so the next ingest rewrites it.
+        A document whose visible version lacks chunks (a write that failed halfway and could
+        not be rolled back, in a store from before commit records) gets an empty fingerprint,
+        so the next ingest rewrites it.
 
         With `doc_ids`, only those documents are looked up: re-ingesting a few files into a
         large store then costs milliseconds instead of a scan of every chunk (5 s at 100k).
         """
-        index: dict[str, dict[str, Any]] = {}
+        rows: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
         for result in self._metadata_pages(doc_ids):
             for chunk_id, meta in zip(result["ids"], result["metadatas"] or []):
                 meta = meta or {}
-                doc_id = str(meta.get("doc_id", ""))
-                fingerprint = str(meta.get("fingerprint", ""))
-                entry = index.setdefault(
-                    doc_id,
-                    {
-                        "fingerprint": fingerprint,
-                        "source": str(meta.get("source", "")),
-                        "origin": str(meta.get("origin", "")),
-                        "title": str(meta.get("title", "")),
-                        "doc_chunks": int(meta.get("doc_chunks", 0) or 0),
-                        "chunk_ids": [],
-                    },
-                )
-                if entry["fingerprint"] != fingerprint:
-                    entry["fingerprint"] = ""
-                entry["chunk_ids"].append(chunk_id)
-        for entry in index.values():
-            if entry["doc_chunks"] and entry["doc_chunks"] != len(entry["chunk_ids"]):
-                entry["fingerprint"] = ""
-        return index
+                rows.setdefault(str(meta.get("doc_id", "")), []).append((chunk_id, meta))
+        committed = self.committed(sorted(rows)) if doc_ids is not None else self.committed()
+        return {doc_id: describe(chunks, committed.get(doc_id)) for doc_id, chunks in rows.items()}
 
     def _metadata_pages(self, doc_ids: Sequence[str] | None) -> Iterator[dict[str, Any]]:
         if doc_ids is not None:
@@ -245,13 +307,16 @@ class ChunkStore:
             )
         result = self._call("searching", lambda c: c.query(**kwargs))
         matches = []
-        for chunk_id, text, meta, distance in zip(
+        metadatas = result["metadatas"][0]
+        for chunk_id, text, meta, distance, visible in zip(
             result["ids"][0],
             result["documents"][0],
-            result["metadatas"][0],
+            metadatas,
             result["distances"][0],
+            self._visible(metadatas),
         ):
-            matches.append(ChunkMatch(_chunk_from(chunk_id, text, meta), 1.0 - float(distance)))
+            if visible:
+                matches.append(ChunkMatch(_chunk_from(chunk_id, text, meta), 1.0 - float(distance)))
         return matches
 
     def match_chunks(self, embedding: np.ndarray, chunk_ids: Sequence[str]) -> list[ChunkMatch]:
@@ -269,9 +334,11 @@ class ChunkStore:
         query = np.asarray(embedding, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
         similarities = vectors @ query / np.maximum(norms, 1e-12)
+        metadatas = result["metadatas"] or []
         return [
             ChunkMatch(_chunk_from(i, t, m), float(s))
-            for i, t, m, s in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], similarities)
+            for i, t, m, s, visible in zip(result["ids"], result["documents"] or [], metadatas, similarities, self._visible(metadatas))
+            if visible
         ]
 
     def get_chunks(self, doc_ids: Sequence[str]) -> list[Chunk]:
@@ -281,7 +348,9 @@ class ChunkStore:
         result = self._call(
             "reading chunks", lambda c: c.get(where=where, include=["documents", "metadatas"])
         )
+        metadatas = result["metadatas"] or []
         return [
             _chunk_from(i, t, m)
-            for i, t, m in zip(result["ids"], result["documents"] or [], result["metadatas"] or [])
+            for i, t, m, visible in zip(result["ids"], result["documents"] or [], metadatas, self._visible(metadatas))
+            if visible
         ]

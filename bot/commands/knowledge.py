@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
-from retrieval.answer import Answer, ChatModelError
+from retrieval.answer import Answer, ChatModelError, source_label
+from retrieval.cleaning import printable
 from retrieval.embeddings import EmbeddingModelError
 from retrieval.search import EmptyKnowledgeBase, QuestionError
 from retrieval.store import StoreUnavailable
@@ -20,15 +21,15 @@ expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelErro
 
 
 def print_answer(answer: Answer) -> None:
-    """Human-readable answer and numbered sources (title, location, score)."""
-    console.print(escape(answer.text))
+    """Human-readable answer and numbered sources ("Title › Section — location", score). Text
+    from documents may hold escape sequences (old stores, file names): shown, never obeyed."""
+    console.print(escape(printable(answer.text, multiline=True)))
     if answer.hits:
         label = "Closest sources" if answer.abstained else "Sources"
         console.print(f"\n[bold]{label}:[/]")
         for number, hit in enumerate(answer.hits, 1):
-            location = hit.source + (f" › {hit.section}" if hit.section else "")
             console.print(
-                f"  [{number}] {escape(hit.title)} — {escape(location)} "
+                f"  [{number}] {escape(printable(source_label(hit)))} — {escape(printable(hit.source))} "
                 f"[dim](score {hit.score:.2f})[/]"
             )
 
@@ -39,7 +40,12 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Add documents to the knowledge base (unchanged ones are skipped)."""
+    """Add documents to the knowledge base (unchanged ones are skipped).
+
+    Exits 1 when nothing could be ingested, or when a path given is missing, of a kind askloop
+    does not read, or not a regular file (the other paths are ingested all the same). Files
+    that cannot be read are listed and skipped.
+    """
     services = get_services()
     with friendly_errors():
         ingestor = services.ingestor
@@ -50,7 +56,7 @@ def ingest(
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
-            disable=as_json,
+            disable=as_json or not err_console.is_terminal,
         ) as bar:
             task = bar.add_task("embedding chunks", total=None)
 
@@ -59,9 +65,9 @@ def ingest(
 
             report = ingestor.run(paths, prune=prune, progress=progress)
     for problem in report.problems:
-        err_console.print(f"[yellow]skipped[/] {escape(problem.path)}: {escape(problem.reason)}")
+        err_console.print(f"[yellow]skipped[/] {escape(printable(problem.path))}: {escape(printable(problem.reason))}")
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        console.print_json(json.dumps(report.as_dict()), ensure_ascii=True)  # no raw C1 or bidi controls
     else:
         console.print(
             f"{report.files} file(s): documents {report.documents_added} added, "
@@ -73,6 +79,14 @@ def ingest(
         )
     if report.nothing_ingested:
         fail("nothing could be ingested")
+    if report.unusable_paths:
+        # a path given that is not there (a typo, an unmounted share) must not pass unnoticed
+        # in a script; what could be read is ingested all the same
+        count = len(report.unusable_paths)
+        fail(
+            f"{count} of the paths given could not be read, the rest was ingested: "
+            + escape(", ".join(printable(path) for path in report.unusable_paths))
+        )
 
 
 @app.command()

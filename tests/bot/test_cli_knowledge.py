@@ -171,6 +171,8 @@ def test_ingest_missing_path_fails(cli, tmp_path: Path) -> None:
         ("", "the question is empty"),
         ("  \t ", "the question is empty"),
         ("w" * 50_000, "the question is too long (50,000 characters"),
+        ("caf\udce9 opening hours?", "the question is not valid text"),
+        ("how\x00 now", "the question contains a control character (U+0000)"),
     ],
 )
 def test_bad_questions_fail_with_one_line(cli, tiny_corpus: Path, question: str, message: str) -> None:
@@ -245,3 +247,72 @@ def test_missing_embedding_model_is_one_line(cli, tiny_corpus: Path, tmp_path: P
     monkeypatch.setenv("ASKLOOP_EMBEDDING_MODEL", str(tmp_path / "no-such-model"))
     for args in (["ingest", tiny_corpus], ["ask", "hello?"]):
         one_line_error(cli(*args), "cannot load embedding model")
+
+
+def test_sources_name_the_title_and_section_once(cli, tmp_path: Path) -> None:
+    path = tmp_path / "holidays.md"
+    path.write_text(
+        "# Holidays\n\nRequest holidays in the HR portal.\n\n"
+        "## Sick leave\n\nCall your manager before 9:00 on every day you are ill.\n",
+        encoding="utf-8",
+    )
+    assert cli("ingest", path).exit_code == 0
+    result = cli("ask", "Who do I call when I am ill?")
+    assert f"[1] Holidays › Sick leave — {path.resolve()} (score" in result.stdout
+    assert "› Holidays ›" not in result.stdout
+
+
+def test_ingest_as_a_user_runs_it_missing_paths_bad_names_and_noisy_pdfs(tmp_path: Path) -> None:
+    """The installed script (so stderr is exactly what a terminal gets): a missing path next to
+    good ones fails the command after the rest is ingested; escape sequences in file names are
+    shown, not obeyed; pypdf's own warnings about a damaged PDF stay off the terminal."""
+    import re
+
+    from tests.support.retrieval import write_pdf
+
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nRead me.\n", encoding="utf-8")
+    (folder / "na\x1b[2Jme.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (folder / "ti\x1b]0;owned\x07tle.txt").write_text("A file whose name sets the window title.\n", encoding="utf-8")
+    pdf = write_pdf(folder / "repaired.pdf", [["Backups run nightly."]], title="Backups").read_bytes()
+    # wrong cross-reference offsets: pypdf repairs the file and logs a warning for every object
+    (folder / "repaired.pdf").write_bytes(re.sub(rb"(\d{10}) 00000 n", lambda m: b"%010d 00000 n" % (int(m.group(1)) + 3), pdf))
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASKLOOP_", "SLACK_"))}
+    env["ASKLOOP_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [str(ASKLOOP), "ingest", str(folder), str(tmp_path / "missing.md")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith("3 file(s): documents 3 added")
+    assert result.stderr.splitlines() == [
+        f"skipped {tmp_path}/missing.md: no such file or folder",
+        f"skipped {folder}/broken.pdf: malformed PDF (PdfStreamError)",
+        f"skipped {folder}/na\\x1b[2Jme.txt: not UTF-8 text (bad byte at offset 3)",
+        f"error: 1 of the paths given could not be read, the rest was ingested: {tmp_path}/missing.md",
+    ]
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+
+
+def test_answers_show_escape_sequences_in_names_without_obeying_them(cli, tmp_path: Path) -> None:
+    path = tmp_path / "vpn\x1b[2J\x1b]0;owned\x07.txt"
+    path.write_text("Install the WireGuard client before connecting to the VPN.\n", encoding="utf-8")
+    assert cli("ingest", path).exit_code == 0
+    result = cli("ask", "How do I connect to the VPN?")
+    assert "[1] vpn[2J]0;owned — " in result.stdout  # the title, from the name, lost its controls
+    assert "vpn\\x1b[2J\\x1b]0;owned\\x07.txt (score" in result.stdout  # the path shows them escaped
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+
+
+def test_the_bundled_model_is_english_only_and_the_docs_say_what_to_do(tiny_services) -> None:
+    """German and Japanese questions about an English page abstain with the bundled model; the
+    guide says so, and how to use a multilingual model instead."""
+    threshold = tiny_services.settings.answer_threshold
+    assert tiny_services.knowledge_base.search("How do I request holidays?").hits[0].doc_id == "holidays"
+    for question in ("Wie beantrage ich Urlaub?", "休暇はどうやって申請しますか？"):
+        assert tiny_services.knowledge_base.search(question).hits[0].score < threshold
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "knowledge-base.md").read_text(encoding="utf-8")
+    assert "## Languages" in guide and "trained on English" in guide
+    assert "`ASKLOOP_EMBEDDING_MODEL`" in guide and "paraphrase-multilingual-MiniLM-L12-v2" in guide

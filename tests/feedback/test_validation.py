@@ -34,4 +34,4 @@ def test_references_are_formatted_and_parsed_in_one_place():
 
 
 def test_text_cleaning_keeps_lines_and_drops_controls():
-    assert clean_text("a\x00b\x1b[0mc\r\nd\te\u0085f\ud800") == "ab[0mc\nd\tef"
+    assert clean_text("a\x00b\x1b[0mc\r\nd\te\u0085f\ud800") == "ab[0mc\nd\te\nf"

@@ -7,7 +7,7 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 
-from retrieval.answer import NO_MATCH, PASSAGE_CHARS, extractive_answer, llm_answer, trim_passage
+from retrieval.answer import NO_MATCH, PASSAGE_CHARS, extractive_answer, llm_answer, source_label, trim_passage
 from retrieval.types import Hit
 from tests.conftest import TINY_CORPUS
 
@@ -129,3 +129,69 @@ def test_an_unusable_llm_setting_is_one_line(home, embedder, tiny_corpus, monkey
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot set up the chat model 'no-such-provider:model-x' (ASKLOOP_LLM)")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- answer text keeps its Markdown structure ---------------------------------------------------
+
+TABLE = "| Country | Days | Notes |\n| --- | --- | --- |\n" + "\n".join(
+    f"| Country {i} | {20 + i} | Carry-over allowed until the end of March, row {i} |" for i in range(30)
+)
+CODE = "```python\ndef rotate(token):\n    if token.expired:\n        return renew(token)\n    return token\n```"
+
+
+def blocks_of(text: str) -> list[str]:
+    from retrieval.markdown_blocks import parse
+
+    return [b.kind for b in parse(text)]
+
+
+def test_a_table_is_shown_by_whole_rows_with_its_header() -> None:
+    passage = trim_passage(f"Leave days per country:\n\n{TABLE}")
+    lines = passage.split("\n")
+    assert lines[:4] == ["Leave days per country:", "", *TABLE.split("\n")[:2]]
+    rows = [line for line in lines if line.startswith("| Country ")]
+    assert rows and all(row in TABLE.split("\n") for row in rows)  # never a row cut in half
+    assert len(rows) < 30 and passage.endswith("\n\n…")
+    assert blocks_of(passage) == ["paragraph", "table", "paragraph"]
+
+
+def test_a_code_block_keeps_its_fences_and_indentation() -> None:
+    text = f"Rotate   the token like this:\n\n{CODE}\n\nThen restart the agent."
+    assert trim_passage(text) == f"Rotate the token like this:\n\n{CODE}\n\nThen restart the agent."
+    long_code = "```sh\n" + "\n".join(f"    step --number {i} --verbose" for i in range(60)) + "\n```"
+    trimmed = trim_passage(long_code)
+    assert trimmed.startswith("```sh\n    step --number 0 --verbose\n") and "\n```\n\n…" in trimmed
+    assert blocks_of(trimmed) == ["fence", "paragraph"]
+
+
+def test_list_items_are_whole() -> None:
+    items = "\n".join(f"- Item {i} explains one step of the release process in a few words." for i in range(20))
+    trimmed = trim_passage(f"Steps:\n\n{items}")
+    shown = [line for line in trimmed.split("\n") if line.startswith("- ")]
+    assert shown and all(line in items.split("\n") for line in shown)
+    assert trimmed.endswith("\n\n…")
+
+
+def test_a_chunk_cut_inside_a_code_block_is_closed_again() -> None:
+    """Stores written before chunks kept code whole can hold a chunk that opens a fence and
+    stops: the passage shown closes it, so the rest of the answer is not swallowed as code."""
+    trimmed = trim_passage("Run:\n\n```sh\nmake install\nmake test")
+    assert trimmed == "Run:\n\n```sh\nmake install\nmake test\n```"
+
+
+def test_the_citation_never_breaks_a_table_or_a_fence() -> None:
+    answer = extractive_answer("q", [hit("code", 0.8, f"Rotate the token:\n\n{CODE}")], threshold=0.35)
+    assert answer.text == f"Rotate the token:\n\n{CODE}\n\n[1]"
+    answer = extractive_answer("q", [hit("prose", 0.8, "Just a sentence.")], threshold=0.35)
+    assert answer.text == "Just a sentence. [1]"
+
+
+def test_source_label_says_the_title_once() -> None:
+    def labelled(title: str, section: str) -> str:
+        return source_label(Hit("d", title, "/kb/d.md", 0.5, "p", section=section))
+
+    assert labelled("Holidays", "Holidays › Sick leave") == "Holidays › Sick leave"
+    assert labelled("Holidays", "Holidays") == "Holidays"
+    assert labelled("Holidays", "") == "Holidays"
+    assert labelled("Travel policy", "Travel › Hotels") == "Travel policy › Travel › Hotels"
+    assert labelled("Backup policy", "page 2") == "Backup policy › page 2"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import retrieval.ingest as ingest_module
+from retrieval.chunking import Chunker
 from retrieval.store import StoreUnavailable
 from retrieval.types import Chunk
 from tests.conftest import TINY_CORPUS
@@ -175,11 +181,11 @@ def test_store_failure_mid_write_leaves_the_old_state(services, tmp_path: Path, 
     real_upsert = store.upsert
     calls = {"n": 0}
 
-    def flaky_upsert(chunks, vectors):
+    def flaky_upsert(chunks, vectors, staged=False):
         calls["n"] += 1
         if calls["n"] == 2:
             raise StoreUnavailable("the vector store failed while writing chunks (test)")
-        real_upsert(chunks, vectors)
+        real_upsert(chunks, vectors, staged=staged)
 
     monkeypatch.setattr(store, "upsert", flaky_upsert)
     with pytest.raises(StoreUnavailable):
@@ -211,16 +217,124 @@ def test_interrupt_while_embedding_rolls_back(services, tiny_corpus: Path, monke
     assert services.store.count() == 0
 
 
-def test_half_written_document_is_repaired_by_the_next_ingest(services, tiny_corpus: Path) -> None:
+def test_leftovers_of_a_killed_run_are_invisible_and_cleaned_up(services, tiny_corpus: Path) -> None:
     services.ingestor.run([tiny_corpus])
     [vpn] = services.store.get_chunks(["vpn"])
-    stray = Chunk("stray", "vpn", "stale text", vpn.title, vpn.source, fingerprint="old", origin=vpn.origin)
-    services.store.upsert([stray], np.asarray([services.embedder.encode_one("stale text")]))
-    assert services.store.document_index()["vpn"]["fingerprint"] == ""
+    stray = Chunk("stray", "vpn", "stale text", vpn.title, vpn.source, fingerprint="old", origin=vpn.origin, doc_chunks=2)
+    services.store.upsert([stray], np.asarray([services.embedder.encode_one("stale text")]), staged=True)
+    assert [c.chunk_id for c in services.store.get_chunks(["vpn"])] == [vpn.chunk_id]
+    assert "stray" not in {m.chunk.chunk_id for m in services.store.query(services.embedder.encode_one("stale text"), 50)}
+    entry = services.store.document_index()["vpn"]
+    assert entry["fingerprint"] == vpn.fingerprint and "stray" in entry["chunk_ids"]
 
     report = services.ingestor.run([tiny_corpus])
-    assert report.documents_updated == 1
-    assert [c.text for c in services.store.get_chunks(["vpn"])] == [TINY_CORPUS[0]["text"]]
+    assert report.documents_skipped == len(TINY_CORPUS)
+    assert services.store.document_index()["vpn"]["chunk_ids"] == [vpn.chunk_id]
+
+
+def test_new_chunks_are_invisible_until_their_document_is_committed(services, tiny_corpus: Path) -> None:
+    """Readers (this store, and a second client as another replica would have) see a document's
+    old version, or its new one, never a mix, and never a new document before it is whole."""
+    from bot.services import Services
+    from retrieval.types import SourceDocument
+
+    services.ingestor.run([tiny_corpus])
+    store, chunker = services.store, Chunker(120, 20)
+    changed = SourceDocument("vpn", "Connecting to the VPN", "vpn.md", "Use the new Tunnelblick app. " * 8, fingerprint="v2")
+    added = SourceDocument("zebra", "Zebra crossings", "zebra.md", "Zebras cross at the stripes. " * 8, fingerprint="z1")
+    new = chunker.split(changed) + chunker.split(added)
+    assert len(new) > 4
+    store.upsert(new, ingest_module.embed_chunks(services.embedder, new, 1.0), staged=True)
+    replica = Services(services.settings).store
+    for reader in (store, replica):
+        question = services.embedder.encode_one("zebras cross at the stripes with Tunnelblick")
+        shown = reader.query(question, 50) + reader.match_chunks(question, [c.chunk_id for c in new])
+        assert {m.chunk.doc_id for m in shown} & {"zebra"} == set()
+        assert [c.text for c in reader.get_chunks(["vpn", "zebra"])] == [TINY_CORPUS[0]["text"]]
+        assert not any("Tunnelblick" in text or "Zebras" in text for *_, text in reader.searchable_texts())
+
+    store.commit({"vpn": new[0].fingerprint, "zebra": new[-1].fingerprint})
+    for reader in (store, replica):
+        texts = {c.doc_id: c.text for c in reader.get_chunks(["vpn", "zebra"])}
+        assert "Tunnelblick" in texts["vpn"] and "Zebras" in texts["zebra"]
+        assert TINY_CORPUS[0]["text"] not in [c.text for c in reader.get_chunks(["vpn"])]  # old chunks hidden
+        assert len(reader.get_chunks(["vpn", "zebra"])) == len(new)
+
+
+def test_a_store_written_before_commit_records_keeps_working(services, tiny_corpus: Path) -> None:
+    from retrieval.loaders import load_file
+
+    documents = load_file(tiny_corpus.resolve()).documents
+    chunks = [c for d in documents for c in services.chunker.split(d)]
+    services.store.upsert(chunks, ingest_module.embed_chunks(services.embedder, chunks, 1.0))  # as it was written
+    assert services.store.committed() == {}
+    assert services.knowledge_base.search("How do I connect to the VPN?").hits[0].doc_id == "vpn"
+    assert services.ingestor.run([tiny_corpus]).documents_skipped == len(TINY_CORPUS)  # nothing re-embedded
+
+    changed = [dict(TINY_CORPUS[0], text="The VPN now uses Tunnelblick.")] + TINY_CORPUS[1:]
+    write_corpus(tiny_corpus, changed)
+    assert services.ingestor.run([tiny_corpus]).documents_updated == 1
+    assert [c.text for c in services.store.get_chunks(["vpn"])] == ["The VPN now uses Tunnelblick."]
+    assert set(services.store.committed()) == {"vpn"}
+
+
+def test_kill_9_mid_ingest_never_shows_a_half_written_document(home: Path, embedder, tmp_path: Path, monkeypatch) -> None:
+    """A real `askloop ingest` process killed while it writes: search shows every document in
+    its old version (or not at all, if it is new), and the next ingest finishes the job, without
+    embedding again what was written whole."""
+    from bot.services import Services
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("ASKLOOP_CHUNK_SIZE", "100")
+    zebra = "\n\n".join(f"Zebra fact {i}: they cross roads on the white stripes {i}." for i in range(4))
+    vpn = "\n\n".join(f"VPN step {i}: open Tunnelblick and pick the office {i} profile now." for i in range(3))
+    # sources by URL: the same documents in two files are the same documents
+    records = [dict(d, url=f"https://wiki.example/{d['_id']}") for d in TINY_CORPUS]
+    first = write_corpus(tmp_path / "v1" / "corpus.jsonl", records)
+    second = write_corpus(
+        tmp_path / "v2" / "corpus.jsonl",
+        [dict(records[0], text=vpn), *records[1:], {"_id": "zebra", "title": "Zebras", "text": zebra}],
+    )
+    marker = tmp_path / "stalled.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.ingest_stall", str(marker), "2", str(first), str(second)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), process.stderr.read().decode() if process.poll() is not None else "no marker in time"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    written = set(json.loads(marker.read_text()))
+
+    services = Services(load_settings())
+    index = services.store.document_index()
+    # the run stopped after writing zebra whole (4 chunks) and vpn's new version in part
+    assert len(index["zebra"]["chunk_ids"]) == 4 and set(index["zebra"]["chunk_ids"]) <= written
+    assert len(index["vpn"]["chunk_ids"]) > len(index["vpn"]["live_ids"]) and index["vpn"]["fingerprint"]
+    for question in ("Where do zebras cross the road?", "How do I open Tunnelblick for the VPN?"):
+        hits = services.knowledge_base.search(question, k=10).hits
+        assert "zebra" not in {h.doc_id for h in hits}
+        assert all("Tunnelblick" not in h.passage for h in hits)
+    shown = services.store.get_chunks(["vpn", "zebra"])
+    assert shown and all(c.doc_id == "vpn" and c.text in TINY_CORPUS[0]["text"] for c in shown)
+
+    embedded: list[str] = []
+    real_encode = services.embedder.encode
+    monkeypatch.setattr(services.embedder, "encode", lambda texts, *a: embedded.extend(texts) or real_encode(texts, *a))
+    report = services.ingestor.run([second])
+    assert (report.documents_added, report.documents_updated) == (1, 1)
+    assert embedded and not any("Zebra fact" in text for text in embedded)  # committed as written
+    assert services.knowledge_base.search("Where do zebras cross the road?").hits[0].doc_id == "zebra"
+    assert {c.text for c in services.store.get_chunks(["vpn"])} == set(vpn.split("\n\n"))
+    assert all(sorted(e["chunk_ids"]) == sorted(e["live_ids"]) for e in services.store.document_index().values())
 
 
 def test_duplicate_ids_across_corpus_files_are_reported(services, tmp_path: Path) -> None:
@@ -320,3 +434,71 @@ def test_changing_the_title_weight_re_embeds_on_the_next_ingest(home, embedder, 
     [match] = second.store.query(embedder.encode_one(TINY_CORPUS[0]["title"]), 1)
     text_only = embedder.encode([ingest_module.embedding_text(match.chunk)])[0]
     assert abs(match.similarity - float(text_only @ embedder.encode_one(TINY_CORPUS[0]["title"]))) < 1e-3
+
+
+def test_markdown_chunked_in_the_previous_format_is_re_embedded_once(services, tmp_path: Path) -> None:
+    """Chunks that keep tables and code whole, and a head that names the title once, change the
+    vectors of Markdown documents: a store written before re-embeds those (and only those) on
+    the next ingest, by their fingerprint."""
+    from dataclasses import replace
+
+    from retrieval.chunking import Chunker, chunk_id
+    from retrieval.loaders import load_file
+
+    guide = tmp_path / "guide.md"
+    guide.write_text("# Guide\n\n## Leave\n\nAsk your manager.\n\n## Travel\n\nBook economy.\n", encoding="utf-8")
+    corpus = write_corpus(tmp_path / "corpus.jsonl", TINY_CORPUS)
+    services.ingestor.run([corpus])
+    [document] = load_file(guide.resolve()).documents
+    previous = []
+    for chunk in Chunker().split(document):
+        fingerprint = chunk.fingerprint.rsplit(":md", 1)[0]  # as the previous release wrote it
+        previous.append(replace(chunk, fingerprint=fingerprint, chunk_id=chunk_id(chunk.doc_id, chunk.position, fingerprint)))
+    assert all(c.fingerprint != n.fingerprint for c, n in zip(previous, Chunker().split(document)))
+    services.store.upsert(previous, ingest_module.embed_chunks(services.embedder, previous, 1.0))
+
+    report = services.ingestor.run([guide, corpus])
+    assert (report.documents_updated, report.documents_skipped) == (1, len(TINY_CORPUS))
+    assert {c.chunk_id for c in services.store.get_chunks([document.doc_id])}.isdisjoint(c.chunk_id for c in previous)
+    again = services.ingestor.run([guide, corpus])
+    assert (again.documents_updated, again.documents_skipped) == (0, len(TINY_CORPUS) + 1)
+
+
+@pytest.mark.slow
+def test_replicas_on_a_chroma_server_switch_documents_whole(chroma_server, embedder) -> None:
+    """Two clients of a `chroma run` server, as two bot replicas: neither sees a staged chunk,
+    both see the new version from the moment it is committed, and a deletion hides a document
+    before its chunks go."""
+    from retrieval.store import ChunkStore, open_client
+    from retrieval.types import SourceDocument
+
+    name = f"commits-{os.getpid()}"
+    writer = ChunkStore(open_client(Path("unused"), chroma_server.url), name)
+    replica = ChunkStore(open_client(Path("unused"), chroma_server.url), name)
+    chunker = Chunker(120, 20)
+    old = chunker.split(SourceDocument("vpn", "VPN", "vpn.md", "Install WireGuard first. " * 8, fingerprint="v1"))
+    writer.upsert(old, ingest_module.embed_chunks(embedder, old, 1.0), staged=True)
+    assert replica.get_chunks(["vpn"]) == []
+    writer.commit({"vpn": old[0].fingerprint})
+    assert len(replica.get_chunks(["vpn"])) == len(old)
+
+    new = chunker.split(SourceDocument("vpn", "VPN", "vpn.md", "Tunnelblick replaced WireGuard. " * 8, fingerprint="v2"))
+    writer.upsert(new[:2], ingest_module.embed_chunks(embedder, new[:2], 1.0), staged=True)
+    question = embedder.encode_one("Tunnelblick replaced WireGuard")
+    assert {m.chunk.fingerprint for m in replica.query(question, 20)} == {old[0].fingerprint}
+    writer.upsert(new[2:], ingest_module.embed_chunks(embedder, new[2:], 1.0), staged=True)
+    writer.commit({"vpn": new[0].fingerprint})
+    assert {m.chunk.fingerprint for m in replica.query(question, 20)} == {new[0].fingerprint}
+    assert replica.document_index()["vpn"]["fingerprint"] == new[0].fingerprint
+
+    writer.commit({"vpn": ""})  # what delete_documents does first
+    assert replica.get_chunks(["vpn"]) == [] and replica.query(question, 20) == []
+    writer.delete_documents(["vpn"])
+    assert writer.count() == 0 and replica.committed() == {}
+
+
+def test_a_nul_stored_before_ingest_cleaned_text_never_leaves_retrieval(services, tiny_corpus: Path) -> None:
+    dirty = Chunk("old", "old", "Holidays\x00 are requested\x1b[0m in the portal.", "Holi\x00days", "/kb/old\x00.md")
+    services.store.upsert([dirty], np.asarray([services.embedder.encode_one("Holidays are requested in the portal.")]))
+    [hit] = services.knowledge_base.search("How are holidays requested?", k=1).hits
+    assert (hit.passage, hit.title, hit.source) == ("Holidays are requested[0m in the portal.", "Holidays", "/kb/old.md")

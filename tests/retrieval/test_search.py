@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from langchain_core.documents import Document
 
 from retrieval.ranking import fold_to_documents, merge_hits
 from retrieval.retriever import AskloopRetriever
-from retrieval.search import EmptyKnowledgeBase, KnowledgeBase, QuestionError
+from retrieval.search import EmptyKnowledgeBase, KnowledgeBase, QuestionError, check_question
 from retrieval.store import ChunkMatch
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Chunk, Hit
@@ -81,6 +82,26 @@ def test_multi_chunk_document_is_one_hit_with_its_best_passage(services, tmp_pat
 def test_bad_questions(tiny_services, question: str, message: str) -> None:
     with pytest.raises(QuestionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         tiny_services.knowledge_base.search(question)
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        # what a terminal passes on for bytes that are not UTF-8 (Python's surrogateescape)
+        ("Wie beantrage ich \udcfcberstunden?", "the question is not valid text"),
+        ("holidays\ud83d?", "the question is not valid text"),
+        ("How do I\x00 request holidays?", "the question contains a control character (U+0000)"),
+        ("\x1b[31mHow do I request holidays?", "the question contains a control character (U+001B)"),
+        ("holidays\x9b2J", "the question contains a control character (U+009B)"),
+    ],
+)
+def test_undecodable_bytes_and_control_characters_are_refused(question: str, message: str) -> None:
+    with pytest.raises(QuestionError, match=re.escape(message)):
+        check_question(question, 2000)
+
+
+def test_layout_characters_in_a_question_are_whitespace() -> None:
+    assert check_question(" How do I\r\nrequest\tholidays?\x0c\x0b ", 2000) == "How do I\nrequest\tholidays?"
 
 
 def test_empty_knowledge_base(services) -> None:

@@ -2,8 +2,9 @@
 
 It runs an aiohttp server in a thread, records every call (method, parameters, token, time),
 answers the methods the bot uses the way Slack does, can be told to answer 429 with
-Retry-After or to reject native feedback blocks, and serves response_url posts and a Socket
-Mode websocket. It knows nothing of askloop: it only imitates Slack.
+Retry-After, to reject native feedback blocks or to act as if the bot were not in a channel
+(`not_in_channel`), and serves response_url posts and a Socket Mode websocket. It knows
+nothing of askloop: it only imitates Slack.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class SlackStub:
         self.calls: list[Call] = []
         self.usergroups: dict[str, list[str]] = {}
         self.reject_native_feedback = False
+        self.not_in_channel: set[str] = set()  # channels whose posts Slack refuses (bot not a member)
         self._rate_limits: dict[str, list[tuple[float, Callable[[dict[str, Any]], bool]]]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -174,18 +176,31 @@ class SlackStub:
                     retry_after = seconds
                     del waits[i]
                     break
-        self._record(Call(method + (":429" if retry_after is not None else ""), params, token))
         if retry_after is not None:
+            self._record(Call(method + ":429", params, token))
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(int(retry_after))})
         if not token:
+            self._record(Call(method, params, token))
             return web.json_response({"ok": False, "error": "not_authed"})
-        return web.json_response(self._answer(method, params))
+        answer = self._answer(method, params)
+        # a post refused for the channel is recorded as "method:not_in_channel", so that
+        # find(method) sees what Slack accepted
+        refused = answer.get("error") == "not_in_channel"
+        self._record(Call(f"{method}:not_in_channel" if refused else method, params, token))
+        return web.json_response(answer)
 
     def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
             return {"ok": True, "url": "https://stub.slack.test/", "team": "Stub", "user": "askloop",
                     "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}
+        if method in {"chat.postMessage", "chat.update", "chat.postEphemeral"} and \
+                params.get("channel") in self.not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        if method == "chat.getPermalink":
+            channel, ts = params.get("channel", ""), str(params.get("message_ts", ""))
+            return {"ok": True, "channel": channel,
+                    "permalink": f"https://stub.slack.test/archives/{channel}/p{ts.replace('.', '')}"}
         if method in {"chat.postMessage", "chat.update"}:
             blocks = params.get("blocks") or []
             if self.reject_native_feedback and any(b.get("type") == "context_actions" for b in blocks):

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
+from bot.slack.conversation_blocks import with_provenance
 from bot.slack.deps import BotDeps, log
 
 POST_INTERVAL = 1.0  # seconds between posts to one channel
@@ -29,6 +30,7 @@ def review_message(deps: BotDeps, kind: str, item_id: int) -> tuple[str, list[di
     if kind == "correction":
         correction = loop.correction(item_id)
         text, blocks = kit.correction_review(correction, loop.get_answer(correction.answer_id))
+        blocks = with_provenance(blocks, correction)  # a reply suggested from a conversation: where
         if correction.status != "pending":
             verdict = "Approved" if correction.status == "approved" else "Rejected"
             if correction.status == "approved" and (correction.original_text is not None

@@ -16,6 +16,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
+from bot.slack import conversation_blocks as talk
 from bot.slack.deps import BotDeps, log
 from bot.slack.replies import NOT_SAVED, ephemeral
 from feedback.errors import FeedbackError
@@ -107,5 +108,8 @@ async def on_vote_button(deps: BotDeps, client: AsyncWebClient, body: dict[str, 
         await ephemeral(client, body, NOT_SAVED)
         return
     text = vote_message(result, value, answer_id)
-    if text:
+    if text and result.value < 0 and result.changed and deps.settings.expert_group:
+        text, blocks = talk.after_downvote(answer_id, text)  # and "Ask an expert"
+        await ephemeral(client, body, text, blocks)
+    elif text:
         await ephemeral(client, body, text)

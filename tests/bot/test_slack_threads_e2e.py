@@ -316,7 +316,11 @@ def test_a_downvote_offers_ask_an_expert_to_its_giver_once(slack, stub, store):
     # after the 👎, a teammate's answer-like reply is offered back to them
     reply(slack, "You also need to return the old one within two weeks, wiped.", user=teammate, channel=channel,
           thread_ts=event["ts"], parent=asker)
-    ephemeral_to(stub, teammate, lambda c: "Suggest it as the answer" in c.blob())
+    offer = ephemeral_to(stub, teammate, lambda c: "Suggest it as the answer" in c.blob())
+    name = unique("dismiss")  # "No thanks": the offer goes away, nothing is suggested
+    press(slack, offer, talk.DISMISS_OFFER, teammate, ephemeral=True, response_url=stub.response_url(name))
+    gone = stub.wait_for("response_url", lambda c: c.get("_name") == name)[0]
+    assert gone["delete_original"] in (True, "true") and not store.corrections.find(answer_id=answer_id)
     # and the asker's own remark is not
     reply(slack, "I already opened a ticket with IT about it", user=asker, channel=channel,
           thread_ts=event["ts"], parent=asker)

@@ -172,7 +172,8 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_req
 
     app.event("app_mention", matchers=[person])(ack=acknowledge, lazy=[answer_mention])
     app.event("message", matchers=[person])(ack=acknowledge, lazy=[answer_message])
-    app.event("reaction_added")(ack=reaction(True), lazy=[offer_expert])
+    # after a 👎, "Ask an expert" (only with an expert group: no extra work per reaction otherwise)
+    app.event("reaction_added")(ack=reaction(True), lazy=[offer_expert] if settings.expert_group else [])
     app.event("reaction_removed")(reaction(False))
     app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])
     for action_id in (kit.VOTE_UP, kit.VOTE_DOWN, kit.FEEDBACK_BUTTONS):

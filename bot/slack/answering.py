@@ -95,7 +95,7 @@ async def produce(deps: BotDeps, question: str, user: str, origin: str, channel:
         return Outcome(kit.APOLOGY, kit.notice_message(kit.APOLOGY)[1])
     text, blocks = kit.answer_message(answer, answer_id, native_feedback=deps.native_feedback,
                                       question=shown_question(question, answer))
-    if answer.abstained and answer_id is not None and deps.settings.expert_group:
+    if answer.abstained and answer_id is not None and deps.settings.expert_group and talk.experts_can_see(channel):
         text, blocks = talk.with_expert_button(text, blocks, answer_id)
     return Outcome(text, blocks, answer, answer_id)
 

@@ -24,6 +24,12 @@ QUESTION_SHOWN = 300  # characters of a question quoted in these messages
 THREAD_ORIGIN = "slack_thread"  # a correction suggested from a reply in a conversation
 
 
+def experts_can_see(channel: str | None) -> bool:
+    """Whether mentioning the expert group in this conversation reaches them: not in a direct
+    message, which nobody else can read."""
+    return bool(channel) and not str(channel).startswith("D")
+
+
 def expert_button(answer_id: int) -> Block:
     """The "Ask an expert" button, under an abstention or after a 👎."""
     return {"type": "actions", "block_id": f"expert-{answer_id}",

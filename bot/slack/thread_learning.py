@@ -153,8 +153,8 @@ async def on_ask_expert(deps: BotDeps, client: AsyncWebClient, body: dict[str, A
         log.exception("could not read answer %s for Ask an expert", action.get("value"))
         await ephemeral(client, body, NOT_SAVED)
         return
-    if not answer.channel:
-        await ephemeral(client, body, "That answer was not given in a Slack conversation.")
+    if not talk.experts_can_see(answer.channel):
+        await ephemeral(client, body, "The experts can't see this conversation; ask in a channel instead.")
         return
     key = f"expert:{answer.id}"
     if not await _claim(deps, key):
@@ -162,7 +162,8 @@ async def on_ask_expert(deps: BotDeps, client: AsyncWebClient, body: dict[str, A
         return
     text, blocks = talk.expert_request(group, answer.asker, answer.as_asked, user, answer.abstained)
     try:
-        await client.chat_postMessage(channel=answer.channel, thread_ts=answer.thread_ts, text=text, blocks=blocks)
+        await client.chat_postMessage(channel=str(answer.channel), thread_ts=answer.thread_ts, text=text,
+                                      blocks=blocks)
     except Exception as exc:
         log.warning("could not ask the experts about answer %s: %s", answer.id, exc)
         await _release(deps, key)
@@ -177,10 +178,10 @@ async def after_downvote(deps: BotDeps, client: AsyncWebClient, body: dict[str, 
     event = body.get("event") or {}
     item = event.get("item") or {}
     user = event.get("user") or ""
-    if not deps.settings.expert_group or reaction_value(event.get("reaction", "")) != -1 or not user \
-            or user == bot_user_id or item.get("type") != "message":
-        return
     channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
+    if not deps.settings.expert_group or reaction_value(event.get("reaction", "")) != -1 or not user \
+            or user == bot_user_id or item.get("type") != "message" or not talk.experts_can_see(channel):
+        return
     try:
         answer_id = await deps.answer_id_for(channel, ts)
         if answer_id is None:

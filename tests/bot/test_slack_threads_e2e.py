@@ -205,6 +205,14 @@ def test_a_mention_only_channel_answers_only_mentions_with_the_thread_as_context
     assert "expire after 90 days" in answer.blob()
 
 
+def test_no_ask_an_expert_in_a_direct_message(slack, stub):
+    """Nobody else reads a direct message: the expert group could not see the question."""
+    direct = message(BUSINESS_CARDS, user=unique("U"), channel=unique("D"), channel_type="im")
+    slack.event(direct)
+    (answer,) = stub.wait_for("chat.postMessage", lambda c: c.get("thread_ts") == direct["ts"])
+    assert "not confident" in answer.blob() and talk.ASK_EXPERT not in answer.blob()
+
+
 def test_a_mention_that_only_thanks_is_not_answered(slack, stub):
     channel, asker = unique("C"), unique("U")
     _, event = ask(slack, stub, "how do I submit expenses?", channel, asker)
@@ -313,6 +321,16 @@ def test_a_downvote_offers_ask_an_expert_to_its_giver_once(slack, stub, store):
     wait_until(lambda: {v.user: v.value for v in store.votes.for_answer(answer_id)}.get(voter) == -1)
     time.sleep(0.5)
     assert len(stub.find("chat.postEphemeral", lambda c: c.get("user") == voter)) == 1
+    # 👎 pressed as a button: the confirmation offers it too
+    other = unique("U")
+    down = find_action(answer["blocks"], kit.FEEDBACK_BUTTONS)["negative_button"]["value"]
+    action = {"action_id": kit.FEEDBACK_BUTTONS, "block_id": "b", "type": "feedback_buttons", "value": down}
+    slack.interactive(block_action(action, user=other, channel=channel, message_ts=answer["ts"],
+                                   message={"type": "message", "ts": answer["ts"], "thread_ts": event["ts"],
+                                            "blocks": answer["blocks"], "user": BOT_USER_ID, "bot_id": BOT_ID}))
+    confirmed = ephemeral_to(stub, other)
+    assert "👎" in confirmed["text"] and "Ask the experts" in confirmed["text"]
+    assert find_action(confirmed["blocks"], talk.ASK_EXPERT)["value"] == str(answer_id)
     # after the 👎, a teammate's answer-like reply is offered back to them
     reply(slack, "You also need to return the old one within two weeks, wiped.", user=teammate, channel=channel,
           thread_ts=event["ts"], parent=asker)

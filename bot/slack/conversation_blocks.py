@@ -41,9 +41,9 @@ def with_expert_button(text: str, blocks: list[Block], answer_id: int) -> tuple[
     return kit.fit(text, [*blocks, expert_button(answer_id)])
 
 
-def after_downvote(answer_id: int, lead: str) -> tuple[str, list[Block]]:
-    """What the person who marked an answer 👎 sees (only them): `lead` (ours), and the button."""
-    text = f"{lead} Ask the experts in this thread?"
+def after_downvote(answer_id: int, opening: str) -> tuple[str, list[Block]]:
+    """What the person who marked an answer 👎 sees (only them): `opening` (ours), and the button."""
+    text = f"{opening} Ask the experts in this thread?"
     return kit.fit(text, [kit.section(text), expert_button(answer_id)])
 
 

@@ -30,7 +30,7 @@ TOPIC_CHANGES = [
 
 
 def handbook_services(home: Path, embedder: object, **settings: object) -> object:
-    """`Services` over the handbook, ingested in `home` (with the session's embedding model)."""
+    """`Services` over the handbook, ingested in `home` (with the already loaded embedding model)."""
     from bot.services import Services
     from bot.settings import Settings
 

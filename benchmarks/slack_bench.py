@@ -3,6 +3,8 @@
 Starts `askloop serve --http` as a process over a small ingested corpus and measures:
 1. answers: mention -> ack latency, and mention -> answer posted (chat.postMessage at the
    stand-in), p50/p99, extractive answers; one at a time, then arriving at a steady rate;
+   then follow-ups in the threads (the asker's question that leans on the thread: searched
+   alone and with the thread's topic, two searches);
 2. reactions under load: many 👍/👎 reaction events (a share of them re-delivered as Slack
    retries) offered at a fixed rate (open loop, like Slack's deliveries); ack latency p50/p99, sustained events/s until every vote is in the
    database, and the count of lost or duplicated votes (both must be 0).
@@ -10,7 +12,7 @@ Starts `askloop serve --http` as a process over a small ingested corpus and meas
 Targets on a 2-core machine: ack p99 <= 100 ms under load, answer posted p50 <= 150 ms,
 >= 200 reaction events/s with zero lost or duplicated votes.
 
-    .venv/bin/python benchmarks/slack_bench.py [--answers 60] [--reactions 3000] [--rate 250]
+    .venv/bin/python benchmarks/slack_bench.py [--answers 60] [--follow-ups 30] [--reactions 3000] [--rate 250]
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import httpx  # noqa: E402
 
 from tests.conftest import TINY_CORPUS  # noqa: E402
 from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub  # noqa: E402
-from tests.support.slack import BotProcess, mention, prepare_home, reaction, sign  # noqa: E402
+from tests.support.slack import BotProcess, mention, message, prepare_home, reaction, sign  # noqa: E402
 
 QUESTIONS = [
     "how do I connect to the VPN?", "how do I submit expenses?", "how do I request holidays?",
     "who carries the pager this week?", "when do I get a new laptop?", "can I deploy on Friday?",
 ]
+FOLLOW_UPS = ["is it needed for the wiki?", "and with a receipt?", "who approves them?",
+              "when does it start?", "and the old one?", "how do I roll it back?"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -87,6 +91,27 @@ async def bench_answers(url: str, stub: SlackStub, n: int) -> dict[str, float]:
             call = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
                                            lambda c, ch=channel: c.get("channel") == ch)
             posted.append(call[0].at - sent)
+    return {"ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
+            "posted_p50_ms": pct(posted, 50) * 1000, "posted_p99_ms": pct(posted, 99) * 1000}
+
+
+async def bench_follow_ups(url: str, stub: SlackStub, n: int) -> dict[str, float]:
+    """A mention, then the asker's follow-up in its thread: ack and posted latency of the follow-up."""
+    acks, posted = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(n):
+            channel, user = f"CFUP{i:05d}", f"UFUP{i:05d}"
+            first = mention(QUESTIONS[i % len(QUESTIONS)], user=user, channel=channel)
+            await send(client, url, envelope(first, f"EvF{i:06d}"))
+            await asyncio.to_thread(stub.wait_for, "chat.postMessage", lambda c, ch=channel: c.get("channel") == ch)
+            await asyncio.to_thread(stub.wait_for, "reactions.remove", lambda c, ch=channel: c.get("channel") == ch)
+            follow_up = message(FOLLOW_UPS[i % len(FOLLOW_UPS)], user=user, channel=channel,
+                                thread_ts=first["ts"], parent_user_id=user)
+            sent = time.monotonic()
+            acks.append(await send(client, url, envelope(follow_up, f"EvG{i:06d}")))
+            calls = await asyncio.to_thread(stub.wait_for, "chat.postMessage",
+                                            lambda c, ch=channel: c.get("channel") == ch, 30.0, 2)
+            posted.append(calls[1].at - sent)
     return {"ack_p50_ms": pct(acks, 50) * 1000, "ack_p99_ms": pct(acks, 99) * 1000,
             "posted_p50_ms": pct(posted, 50) * 1000, "posted_p99_ms": pct(posted, 99) * 1000}
 
@@ -223,6 +248,7 @@ async def bench_reactions(url: str, stub: SlackStub, store, n: int, concurrency:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=60)
+    parser.add_argument("--follow-ups", type=int, default=30)
     parser.add_argument("--reactions", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--retry-share", type=float, default=0.1)
@@ -249,6 +275,10 @@ def main() -> None:
             print(f"answers ({args.answers}, sequential, extractive): "
                   f"ack p50 {answers['ack_p50_ms']:.1f} ms, p99 {answers['ack_p99_ms']:.1f} ms; "
                   f"answer posted p50 {answers['posted_p50_ms']:.1f} ms, p99 {answers['posted_p99_ms']:.1f} ms")
+            follow = asyncio.run(bench_follow_ups(url, stub, args.follow_ups))
+            print(f"follow-ups in threads ({args.follow_ups}, sequential, read with the thread): "
+                  f"ack p50 {follow['ack_p50_ms']:.1f} ms, p99 {follow['ack_p99_ms']:.1f} ms; "
+                  f"answer posted p50 {follow['posted_p50_ms']:.1f} ms, p99 {follow['posted_p99_ms']:.1f} ms")
             load = asyncio.run(bench_answer_load(url, stub, args.answers * 2, args.answer_rate))
             print(f"answers under load ({args.answers * 2} mentions at {args.answer_rate:.0f}/s): "
                   f"ack p50 {load['ack_p50_ms']:.1f} ms, p99 {load['ack_p99_ms']:.1f} ms; "

@@ -25,6 +25,25 @@ def _csv(value: object) -> object:
     return value
 
 
+ThreadMode = Literal["asker", "mention"]
+
+
+def _pairs(value: object) -> object:
+    """`C0123=mention,C0456=asker` as {channel: mode}; a part without `=` is left for the type
+    check to refuse with the variable's name."""
+    if isinstance(value, str):
+        pairs: dict[str, str] = {}
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            key, sep, mode = part.partition("=")
+            if not sep:
+                return value
+            pairs[key.strip()] = mode.strip().lower()
+        return pairs
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ASKLOOP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -86,7 +105,13 @@ class Settings(BaseSettings):
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "ASKLOOP_SLACK_API_URL"),
     )
-    slack_looking_after: float = Field(default=1.5, ge=0.0)  # seconds before "looking…" (0: always)
+    slack_looking_after: float = Field(default=1.5, ge=0.0)  # seconds a generated answer may take before "looking…"
+    slack_working_reaction: str = "eyes"  # on a question while it is answered ("" for none)
+    # In a thread the bot answered: "asker" answers the asker's follow-up questions and mentions,
+    # "mention" only messages that mention the bot; per channel: C0123=mention,C0456=asker.
+    slack_thread_mode: ThreadMode = "asker"
+    slack_channel_modes: Annotated[dict[str, ThreadMode], NoDecode] = Field(default_factory=dict)
+    expert_group: str | None = None  # user group (S…) "Ask an expert" mentions in the thread
     slack_native_feedback: bool = True  # Slack's feedback_buttons; plain buttons when False
     slack_review_poll: float = Field(default=30.0, ge=0.0)  # seconds between review-queue checks (0: off)
 
@@ -95,7 +120,16 @@ class Settings(BaseSettings):
     def _split_moderators(cls, value: object) -> object:
         return _csv(value)
 
-    @field_validator("chroma_url", "embedding_model", "llm", "database_url", mode="before")
+    @field_validator("slack_channel_modes", mode="before")
+    @classmethod
+    def _split_channel_modes(cls, value: object) -> object:
+        return _pairs(value)
+
+    def thread_mode(self, channel: str) -> ThreadMode:
+        """How the bot takes part in threads of `channel` (its own setting, else the default)."""
+        return self.slack_channel_modes.get(channel, self.slack_thread_mode)
+
+    @field_validator("chroma_url", "embedding_model", "llm", "database_url", "expert_group", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,10 +50,20 @@ from feedback.records import (
 from feedback.refs import Ref
 from feedback.store import DriftDay, FeedbackStore
 from retrieval.answer import Answer, extractive_answer, llm_answer
+from retrieval.conversation import ReadInContext, Turn, read_in_context
 from retrieval.documents import DocumentCatalog, Resolution
 from retrieval.search import EmptyKnowledgeBase, KnowledgeBase, QuestionError
 
 log = logging.getLogger("askloop.feedback")
+
+# Earlier exchanges a chat model sees with a follow-up (the latest ones).
+MAX_HISTORY = 6
+
+
+def turn_of(record: AnswerRecord) -> Turn:
+    """An earlier answer of a conversation, as retrieval reads it."""
+    return Turn(asked=record.as_asked, searched=record.question, answer=record.answer_text,
+                abstained=record.abstained)
 
 
 @dataclass
@@ -155,37 +165,59 @@ class FeedbackLoop:
         k: int | None = None,
         record: bool = True,
         vector: np.ndarray | None = None,
+        earlier: Sequence[AnswerRecord] = (),
     ) -> Answered:
         """Answer from the knowledge base with the live tuning, and record it for feedback
         (`record=False` for replays that must not look like questions people asked). `vector`:
-        the question's embedding when the caller already has it (batch replays)."""
+        the question's embedding when the caller already has it (batch replays).
+
+        `earlier`: the conversation's answers so far, oldest first (`thread_answers`). The
+        question is then a follow-up, searched alone or fused with the conversation's topic
+        (the rule is `retrieval.conversation`'s), and a chat model gets the conversation. The
+        record keeps what was searched as its question, the words as written and the answer it
+        was read with, so feedback on the follow-up teaches what retrieval really answered.
+        """
         tuning = self.live.current()
         started = time.perf_counter()
+        k = k or self.config.top_k
+        turns = [turn_of(earlier_answer) for earlier_answer in earlier]
+        read: ReadInContext | None = None
         try:
             kb = self.knowledge_base
-            if vector is None:
-                result = kb.search(question, k or self.config.top_k, tuning)
+            if turns and vector is None:
+                read = read_in_context(kb, question, turns, k, tuning, self.config.answer_threshold)
+                result = read.result
+            elif vector is None:
+                result = kb.search(question, k, tuning)
             else:
-                result = kb.search_vector(question, vector, k or self.config.top_k, tuning)
+                result = kb.search_vector(question, vector, k, tuning)
         except (QuestionError, EmptyKnowledgeBase):
             raise
         except Exception:
             self._report("retrieved", time.perf_counter() - started, True)
             raise
         self._report("retrieved", time.perf_counter() - started, False)
+        fused = read is not None and read.fused
+        asked = question.strip() if fused else result.question
         threshold = self.config.answer_threshold
         model = self.chat_model
         if model is not None:
-            answer = llm_answer(model, result.question, result.hits, threshold, result.tuning_version)
+            answer = llm_answer(model, asked, result.hits, threshold, result.tuning_version,
+                                history=turns[-MAX_HISTORY:])
         else:
-            answer = extractive_answer(result.question, result.hits, threshold, result.tuning_version)
+            answer = extractive_answer(asked, result.hits, threshold, result.tuning_version)
+        if read is not None and read.fused:
+            answer.extras.update(searched=result.question, read_with=read.topic)
+            log.info("follow-up %r read with the thread's topic: %s", asked[:80], read.why)
         if not record:
             return Answered(answer, None)
+        context = earlier[-1].id if fused else None
         recorded = self.store.answers.record(
-            question=answer.question, asker=asker, origin=origin, hits=answer.hits, answer_text=answer.text,
+            question=result.question, asker=asker, origin=origin, hits=answer.hits, answer_text=answer.text,
             abstained=answer.abstained, tuning_version=answer.tuning_version, channel=channel,
             thread_ts=thread_ts, question_vector=result.vector,
-            vector_model=self.knowledge_base.embedder.model_id,
+            vector_model=self.knowledge_base.embedder.model_id, asked=asked if fused else None,
+            context_answer_id=context,
         )
         self._report("answered", origin, answer.abstained)
         answer.extras["answer_id"] = recorded.id
@@ -252,11 +284,14 @@ class FeedbackLoop:
 
     def suggest_correction(self, answer_id: object, user: str, *, text: str | None = None,
                            source: str | None = None, origin: str = "cli",
-                           base_dir: Path | None = None) -> CorrectionRecord:
-        """A pending correction: better text and/or the document that answers the question."""
+                           base_dir: Path | None = None, permalink: str | None = None) -> CorrectionRecord:
+        """A pending correction: better text and/or the document that answers the question.
+        `origin` (how it came in) and `permalink` (the message it was suggested from, e.g. a
+        reply in a conversation) are kept as its provenance, for the moderators who review it."""
         self.store.answers.get(answer_id)  # unknown answers are refused before anything else
         resolved = self.resolve_source(source, text=text, base_dir=base_dir)
-        record = self.store.corrections.suggest(answer_id, user, text=text, source_ref=resolved)
+        record = self.store.corrections.suggest(answer_id, user, text=text, source_ref=resolved,
+                                                origin=origin, permalink=permalink)
         self._report("corrected", origin)
         return record
 

@@ -55,6 +55,11 @@ class Answer(SQLModel, table=True):
     # (`Embedder.model_id`), so learning reuses it instead of embedding the question again.
     question_vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     vector_model: str | None = Field(default=None, max_length=200)
+    # A follow-up read with its thread: `question` is what retrieval searched (the follow-up fused
+    # with the thread's topic), `asked` the words as written, `context_answer_id` the earlier
+    # answer of the thread it was read with. NULL for a question searched as asked.
+    asked: str | None = None
+    context_answer_id: int | None = None
 
 
 class ShownSource(SQLModel, table=True):
@@ -127,6 +132,10 @@ class Correction(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     note: str | None = None
     created_at: datetime = _when()
+    # Provenance: how the suggestion came in ("slack_form", "slack_thread", "cli", ...) and, for a
+    # reply suggested from a conversation, the link to that reply.
+    origin: str | None = Field(default=None, max_length=40)
+    permalink: str | None = Field(default=None, max_length=2000)
 
 
 class Proposal(SQLModel, table=True):

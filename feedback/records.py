@@ -63,6 +63,14 @@ class AnswerRecord(_Record):
     channel: str | None = None
     thread_ts: str | None = None
     message_ts: str | None = None
+    # a follow-up read with its thread: `question` is what was searched, `asked` what was written
+    asked: str | None = None
+    context_answer_id: int | None = None
+
+    @property
+    def as_asked(self) -> str:
+        """The question in the asker's own words."""
+        return self.asked or self.question
 
 
 VOTE_ACTIONS = ("cast", "replace", "remove", "none", "duplicate", "stale")
@@ -126,6 +134,8 @@ class CorrectionRecord(_Record):
     original_text: str | None = None
     original_source_ref: str | None = None
     question: str = ""
+    origin: str | None = None  # how it came in: slack_form, slack_thread, cli, ...
+    permalink: str | None = None  # the reply it was suggested from, for one from a conversation
 
     @property
     def ref(self) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrieval.chunking import titled_section
 from retrieval.markdown_blocks import Block, fence_parts, parse
 from retrieval.types import Hit
+
+if TYPE_CHECKING:
+    from retrieval.conversation import Turn
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +184,22 @@ def _context(hits: list[Hit]) -> str:
     )
 
 
+HISTORY_ANSWER_CHARS = 1500  # of each earlier answer a chat model is shown
+
+
 def llm_answer(
     chat_model: Any,
     question: str,
     hits: list[Hit],
     threshold: float,
     tuning_version: int | None = None,
+    history: Sequence["Turn"] = (),
 ) -> Answer:
     """A chat model writes the answer from the passages only; abstentions never reach it.
+
+    `history`: the conversation so far (a follow-up in a thread), given to the model as the
+    earlier questions and answers, so "how long is it valid?" is read as the conversation means
+    it; the passages were retrieved for the follow-up read in that context.
 
     If the model fails (network, quota, timeout) the question still gets the extractive answer
     from the same passages, with the failure noted in `extras["llm_error"]`: the passages were
@@ -195,12 +207,13 @@ def llm_answer(
     """
     if not hits or hits[0].score < threshold:
         return Answer(question, NO_MATCH, hits, True, tuning_version)
-    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-    messages = [
-        SystemMessage(SYSTEM_PROMPT),
-        HumanMessage(f"Passages:\n\n{_context(hits)}\n\nQuestion: {question}"),
-    ]
+    messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT)]
+    for turn in history:
+        messages.append(HumanMessage(turn.asked))
+        messages.append(AIMessage(trim_passage(turn.answer, HISTORY_ANSWER_CHARS) or NO_MATCH))
+    messages.append(HumanMessage(f"Passages:\n\n{_context(hits)}\n\nQuestion: {question}"))
     try:
         reply = chat_model.invoke(messages)
         content = reply.content if isinstance(reply.content, str) else str(reply.content)

@@ -26,13 +26,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack import blocks as kit
-from bot.slack.answering import answer_in_thread, bot_in_thread, question_from
+from bot.slack import conversation_blocks as talk
 from bot.slack.commands import ack_command, run_command
+from bot.slack.conversation import on_mention, on_message
 from bot.slack.corrections import check_submission, document_options, fill_form, open_form, store_submission
 from bot.slack.deps import BotDeps, Deadline, log
 from bot.slack.home import publish_home
 from bot.slack.moderation import check_edit, fill_edit, on_decision, on_rollback, open_edit, store_edit
 from bot.slack.moderators import ModeratorDirectory
+from bot.slack.thread_learning import after_downvote, on_ask_expert, on_dismiss_offer, on_suggest_reply
 from bot.slack.votes import on_reaction, on_vote_button
 from feedback.errors import DatabaseUnavailable, is_database_failure
 
@@ -87,58 +89,13 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_req
     async def person(event: dict[str, Any]) -> bool:
         return is_person(event)
 
-    async def first_delivery(body: dict[str, Any]) -> bool:
-        event_id = body.get("event_id")
-        if not event_id:
-            return True
-        first = await deps.db(deps.loop.claim, f"event:{event_id}")
-        if not first:
-            log.info("ignoring a retried delivery of %s", event_id)
-        return first
-
-    async def ask(body: dict[str, Any], client: AsyncWebClient, *, channel: str, thread_ts: str | None,
-                  text: str, user: str, origin: str, bot_user_id: str | None) -> None:
-        try:
-            if not await first_delivery(body):
-                return
-        except Exception:
-            log.exception("could not claim event %s", body.get("event_id"))
-            text_, blocks = kit.notice_message(kit.APOLOGY)
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text_, blocks=blocks)
-            return
-        await answer_in_thread(deps, client, channel=channel, thread_ts=thread_ts,
-                               question=question_from(text, bot_user_id), user=user, origin=origin)
-
     async def answer_mention(body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient,
                              context: Any) -> None:
-        if str(event.get("channel", "")).startswith("D"):
-            return  # a direct message: answered from its message.im event, not twice
-        await ask(body, client, channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"],
-                  text=event.get("text", ""), user=event["user"], origin="slack_mention",
-                  bot_user_id=context.get("bot_user_id"))
+        await on_mention(deps, client, body, event, context.get("bot_user_id"))
 
     async def answer_message(body: dict[str, Any], event: dict[str, Any], client: AsyncWebClient,
                              context: Any) -> None:
-        bot_user_id = context.get("bot_user_id")
-        user = event["user"]
-        if user == bot_user_id:
-            return
-        text = event.get("text") or ""
-        thread_ts = event.get("thread_ts")
-        if event.get("channel_type") == "im":
-            origin = "slack_dm"
-            thread_ts = thread_ts or event["ts"]
-        else:
-            # In channels only follow-ups in a thread the bot answered; mentions are app_mention's.
-            if not thread_ts or thread_ts == event.get("ts"):
-                return
-            if bot_user_id and f"<@{bot_user_id}" in text:
-                return
-            if not await bot_in_thread(deps, client, event["channel"], thread_ts, bot_user_id, context.get("bot_id")):
-                return
-            origin = "slack_thread"
-        await ask(body, client, channel=event["channel"], thread_ts=thread_ts, text=text, user=user,
-                  origin=origin, bot_user_id=bot_user_id)
+        await on_message(deps, client, body, event, context.get("bot_user_id"), context.get("bot_id"))
 
     def reaction(added: bool) -> Listener:
         async def record_reaction(body: dict[str, Any], context: Any) -> None:
@@ -147,6 +104,18 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_req
 
         record_reaction.__name__ = f"record_reaction_{'added' if added else 'removed'}"
         return record_reaction
+
+    async def offer_expert(body: dict[str, Any], client: AsyncWebClient, context: Any) -> None:
+        await after_downvote(deps, client, body, context.get("bot_user_id"))
+
+    async def ask_expert(body: dict[str, Any], client: AsyncWebClient) -> None:
+        await on_ask_expert(deps, client, body)
+
+    async def suggest_reply(body: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
+        await on_suggest_reply(deps, client, body, respond)
+
+    async def dismiss_offer(respond: Any) -> None:
+        await on_dismiss_offer(respond)
 
     async def vote_later(body: dict[str, Any], client: AsyncWebClient) -> None:
         await on_vote_button(deps, client, body)
@@ -212,12 +181,16 @@ def build_app(deps: BotDeps, client: AsyncWebClient | None = None, *, verify_req
 
     app.event("app_mention", matchers=[person])(ack=acknowledge, lazy=[answer_mention])
     app.event("message", matchers=[person])(ack=acknowledge, lazy=[answer_message])
-    app.event("reaction_added")(reaction(True))
+    # after a 👎, "Ask an expert" (only with an expert group: no extra work per reaction otherwise)
+    app.event("reaction_added")(ack=reaction(True), lazy=[offer_expert] if settings.expert_group else [])
     app.event("reaction_removed")(reaction(False))
     app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])
     for action_id in (kit.VOTE_UP, kit.VOTE_DOWN, kit.FEEDBACK_BUTTONS):
         app.action(action_id)(ack=acknowledge, lazy=[vote_later])
     app.action(kit.SUGGEST)(ack=acknowledge, lazy=[correction_form])
+    app.action(talk.ASK_EXPERT)(ack=acknowledge, lazy=[ask_expert])
+    app.action(talk.SUGGEST_REPLY)(ack=acknowledge, lazy=[suggest_reply])
+    app.action(talk.DISMISS_OFFER)(ack=acknowledge, lazy=[dismiss_offer])
     app.options(kit.SEARCH_INPUT)(search_documents)
     app.view(kit.CORRECTION_MODAL)(ack=check_correction, lazy=[store_correction])
     app.action(kit.REVIEW_APPROVE)(ack=acknowledge, lazy=[decision("approve")])

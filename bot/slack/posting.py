@@ -99,6 +99,7 @@ async def send(deps: BotDeps, client: AsyncWebClient, channel: str, outcome: Pos
     """Post (or update) an outcome in a thread: an answer is re-rendered when Slack refuses it
     (see the module); a notice is sent as it is."""
     answer = outcome.answer
+    again = getattr(outcome, "render", None)
     if answer is None:
         def render(budget: int, native: bool) -> Message:
             return outcome.text, outcome.blocks
@@ -106,6 +107,9 @@ async def send(deps: BotDeps, client: AsyncWebClient, channel: str, outcome: Pos
         def render(budget: int, native: bool) -> Message:
             if budget == kit.ANSWER_BUDGET and native == deps.native_feedback:
                 return outcome.text, outcome.blocks  # as produced
+            if again is not None:  # drawn again by whoever drew it first, with all it had
+                result: Message = again(budget, native)
+                return result
             return kit.answer_message(answer, outcome.answer_id, native_feedback=native,
                                       question=answer.question, budget=budget)
 

@@ -17,9 +17,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
+from bot.slack.conversation_blocks import with_provenance
 from bot.slack.deps import BotDeps, log
 
-POST_INTERVAL = 1.0  # seconds between posts to one channel
+POST_INTERVAL = 1.0  # seconds between posts to one channel (a proposal waits for its evaluation)
 RETRY_FIRST, RETRY_MAX = 5.0, 600.0  # a failed post is tried again after 5 s, doubling up to 10 min
 
 
@@ -29,6 +30,7 @@ def review_message(deps: BotDeps, kind: str, item_id: int) -> tuple[str, list[di
     if kind == "correction":
         correction = loop.correction(item_id)
         text, blocks = kit.correction_review(correction, loop.get_answer(correction.answer_id))
+        blocks = with_provenance(blocks, correction)  # a reply suggested from a conversation: where
         if correction.status != "pending":
             verdict = "Approved" if correction.status == "approved" else "Rejected"
             if correction.status == "approved" and (correction.original_text is not None
@@ -91,6 +93,8 @@ async def announce_pending(deps: BotDeps, client: AsyncWebClient) -> int:
     while True:
         review = await deps.db(deps.loop.review_queue, page, 100)
         for item in review.items:
+            if item.kind == "proposal" and item.status == "pending":
+                continue  # still being evaluated: posted once the gate has measured it
             if await announce(deps, client, item.kind, item.id):
                 posted += 1
                 await asyncio.sleep(POST_INTERVAL)

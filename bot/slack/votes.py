@@ -16,8 +16,9 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks as kit
+from bot.slack import conversation_blocks as talk
 from bot.slack.deps import BotDeps, log
-from bot.slack.replies import NOT_SAVED, ephemeral
+from bot.slack.replies import NOT_SAVED, ephemeral, where
 from feedback.errors import FeedbackError
 from feedback.records import VoteResult
 
@@ -107,5 +108,9 @@ async def on_vote_button(deps: BotDeps, client: AsyncWebClient, body: dict[str, 
         await ephemeral(client, body, NOT_SAVED)
         return
     text = vote_message(result, value, answer_id)
-    if text:
+    _, channel, _ = where(body)
+    if text and result.value < 0 and result.changed and deps.settings.expert_group and talk.experts_can_see(channel):
+        text, blocks = talk.after_downvote(answer_id, text)  # and "Ask an expert"
+        await ephemeral(client, body, text, blocks)
+    elif text:
         await ephemeral(client, body, text)

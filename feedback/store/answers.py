@@ -41,6 +41,8 @@ def answer_record(row: m.Answer, shown: Sequence[ShownDoc]) -> AnswerRecord:
         channel=row.channel,
         thread_ts=row.thread_ts,
         message_ts=row.message_ts,
+        asked=row.asked,
+        context_answer_id=row.context_answer_id,
     )
 
 
@@ -66,16 +68,25 @@ class Answers:
         thread_ts: str | None = None,
         question_vector: np.ndarray | None = None,
         vector_model: str | None = None,
+        asked: str | None = None,
+        context_answer_id: int | None = None,
     ) -> AnswerRecord:
         """Record one answer and the documents it showed.
 
-        `question_vector` is the raw embedder vector the answer was retrieved with (before any
-        learned query adapter) and `vector_model` the embedder's `model_id`: kept so that learning
-        from this answer's feedback need not embed the question again.
+        `question` is what retrieval searched; for a follow-up read with its thread that is the
+        follow-up fused with the thread's topic, `asked` the words as written and
+        `context_answer_id` the earlier answer it was read with (so feedback on the follow-up
+        teaches the question that was really answered). `question_vector` is the raw embedder
+        vector the answer was retrieved with (before any learned query adapter) and
+        `vector_model` the embedder's `model_id`: kept so that learning from this answer's
+        feedback need not embed the question again.
         """
         text = user_text(question, "the question", MAX_QUESTION)
         if text is None:
             raise InvalidFeedback("cannot record an answer to an empty question")
+        as_written = user_text(asked, "the question", MAX_QUESTION) if asked is not None else None
+        if as_written == text:
+            as_written = None
         if not asker:
             raise InvalidFeedback("an answer needs the asker's user id")
         packed, model = pack_vector(question_vector, vector_model)
@@ -92,6 +103,8 @@ class Answers:
                 answer_text=clean_text(answer_text or ""),
                 question_vector=packed,
                 vector_model=model,
+                asked=as_written,
+                context_answer_id=context_answer_id,
             )
             session.add(row)
             session.flush()

@@ -46,6 +46,18 @@ def check_correction(text: str | None, source_ref: str | None) -> tuple[str | No
     return cleaned, source
 
 
+def check_permalink(permalink: str | None) -> str | None:
+    """A provenance link: an http(s) address without spaces, at most 2,000 characters."""
+    if permalink is None or not permalink.strip():
+        return None
+    link = permalink.strip()
+    parsed = urlparse(link)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc or any(c.isspace() for c in link) \
+            or len(link) > 2000:
+        raise InvalidFeedback("a correction's link must be an http(s) address of at most 2,000 characters")
+    return link
+
+
 def _state(row: m.Correction) -> dict[str, Any]:
     return {"status": row.status, "text": row.text, "source_ref": row.source_ref}
 
@@ -66,6 +78,8 @@ def correction_record(row: m.Correction, question: str = "") -> CorrectionRecord
         original_text=row.original_text,
         original_source_ref=row.original_source_ref,
         question=question,
+        origin=row.origin,
+        permalink=row.permalink,
     )
 
 
@@ -74,21 +88,28 @@ class Corrections:
         self.db = database
 
     def suggest(self, answer_id: object, user: str, *, text: str | None = None,
-                source_ref: str | None = None) -> CorrectionRecord:
-        """Store a pending correction (the caller has resolved `source_ref` to a document id or URL)."""
+                source_ref: str | None = None, origin: str | None = None,
+                permalink: str | None = None) -> CorrectionRecord:
+        """Store a pending correction (the caller has resolved `source_ref` to a document id or
+        URL), with its provenance: how it came in (`origin`) and the message it was suggested
+        from (`permalink`, an http(s) link)."""
         number = answer_id_of(answer_id)
         cleaned, source = check_correction(text, source_ref)
         if not user:
             raise InvalidFeedback("a correction needs the user's id")
+        link = check_permalink(permalink)
 
         def work(session: Session) -> CorrectionRecord:
             answer = session.get(m.Answer, number)
             if answer is None:
                 raise UnknownAnswer(number)
-            row = m.Correction(answer_id=number, user_id=user[:200], text=cleaned, source_ref=source)
+            row = m.Correction(answer_id=number, user_id=user[:200], text=cleaned, source_ref=source,
+                               origin=(origin or None) and origin[:40], permalink=link)
             session.add(row)
             session.flush()
-            audit(session, user, "correction.suggest", "correction", row.id, after=_state(row))
+            after = _state(row) | ({"origin": row.origin} if row.origin else {}) | \
+                ({"permalink": row.permalink} if row.permalink else {})
+            audit(session, user, "correction.suggest", "correction", row.id, after=after)
             return correction_record(row, answer.question)
 
         return self.db.write(work)

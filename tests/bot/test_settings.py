@@ -40,3 +40,21 @@ def test_log_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pytest.Monk
             if handler not in before[0]:
                 root.removeHandler(handler)
         root.setLevel(before[1])
+
+
+def test_thread_modes_per_channel(home, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("ASKLOOP_SLACK_CHANNEL_MODES", " C1=mention, C2=Asker ,")
+    settings = load_settings()
+    assert settings.slack_channel_modes == {"C1": "mention", "C2": "asker"}
+    assert (settings.thread_mode("C1"), settings.thread_mode("C2"), settings.thread_mode("C3")) == \
+        ("mention", "asker", "asker")
+    monkeypatch.setenv("ASKLOOP_SLACK_THREAD_MODE", "mention")
+    assert load_settings().thread_mode("C3") == "mention"
+    monkeypatch.setenv("ASKLOOP_EXPERT_GROUP", "")
+    assert load_settings().expert_group is None
+    for bad in ("C1=never", "C1"):
+        monkeypatch.setenv("ASKLOOP_SLACK_CHANNEL_MODES", bad)
+        result = CliRunner().invoke(app, ["ask", "anything"])
+        assert result.exit_code == 1 and "slack_channel_modes" in result.output.lower()

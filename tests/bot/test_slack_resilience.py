@@ -2,10 +2,10 @@
 
 Two `askloop serve` processes boot at once against one Web API stand-in:
 - SLACK_APP_TOKEN set and Chroma unreachable: `askloop serve` opens a Socket Mode connection
-  with the app token, acknowledges an event that arrives over the websocket, and the user gets
-  "looking…" then an apology while the error is logged;
-- HTTP mode with PostgreSQL behind a relay we cut mid-run: a normal (slow-path) answer first,
-  then an apology.
+  with the app token, acknowledges an event that arrives over the websocket, and the user sees
+  👀 on the question then an apology while the error is logged;
+- HTTP mode with PostgreSQL behind a relay we cut mid-run: a normal answer first, then an
+  apology.
 """
 
 from __future__ import annotations
@@ -114,11 +114,12 @@ def test_database_down_gives_apology_and_logs(bots, stub):
     channel = unique("C")
     event = mention("how do I submit expenses?", user=unique("U"), channel=channel)
     slack.event(event)
-    # the slow path: "looking…" first, then the answer replaces it in place
-    (looking,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
-    assert "Looking" in looking["text"]
-    (answer,) = stub.wait_for("chat.update", lambda c: c.get("channel") == channel)
+    # 👀 on the question while it is answered (no "looking…" message for an extractive answer)
+    (answer,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel)
     assert "finance tool" in answer.blob()
+    (eyes,) = stub.wait_for("reactions.remove", lambda c: c.get("channel") == channel)
+    assert (eyes["timestamp"], eyes["name"]) == (event["ts"], "eyes")
+    assert stub.find("reactions.add", lambda c: c.get("channel") == channel and c.get("timestamp") == event["ts"])
     bots["proxy"].close()  # the database goes away
     first, channel = channel, unique("C")
     event = mention("how do I request holidays?", user=unique("U"), channel=channel)
@@ -154,11 +155,12 @@ def test_socket_mode_with_chroma_down_acks_and_apologises(bots, stub):
                     "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}]},
     })
     stub.wait_for("socket.ack", lambda c: c.get("envelope_id") == envelope_id, timeout=30)
-    (looking,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel, timeout=30)
-    assert looking["thread_ts"] == event["ts"] and "Looking" in looking["text"]
-    assert looking.token == "xoxb-test-token"  # the Web API with the bot token
-    (update,) = stub.wait_for("chat.update", lambda c: c.get("channel") == channel, timeout=30)
-    assert "Sorry" in update["text"] and "Chroma" not in update["text"]
+    (eyes,) = stub.wait_for("reactions.add", lambda c: c.get("channel") == channel, timeout=30)
+    assert eyes["timestamp"] == event["ts"] and eyes.token == "xoxb-test-token"  # the bot token
+    (apology,) = stub.wait_for("chat.postMessage", lambda c: c.get("channel") == channel, timeout=30)
+    assert apology["thread_ts"] == event["ts"]
+    assert "Sorry" in apology["text"] and "Chroma" not in apology["text"]
+    stub.wait_for("reactions.remove", lambda c: c.get("channel") == channel, timeout=30)
     wait_until(lambda: "answering failed" in bot.log())
     assert "StoreUnavailable" in bot.log()
     no_traceback_in_slack(stub)

@@ -171,7 +171,8 @@ def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
     from bot.slack.app import make_deps
 
     tiny_services._chat_model = FakeListChatModel(responses=["Use WireGuard [1]. Tell <!channel> & go."])
-    deps = make_deps(tiny_services.settings, tiny_services)
+    settings = tiny_services.settings.model_copy(update={"slack_looking_after": 0.0})  # 0: at once
+    deps = make_deps(settings, tiny_services)
     stub = SlackStub().start()
     try:
         client = AsyncWebClient(token="xoxb-t", base_url=stub.url)
@@ -186,6 +187,31 @@ def test_generated_answer_posts_looking_then_updates_in_place(tiny_services):
         assert "<!channel>" not in update.blob() and "&lt;!channel&gt; &amp; go" in update.blob()
         record = deps.loop.answer_for_message("CLLM", update["ts"])
         assert record is not None and record.answer_text.startswith("Use WireGuard")
+    finally:
+        stub.stop()
+
+
+def test_extractive_answer_wears_eyes_and_posts_no_placeholder(tiny_services):
+    """👀 on the question while it is answered, removed after; one message in the thread (the
+    answer), however long answering takes: the placeholder is only for generated answers."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.answering import answer_in_thread
+    from bot.slack.app import make_deps
+
+    settings = tiny_services.settings.model_copy(update={"slack_looking_after": 0.0})
+    deps = make_deps(settings, tiny_services)
+    stub = SlackStub().start()
+    try:
+        client = AsyncWebClient(token="xoxb-t", base_url=stub.url)
+        asyncio.run(answer_in_thread(deps, client, channel="CEYES", thread_ts="2.5", question_ts="2.5",
+                                     question="how do I connect to the VPN?", user="UASK", origin="slack_mention"))
+        (posted,) = stub.find("chat.postMessage")
+        assert "WireGuard" in posted.blob() and not stub.find("chat.update")
+        (added,), (removed,) = stub.find("reactions.add"), stub.find("reactions.remove")
+        assert (added["timestamp"], added["name"]) == (removed["timestamp"], removed["name"]) == ("2.5", "eyes")
+        methods = [c.method for c in stub.calls]
+        assert methods.index("chat.postMessage") < methods.index("reactions.remove")  # removed once answered
     finally:
         stub.stop()
 

@@ -301,3 +301,63 @@ def test_thread_index_migration_up_and_down_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_thread_index_migration_up_and_down_on_postgres(fresh_pg_url):
     check_thread_index_migration(fresh_pg_url)
+
+
+# -- 0005: follow-ups as searched and as asked; corrections' provenance --------------------------
+def _columns_of(engine, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def check_conversation_migration(url: str) -> None:
+    """0004 → head adds answer.asked/context_answer_id and correction.origin/permalink (empty on
+    old rows); head → 0004 drops only those columns (no answer, vote, correction lost)."""
+    from feedback.store import FeedbackStore
+    from retrieval.types import Hit
+
+    engine = db.make_engine(url)
+    db.upgrade(engine, "0004")
+    assert not {"asked", "context_answer_id"} & _columns_of(engine, "answer")
+    with engine.begin() as conn:  # an answer and a correction written by an askloop at 0004
+        conn.execute(text(
+            "INSERT INTO answer (question, asker, origin, channel, thread_ts, message_ts, created_at, "
+            "abstained, answer_text) VALUES ('old question?', 'UA', 'slack_mention', 'C1', "
+            "'100.000001', '100.000002', CURRENT_TIMESTAMP, FALSE, 'old answer')"))
+        _old_source_and_vote(conn)
+        conn.execute(text(
+            "INSERT INTO correction (answer_id, user_id, text, status, created_at) "
+            "SELECT id, 'U2', 'better', 'pending', CURRENT_TIMESTAMP FROM answer"))
+
+    db.upgrade(engine)
+    assert {"asked", "context_answer_id"} <= _columns_of(engine, "answer")
+    assert {"origin", "permalink"} <= _columns_of(engine, "correction")
+    store = FeedbackStore(url)
+    (old,) = store.answers.in_thread("C1", "100.000001")
+    assert (old.asked, old.context_answer_id, old.as_asked) == (None, None, "old question?")
+    (old_correction,) = store.corrections.find()
+    assert (old_correction.origin, old_correction.permalink) == (None, None)
+    follow_up = store.answers.record(question="old question? and then?", asked="and then?", context_answer_id=old.id,
+                                     asker="UA", origin="slack_thread", hits=[Hit("vpn", "VPN", "vpn.md", 0.8, "x")],
+                                     answer_text="a", abstained=False, tuning_version=None, channel="C1",
+                                     thread_ts="100.000001")
+    assert (follow_up.asked, follow_up.context_answer_id) == ("and then?", old.id)
+    store.corrections.suggest(follow_up.id, "U3", text="t", origin="slack_thread", permalink="https://x.test/p1")
+    store.close()
+
+    db.downgrade(engine, "0004")
+    assert not {"asked", "context_answer_id"} & _columns_of(engine, "answer")
+    assert not {"origin", "permalink"} & _columns_of(engine, "correction")
+    assert (_count(engine, "answer"), _count(engine, "vote"), _count(engine, "correction")) == (2, 1, 2)
+    db.upgrade(engine)
+    assert db.check_schema(engine) == db.head_revision()
+    engine.dispose()
+
+
+def test_conversation_migration_up_and_down_on_sqlite(tmp_path):
+    check_conversation_migration(f"sqlite:///{tmp_path / 'migrate.db'}")
+
+
+@pytest.mark.postgres
+def test_conversation_migration_up_and_down_on_postgres(fresh_pg_url):
+    check_conversation_migration(fresh_pg_url)

@@ -267,6 +267,10 @@ class SlackStub:
         if method == "auth.test":
             return {"ok": True, "url": "https://stub.slack.test/", "team": "Stub", "user": "askloop",
                     "team_id": TEAM_ID, "user_id": BOT_USER_ID, "bot_id": BOT_ID}
+        if method == "chat.getPermalink":
+            channel, ts = params.get("channel", ""), str(params.get("message_ts", ""))
+            return {"ok": True, "channel": channel,
+                    "permalink": f"https://stub.slack.test/archives/{channel}/p{ts.replace('.', '')}"}
         if method in {"chat.postMessage", "chat.update", "chat.postEphemeral"}:
             return self._refusal(method, params, self._message_problem(method, params)) \
                 or self._chat(method, params)

@@ -80,8 +80,8 @@ def test_ask_json_shape(cli, tiny_corpus: Path) -> None:
     assert isinstance(data["answer"], str) and data["abstained"] is False
     assert len(data["sources"]) == 3
     for source in data["sources"]:
-        assert set(source) == {"doc_id", "title", "source", "score", "passage"}
-        assert isinstance(source["score"], float)
+        assert set(source) == {"doc_id", "title", "source", "score", "confidence", "passage"}
+        assert isinstance(source["score"], float) and 0 < source["confidence"] < 1
     assert data["sources"][0]["doc_id"] == "oncall"
     assert data["sources"][0]["passage"] == TINY_CORPUS[3]["text"]
 

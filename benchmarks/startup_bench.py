@@ -7,11 +7,12 @@ over top-level imports) and which imports cost most. `askloop --help`, `stats`, 
 `versions` need no model and no vector store: they should start in well under a second on a
 quiet machine; `ask` pays for torch, sentence-transformers and chromadb once per process.
 
-    .venv/bin/python benchmarks/startup_bench.py [--runs 5] [--source DIR] [--json]
+    .venv/bin/python benchmarks/startup_bench.py [--runs 5] [--source DIR ...] [--json]
 
 `--source DIR` times the code in another checkout (its `bot`, `feedback` and `retrieval`
-packages are put first on the import path), to compare before and after a change with the same
-interpreter and data.
+packages are put first on the import path); given twice (`--source OLD --source NEW`), the runs
+of the two alternate, so a machine whose load changes during the measurement treats both alike,
+and a before → after table ends the report.
 """
 
 from __future__ import annotations
@@ -80,42 +81,68 @@ def import_profile(args: list[str], env: dict[str, str]) -> tuple[float, dict[st
     return total, packages
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="processes per command (the median is reported)")
-    parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose code is timed")
-    parser.add_argument("--commands", default=",".join(COMMANDS), help="comma list of: " + ", ".join(COMMANDS))
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    options = parser.parse_args()
-    runs = max(1, min(options.runs, 50))
-    with tempfile.TemporaryDirectory(prefix="askloop-startup-") as folder:
-        home = Path(folder) / "home"
+def measure(sources: list[Path], names: list[str], runs: int, folder: Path) -> dict[str, dict[str, dict[str, object]]]:
+    """Per source, per command: wall times of `runs` alternating processes and one import profile."""
+    envs = []
+    for number, source in enumerate(sources):
+        home = folder / f"home{number}"
         home.mkdir()
-        env = environment(options.source.resolve(), home)
+        env = environment(source.resolve(), home)
         prepared = askloop(["ingest", str(SAMPLE)], env)
         if prepared.returncode != 0:
-            raise SystemExit(f"could not ingest the sample:\n{prepared.stderr[-2000:]}")
+            raise SystemExit(f"could not ingest the sample with {source}:\n{prepared.stderr[-2000:]}")
         askloop(COMMANDS["ask"], env)  # the first answer also builds the keyword index: not a start-up cost
-        results = {}
-        for name in options.commands.split(","):
-            args = COMMANDS[name.strip()]
-            times = wall_times(args, env, runs)
+        envs.append(env)
+    results: dict[str, dict[str, dict[str, object]]] = {str(s): {} for s in sources}
+    for name in names:
+        args = COMMANDS[name]
+        times: list[list[float]] = [[] for _ in sources]
+        for _ in range(runs):
+            for number, env in enumerate(envs):  # alternate: load changes hit every source alike
+                times[number] += wall_times(args, env, 1)
+        for number, (source, env) in enumerate(zip(sources, envs)):
             imports, heavy = import_profile(args, env)
-            results[name] = {
-                "median_s": round(statistics.median(times), 3),
-                "min_s": round(min(times), 3),
+            results[str(source)][name] = {
+                "median_s": round(statistics.median(times[number]), 3),
+                "min_s": round(min(times[number]), 3),
                 "runs": runs,
                 "import_s": round(imports, 3),
                 "heavy_imports_s": {k: round(v, 3) for k, v in sorted(heavy.items(), key=lambda kv: -kv[1])[:8]},
             }
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="processes per command (the median is reported)")
+    parser.add_argument("--source", type=Path, action="append", help="a checkout whose code is timed (default: this one)")
+    parser.add_argument("--commands", default=",".join(COMMANDS), help="comma list of: " + ", ".join(COMMANDS))
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    options = parser.parse_args()
+    runs = max(1, min(options.runs, 50))
+    sources = options.source or [ROOT]
+    names = [n.strip() for n in options.commands.split(",") if n.strip()]
+    unknown = [n for n in names if n not in COMMANDS]
+    if unknown:
+        parser.error(f"unknown command(s): {', '.join(unknown)}")
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="askloop-startup-") as folder:
+        results = measure(sources, names, runs, Path(folder))
     if options.json:
-        print(json.dumps({"source": str(options.source), "load": os.getloadavg()[0], "commands": results}))
+        print(json.dumps({"load": load, "runs": runs, "sources": results}))
         return 0
-    print(f"askloop start-up, code from {options.source} (load average {os.getloadavg()[0]:.1f}, {runs} runs each)")
-    print(f"{'command':<10} {'median':>8} {'min':>8} {'imports':>8}  heaviest imports")
-    for name, r in results.items():
-        heavy = ", ".join(f"{k} {v:.2f}" for k, v in list(r["heavy_imports_s"].items())[:4])
-        print(f"{name:<10} {r['median_s']:>7.2f}s {r['min_s']:>7.2f}s {r['import_s']:>7.2f}s  {heavy}")
+    for source, commands in results.items():
+        print(f"askloop start-up, code from {source} (load average {load:.1f} at the start, {runs} runs each)")
+        print(f"{'command':<10} {'median':>8} {'min':>8} {'imports':>8}  heaviest imports")
+        for name, r in commands.items():
+            heavy = ", ".join(f"{k} {v:.2f}" for k, v in list(r["heavy_imports_s"].items())[:4])  # type: ignore[attr-defined]
+            print(f"{name:<10} {r['median_s']:>7.2f}s {r['min_s']:>7.2f}s {r['import_s']:>7.2f}s  {heavy}")
+        print()
+    if len(results) == 2:
+        before, after = results.values()
+        print("median before → after")
+        for name in names:
+            print(f"{name:<10} {before[name]['median_s']:>6.2f}s → {after[name]['median_s']:.2f}s")
     return 0
 
 

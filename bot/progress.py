@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 T = TypeVar("T")
-LOADING = "Loading the language model and the knowledge base (first question only, a few seconds)…"
+LOADING = "Loading the embedding model and the knowledge base (once per run, a few seconds)…"
 
 
 def interruptible(work: Callable[[], T], *, status: str | None = None, console: Console | None = None) -> T:

@@ -4,6 +4,7 @@ and Ctrl-C stops a wait at once."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
@@ -76,4 +77,5 @@ def test_learn_says_what_it_is_doing(tiny_services) -> None:
     assert "evaluating proposal p1 on the golden set and recent questions" in result.stderr
     assert "Proposal p1" in result.stdout
     machine = runner.invoke(app, ["learn", "--json"])
-    assert machine.exit_code == 0 and machine.stderr == ""  # nothing but JSON for scripts
+    assert machine.exit_code == 0 and json.loads(machine.stdout)["proposal"] == 1  # nothing but JSON for scripts
+    assert "learning from" not in machine.stderr and "evaluating proposal" not in machine.stderr

@@ -1,11 +1,15 @@
-# Two commands for a new user: `make run` (set up, load the sample docs, start the bot) and
-# `make test`. Everything installs into .venv from pinned versions (requirements.lock).
+# Two commands for a new user: `make run` (set up, load the sample handbook, start the shell or
+# the bot) and `make test`. Everything installs into .venv from pinned versions (requirements.lock).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The sample knowledge base lives in a data folder of its own, never in your ASKLOOP_HOME (where
+# a real handbook would mix with it), and always on the embedded stores.
+SAMPLE_HOME ?= $(CURDIR)/.askloop-sample
+SAMPLE := env -u ASKLOOP_DATABASE_URL -u ASKLOOP_CHROMA_URL ASKLOOP_HOME=$(SAMPLE_HOME) $(BIN)/askloop
 
-.PHONY: install run check test bench clean readme
+.PHONY: install run check test bench clean
 
 install: $(STAMP)
 
@@ -18,9 +22,9 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: install
-	$(BIN)/askloop db upgrade
-	$(BIN)/askloop ingest docs/
-	@if [ -n "$$SLACK_BOT_TOKEN" ]; then $(BIN)/askloop serve; else $(BIN)/askloop shell; fi
+	$(SAMPLE) db upgrade
+	$(SAMPLE) ingest examples/handbook
+	@if [ -n "$$SLACK_BOT_TOKEN" ]; then $(SAMPLE) serve; else $(SAMPLE) shell; fi
 
 # The checks that keep the layers and the types honest, then the tests (CI runs exactly this).
 check: install
@@ -36,6 +40,3 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
-
-readme:
-	$(PYTHON) scripts/build_readme.py

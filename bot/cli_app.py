@@ -1,22 +1,85 @@
-"""The Typer application object and the helpers every command module shares."""
+"""The Typer application object and the helpers every command module shares.
+
+Importing this (and so `askloop --help`) must stay cheap: settings, the wiring and everything
+below them are imported by the functions that need them, and the error types a command turns
+into one line are registered by name (`expected("retrieval.search:QuestionError")`), so that
+registering them imports nothing. `tests/bot/test_startup.py` keeps it so.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
+from typer.core import TyperGroup
 
-from bot.services import Services, local_user
-from bot.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.settings import Settings
+
+
+def _value_label(param: Any, ctx: Any) -> str | None:
+    """`--note TEXT`, `--page N`: a short placeholder for what an option takes."""
+    shown = (param.display_type(ctx) or "").strip("<>")
+    kind = shown.split()[0] if shown else ""
+    return {"int": "N", "float": "NUMBER", "path": "PATH", "str": "TEXT"}.get(kind, kind.upper() or None)
+
+
+def _quiet_types(command: Any) -> None:
+    """Help without a type tag on every option (`<bool>`, `<str>`): a flag shows nothing, an
+    option its placeholder, an argument its name. Set on the command objects this app builds."""
+    if getattr(command, "_askloop_quiet", False):
+        return
+    command._askloop_quiet = True
+    for param in command.params:
+        if param.param_type_name == "argument":
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx: None
+        elif getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None
+        else:
+            param.display_type_rich = lambda ctx, param=param: _value_label(param, ctx)
+    original = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None:
+            option.display_type_rich = lambda ctx: None
+        return option
+
+    command.get_help_option = get_help_option
+
+
+class CommandGroup(TyperGroup):
+    """askloop's command groups: help without type noise."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _quiet_types(command)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _quiet_types(self)
+        super().format_help(ctx, formatter)
+
+
+def group(help_text: str, **options: Any) -> typer.Typer:
+    """A sub-command group (`askloop review …`) with the same help style as the app."""
+    return typer.Typer(cls=CommandGroup, help=help_text, add_completion=False, **options)
+
 
 app = typer.Typer(
     name="askloop",
-    help="Answer questions from your team's knowledge base, and learn from its feedback.",
+    cls=CommandGroup,
+    help="Answer questions from your team's knowledge base, and learn from its feedback.\n\n"
+         "Start with `askloop ingest FOLDER`, then `askloop ask \"QUESTION\"` or `askloop shell`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,17 +87,40 @@ app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-# Errors a person can act on: printed as one line, never as a traceback.
-EXPECTED_ERRORS: list[type[BaseException]] = []
+# Errors a person can act on: printed as one line, never as a traceback. Types, or "module:Name"
+# strings resolved only when that module has been imported (if it has not, nothing in it raised).
+EXPECTED_ERRORS: list[type[BaseException] | str] = []
 
 
-def expected(*kinds: type[BaseException]) -> None:
+def expected(*kinds: type[BaseException] | str) -> None:
     """Register exception types whose message is shown as-is (one line) instead of a traceback."""
-    EXPECTED_ERRORS.extend(kinds)
+    EXPECTED_ERRORS.extend(k for k in kinds if k not in EXPECTED_ERRORS)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The registered types that can have been raised so far (their modules are loaded)."""
+    found: list[type[BaseException]] = []
+    for kind in EXPECTED_ERRORS:
+        if isinstance(kind, str):
+            module, _, name = kind.partition(":")
+            if module not in sys.modules:
+                continue
+            kind = getattr(importlib.import_module(module), name)
+        found.append(kind)  # type: ignore[arg-type]
+    return tuple(found)
+
+
+# What every command may turn into one line, wherever it comes from.
+expected(
+    "feedback.errors:FeedbackError", "retrieval.search:QuestionError", "retrieval.search:EmptyKnowledgeBase",
+    "retrieval.store:StoreUnavailable", "retrieval.embeddings:EmbeddingModelError", "retrieval.answer:ChatModelError",
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -46,8 +132,10 @@ def friendly_errors() -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except tuple(EXPECTED_ERRORS) as exc:  # type: ignore[misc]
-        fail(explain(exc))
+    except Exception as exc:
+        if isinstance(exc, expected_errors()):
+            fail(explain(exc))
+        raise
 
 
 def explain(exc: BaseException) -> str:
@@ -60,7 +148,11 @@ def explain(exc: BaseException) -> str:
     return message
 
 
-def get_settings() -> Settings:
+def get_settings() -> "Settings":
+    from pydantic import ValidationError
+
+    from bot.settings import load_settings
+
     try:
         return load_settings()
     except ValidationError as exc:  # a bad environment variable or .env line
@@ -78,11 +170,20 @@ def _setting_name(loc: tuple[object, ...]) -> str:
     return f"ASKLOOP_{field.upper()}"
 
 
-def get_services() -> Services:
+def get_services() -> "Services":
     """The wiring for a command run by the person at this terminal: on their own embedded
     database they are a moderator too (a shared database keeps its ASKLOOP_MODERATORS list)."""
+    from bot.services import Services, local_user
+
     settings = get_settings()
     return Services(settings, local_owner=None if settings.database_url else local_user())
+
+
+def who(user: str | None) -> str:
+    """The person a command acts as: `--user`, else the OS user."""
+    from bot.services import local_user
+
+    return (user or "").strip() or local_user()
 
 
 def is_interactive() -> bool:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings
-
 if TYPE_CHECKING:
+    from bot.settings import Settings
     from feedback.config import LoopConfig
     from feedback.events import LoopEvents
     from feedback.loop import FeedbackLoop
@@ -41,7 +41,7 @@ def local_user() -> str:
         return "local"
 
 
-def loop_config(settings: Settings, *, local_owner: str | None = None) -> "LoopConfig":
+def loop_config(settings: "Settings", *, local_owner: str | None = None) -> "LoopConfig":
     """The feedback loop's configuration, from the settings people set."""
     from feedback.config import LoopConfig
     from feedback.gate import GateConfig
@@ -72,7 +72,7 @@ def loop_config(settings: Settings, *, local_owner: str | None = None) -> "LoopC
 class Services:
     def __init__(
         self,
-        settings: Settings,
+        settings: "Settings",
         chat_model: Any = None,
         *,
         is_moderator: Callable[[str], bool] | None = None,
@@ -87,6 +87,7 @@ class Services:
         self._is_moderator = is_moderator
         self._events = events
         self._local_owner = local_owner
+        self._warming = threading.Lock()
 
     # -- the knowledge base ---------------------------------------------------------------------
 
@@ -115,6 +116,17 @@ class Services:
             self.settings.lexical_weight,
             keyword_cache=self.settings.home / "keywords",
         )
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model and the knowledge base are loaded (the first question's wait is over)."""
+        return "knowledge_base" in self.__dict__ and "embedder" in self.__dict__
+
+    def warm(self) -> None:
+        """Load the embedding model and open the knowledge base now (seconds, once per process),
+        so an interface can show progress for it; safe to call from several threads at once."""
+        with self._warming:
+            self.knowledge_base.embedder.encode_one("warm up")
 
     @cached_property
     def chunker(self) -> "Chunker":
@@ -189,7 +201,7 @@ class Services:
         )
 
 
-def eval_world_opener(settings: Settings | None = None) -> Callable[[Any, Any], Any]:
+def eval_world_opener(settings: "Settings | None" = None) -> Callable[[Any, Any], Any]:
     """`open_world` for `feedback.evaluation.run_eval`: a knowledge base of the data set's own in
     `home` (embedded Chroma and SQLite there, whatever the settings point at), corpus ingested."""
     from feedback.evaluation import EvalWorld

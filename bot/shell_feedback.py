@@ -1,9 +1,13 @@
 """Feedback commands for `askloop shell`: vote and correct the last answer, and moderate.
 
-`+1` / `-1` [reason] and `correct: TEXT [SOURCE]` act on the last answer as the shell's user;
-`/review`, `/approve ID [--override] [note]`, `/apply ID`, `/reject ID`, `/rollback N`,
-`/versions` and `/stats` mirror the `askloop` commands of the same names, through the same
-`FeedbackLoop` use cases, with the same rules.
+`+1` / `-1` [reason] and `correct: TEXT [--source DOCUMENT]` act on the last answer as the shell's
+user; `/review`, `/show ID`, `/approve ID [--override] [note]`, `/apply ID`, `/reject ID`,
+`/rollback N`, `/versions` and `/stats` mirror the `askloop` commands of the same names, through
+the same `FeedbackLoop` use cases, with the same rules and the same screens (`bot.screens`).
+
+Who may moderate: on your own database (no ASKLOOP_DATABASE_URL) the person at the terminal —
+the OS user, which is the shell's user unless `--user` says otherwise — moderates in their own
+shell; on a shared database only the users listed in ASKLOOP_MODERATORS do.
 """
 
 from __future__ import annotations
@@ -66,30 +70,53 @@ def _down(shell: Shell, rest: str) -> None:
 
 
 def split_correction(rest: str) -> tuple[str | None, str | None]:
-    """`better text doc:ID` → ("better text", "doc:ID"): a doc:ID or URL word is the source."""
+    """`better text --source handbook/vpn.md` → ("better text", "handbook/vpn.md"): everything after
+    `--source` names the document (a path, URL, title or id); without it a doc:ID or URL word is
+    the source."""
+    if "--source" in rest.split():
+        text, _, source = rest.partition("--source")
+        return (text.strip() or None), (source.strip() or None)
     words = rest.split()
     sources = [w for w in words if _SOURCE.match(w)]
     text = " ".join(w for w in words if not _SOURCE.match(w)).strip()
     return (text or None), (sources[0] if sources else None)
 
 
-@command("correct", "correct: TEXT [doc:ID|URL] — suggest a better answer and/or source for the last answer")
+@command("correct", "correct: TEXT [--source DOCUMENT] — suggest a better answer and/or the document "
+                    "(path, URL, title or id) that answers the last question")
 def _correct(shell: Shell, rest: str) -> None:
     text, source = split_correction(rest)
     record = shell.loop.suggest_correction(_last(shell), shell.user, text=text, source=source, origin="shell")
     shell.say(f"thanks — correction c{record.id} is waiting for a moderator")
 
 
-@command("/review", "moderators: list pending corrections and proposals ([page])")
+@command("/review", "list pending corrections and proposals ([page])")
 def _review(shell: Shell, rest: str) -> None:
+    from bot.screens import review_list
+
     page = int(rest) if rest.strip().isdigit() else 1
     result = shell.loop.review_queue(page, 10)
     if not result.total:
         shell.say("nothing to review")
         return
-    shell.say(f"pending review — page {result.page} of {result.pages}:")
-    for item in result.items:
-        shell.say(f"  {item.ref} [{item.status}] {escape(item.summary)} [dim]({escape(item.created_by)})[/]")
+    shell.say(f"waiting for a moderator — page {result.page} of {result.pages}:")
+    shell.console.print(review_list(result.items))
+    shell.say("[dim]details: /show ID · decide: /approve ID, /reject ID[/]")
+
+
+@command("/show", "/show c12|p3 — everything about one correction or proposal")
+def _show(shell: Shell, rest: str) -> None:
+    from bot.screens import correction_detail, proposal_detail
+    from feedback.refs import parse_ref
+
+    if not rest.strip():
+        raise InvalidFeedback("usage: /show c12|p3")
+    target = parse_ref(rest.strip(), "correction", "proposal")
+    if target.kind == "correction":
+        record = shell.loop.correction(target.id)
+        shell.console.print(correction_detail(record, shell.loop.get_answer(record.answer_id)))
+    else:
+        shell.console.print(proposal_detail(shell.loop.proposal(target.id)))
 
 
 def _decide(shell: Shell, rest: str, approve: bool) -> None:
@@ -138,17 +165,22 @@ def _rollback(shell: Shell, rest: str) -> None:
 
 @command("/versions", "list tuning versions")
 def _versions(shell: Shell, _: str) -> None:
+    from bot.screens import version_list
+
     rows = shell.loop.versions()
     if not rows:
-        shell.say("no tuning versions yet")
-    for v in rows:
-        shell.say(f"  {'▶' if v.active else ' '} {v.number} by {escape(v.created_by)} — {escape(v.note or '')}")
+        shell.say("no tuning versions yet: answers come from the base index")
+        return
+    shell.console.print(version_list(rows))
 
 
-@command("/stats", "answers, satisfaction and pending work")
+@command("/stats", "answers, satisfaction, knowledge gaps and pending work")
 def _stats(shell: Shell, _: str) -> None:
+    from bot.screens import gap_lines
+
     numbers = shell.loop.stats()
     for w in numbers.windows:
         sat = "—" if w.satisfaction is None else f"{w.satisfaction:.0%}"
         shell.say(f"  {w.window}: {w.answers} answer(s), {w.up} 👍 / {w.down} 👎, satisfaction {sat}")
     shell.say(f"  pending: {numbers.pending_corrections} correction(s), {numbers.open_proposals} proposal(s)")
+    shell.console.print(gap_lines(shell.loop.knowledge_gaps()))

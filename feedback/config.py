@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from feedback.gaps import DEFAULT_DAYS, DEFAULT_SIMILARITY
 from feedback.gate import GateConfig
 from feedback.learning import LearningParams
 from feedback.validation import VotePolicy
@@ -25,6 +26,10 @@ class LoopConfig:
     moderators: frozenset[str] = frozenset()  # user ids that may decide, flag and roll back
     # The person at this terminal, who may moderate in their own shell (None: nobody by default).
     local_owner: str | None = None
+    # Knowledge gaps (`feedback.gaps`): how alike two questions must be to count as one gap, and
+    # how many days back the report looks.
+    gap_similarity: float = DEFAULT_SIMILARITY
+    gap_days: int = DEFAULT_DAYS
 
     def with_moderators(self, *users: str) -> "LoopConfig":
         from dataclasses import replace

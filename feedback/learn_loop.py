@@ -68,11 +68,16 @@ class Learner:
         return self.engine(vectors).build(feedback, strategy, self.store.training.doubtful_votes())
 
     def learn(self, created_by: str, strategy: str = "askloop", *,
-              vectors: dict[str, np.ndarray] | None = None) -> LearnOutcome:
+              vectors: dict[str, np.ndarray] | None = None,
+              progress: Callable[[str], None] | None = None) -> LearnOutcome:
+        """`progress(step)` is told when each slow step starts (learning, evaluating), so an
+        interface can show it."""
+        say = progress or (lambda step: None)
         feedback = self.store.training.feedback()
         if not feedback.votes and not feedback.corrections:
             return LearnOutcome(None, False, "no validated feedback yet: votes must count and corrections must "
                                              "be approved before anything can be learned")
+        say(f"learning from {len(feedback.votes)} vote(s) and {len(feedback.corrections)} approved correction(s)")
         learned = self.build(strategy, vectors=vectors)
         empty = strategy == "none" or (not learned.memories and not learned.payload.get("passages")
                                        and strategy == "askloop")
@@ -90,6 +95,7 @@ class Learner:
         proposal = known or self.store.proposals.create(summary=learned.summary, diff=learned.diff,
                                                         payload=learned.payload, created_by=created_by)
         reason = "" if known is None else f"proposal {proposal_ref(known.id)} already held exactly this feedback"
+        say(f"evaluating proposal {proposal_ref(proposal.id)} on the golden set and recent questions")
         return LearnOutcome(self.evaluate(proposal.id, vectors=vectors), known is None, reason, learned, True)
 
     def evaluate(self, proposal_id: int, *, vectors: dict[str, np.ndarray] | None = None) -> ProposalRecord:

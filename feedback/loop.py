@@ -11,7 +11,7 @@ these methods, so each rule of the loop is written once:
 | correct | `suggest_correction` | the cited document must exist (resolved from path, URL or title) |
 | decide | `decide`, `apply`, `rollback`, `flag` | moderators only, refusals audited; failing proposals only by override; atomic apply |
 | learn and evaluate | `learn`, `evaluate` | one build → proposal → gate path, de-duplicated by what was learned |
-| report | `stats`, `gauges`, `review_queue`, `audit`, … | one definition of every figure |
+| report | `stats`, `gauges`, `knowledge_gaps`, `review_queue`, `audit`, … | one definition of every figure |
 
 Decisions and learning live in `feedback.decisions` and `feedback.learn_loop`; this class wires
 them to the store, the knowledge base and the configuration.
@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from feedback.config import LoopConfig
 from feedback.decisions import Decision, Decisions
 from feedback.errors import InvalidFeedback, UnknownAnswer
 from feedback.events import LoopEvents, NoEvents, VoteKind
+from feedback.gaps import GapReport, group_gaps
 from feedback.learn_loop import Learner, LearnOutcome
 from feedback.live import LiveTuning
 from feedback.records import (
@@ -389,10 +390,21 @@ class FeedbackLoop:
         limit = self.config.answer_threshold if threshold is None else threshold
         return self.store.reports.drift_by_day(limit, days, now)
 
+    def knowledge_gaps(self, days: int | None = None, *, now: datetime | None = None) -> GapReport:
+        """What people asked that the knowledge base could not answer, in the last `days` days
+        (default `config.gap_days`), grouped by similarity (`feedback.gaps`)."""
+        days = self.config.gap_days if days is None else max(1, days)
+        since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+        return group_gaps(self.store.reports.gap_signals(since), similarity=self.config.gap_similarity, days=days)
+
     def gauges(self, window_days: int = 7) -> dict[str, float]:
         """The figures every replica exports (satisfaction by the one definition, pending work,
-        today's drift, the active version)."""
-        return self.store.reports.gauges(self.config.answer_threshold, window_days)
+        today's drift, the active version, the knowledge gaps)."""
+        figures = self.store.reports.gauges(self.config.answer_threshold, window_days)
+        gaps = self.knowledge_gaps()
+        figures["knowledge_gaps"] = float(len(gaps.gaps))
+        figures["knowledge_gap_questions"] = float(gaps.questions)
+        return figures
 
     def audit(self, since: datetime | None = None, limit: int = 200, *, action: str | None = None) -> list[AuditRecord]:
         return self.store.audit.events(since, limit, action=action)
@@ -416,4 +428,4 @@ class FeedbackLoop:
         return self.store.deliveries.prune(older_than) if older_than else self.store.deliveries.prune()
 
 
-__all__ = ["Answered", "Decision", "FeedbackLoop", "LearnOutcome", "UnknownAnswer", "UnknownDocument"]
+__all__ = ["Answered", "Decision", "FeedbackLoop", "GapReport", "LearnOutcome", "UnknownAnswer", "UnknownDocument"]

@@ -237,6 +237,22 @@ class TrainingFeedback(_Record):
 
 
 @dataclass(frozen=True)
+class GapSignal(_Record):
+    """An answer that says the knowledge base lacks something (the rule is `feedback.gaps`'s):
+    its question, who asked, the votes in force on it, and the vector it was searched with."""
+
+    answer_id: int
+    question: str
+    asker: str
+    asked_at: datetime
+    abstained: bool
+    up: int
+    down: int
+    question_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    vector_model: str | None = None
+
+
+@dataclass(frozen=True)
 class ReviewItem(_Record):
     ref: str  # c12 | p3
     kind: str  # correction | proposal

@@ -8,15 +8,18 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retrieval.embeddings import Embedder
 from retrieval.lexical import LEXICAL_CANDIDATES, KeywordScores, LexicalIndexCache
 from retrieval.ranking import fold_to_documents, merge_hits
 from retrieval.store import ChunkStore
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Hit
+
+if TYPE_CHECKING:  # the model is loaded by whoever builds a KnowledgeBase, not by importing this module
+    from retrieval.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 

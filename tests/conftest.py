@@ -23,7 +23,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PG_URL = os.environ.get(
     "ASKLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The public evaluation sets (docs/evaluation-data.md): ASKLOOP_EVAL_DATA, else ../shared/data.
+SHARED_DATA = Path(os.environ.get("ASKLOOP_EVAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 TINY_CORPUS = [
     {"_id": "vpn", "title": "Connecting to the VPN", "text": "Install the WireGuard client, import the profile from the IT portal and connect before opening internal sites. The VPN is required for the wiki and the build servers."},

@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
-from feedback.datasets import DatasetError
-from feedback.metrics import METRICS
-from retrieval.learned import PayloadError
+from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services, group, who
 
-expected(DatasetError, PayloadError)
+expected("feedback.datasets:DatasetError", "retrieval.learned:PayloadError")
 
-golden_app = typer.Typer(help="Golden questions: known good sources every proposal is checked against.",
-                         no_args_is_help=True)
+golden_app = group("Golden questions: known good sources every proposal is checked against.", no_args_is_help=True)
 app.add_typer(golden_app, name="golden")
-
-
-def _who(user: str | None) -> str:
-    from bot.services import local_user
-
-    return (user or "").strip() or local_user()
 
 
 @app.command()
@@ -35,17 +24,20 @@ def learn(
     as_json: Annotated[bool, typer.Option("--json", help="Print the proposal and its evaluation as JSON.")] = False,
 ) -> None:
     """Build a proposal from validated feedback, evaluate it, and show what it would change."""
-    from feedback.errors import FeedbackError
-    from feedback.gate import render_evaluation
+    from bot.progress import Phases, first_load, interruptible
+    from bot.screens import evaluation_view, shorten_paths
     from feedback.learn_loop import describe
     from feedback.learning import STRATEGIES
 
-    expected(FeedbackError)
     if strategy not in STRATEGIES or strategy == "none":
         fail(f"unknown strategy {strategy!r}: use askloop or doc-boost")
     services = get_services()
-    with friendly_errors():
-        outcome = services.loop.learn(_who(user), strategy)
+    phases = Phases(err_console, enabled=not as_json)
+    with friendly_errors(), phases.running():
+        services.loop  # the feedback database first: a missing or outdated one fails in one line, at once
+        if not as_json:
+            first_load(services, err_console)
+        outcome = interruptible(lambda: services.loop.learn(who(user), strategy, progress=phases.step))
     if as_json:
         print(json.dumps(describe(outcome), ensure_ascii=False))
         return
@@ -55,13 +47,14 @@ def learn(
     if not outcome.new:
         console.print(f"[dim]nothing new: {escape(outcome.reason)}[/]")
     console.print(f"[bold]Proposal p{proposal.id}[/] ({proposal.status})")
-    console.print(escape(proposal.summary))
+    console.print(escape(shorten_paths(proposal.summary)))
     console.print()
-    console.print(escape(render_evaluation(proposal.evaluation or {})))
+    console.print(evaluation_view(proposal.evaluation))
     next_step = (
-        f"approve with `askloop review approve p{proposal.id}`"
+        f"approve (it becomes the live version) with `askloop review approve p{proposal.id}`"
         if proposal.status == "evaluated"
         else f"it failed the gate: approving needs `askloop review approve p{proposal.id} --override` (audited)"
+        if proposal.status == "failing" else f"details: `askloop review show p{proposal.id}`"
     )
     console.print(f"\n[dim]{next_step}[/]")
 
@@ -73,12 +66,9 @@ def golden_add(
     user: Annotated[str, typer.Option("--user", "-u", help="Who adds it (default: your OS user name).")] = "",
 ) -> None:
     """Add a golden question: every proposal must not make it worse."""
-    from feedback.errors import FeedbackError
-
-    expected(FeedbackError)
     services = get_services()
     with friendly_errors():
-        golden = services.loop.add_golden(question, list(documents), _who(user))
+        golden = services.loop.add_golden(question, list(documents), who(user))
     console.print(f"golden question g{golden.id} added: “{escape(golden.question)}” → {escape(', '.join(golden.doc_ids))}")
 
 
@@ -96,14 +86,23 @@ def golden_list(
     if not golden:
         console.print("no golden questions yet: add one with `askloop golden add \"QUESTION\" DOCUMENT`")
         return
+    from rich.table import Table
+
+    from bot.screens import short_path
+
     table = Table("id", "question", "documents", "origin", "added by")
     for g in golden:
-        table.add_row(f"g{g.id}", escape(g.question), escape(", ".join(g.doc_ids)), g.origin, escape(g.added_by))
+        table.add_row(f"g{g.id}", escape(g.question), escape(", ".join(short_path(d) for d in g.doc_ids)), g.origin,
+                      escape(g.added_by))
     console.print(table)
 
 
-def render_eval_table(result: dict) -> Table:  # type: ignore[type-arg]
+def render_eval_table(result: dict[str, Any]) -> Any:
     """One row per strategy, one "before → after" cell per metric (fits 80 columns)."""
+    from rich.table import Table
+
+    from feedback.metrics import METRICS
+
     table = Table(title=f"{result['dataset']} — test questions, before → after")
     table.add_column("strategy", no_wrap=True)
     for metric in METRICS:
@@ -132,6 +131,7 @@ def eval_command(
 ) -> None:
     """Measure retrieval on a BEIR data set, before and after (simulated) feedback."""
     from bot.cli_app import get_settings
+    from bot.progress import Phases
     from feedback.evaluation import EvalOptions, plot_results, run_eval
     from feedback.gate import GateConfig
 
@@ -147,14 +147,11 @@ def eval_command(
     except ValueError as exc:
         fail(str(exc))
 
-    def log(message: str) -> None:
-        if not as_json:
-            err_console.print(f"[dim]{escape(message)}…[/]")
-
     from bot.services import eval_world_opener
 
-    with friendly_errors():
-        result = run_eval(dataset_dir, options, open_world=eval_world_opener(settings), log=log)
+    phases = Phases(err_console, enabled=not as_json)
+    with friendly_errors(), phases.running():
+        result = run_eval(dataset_dir, options, open_world=eval_world_opener(settings), log=phases.step)
     if plot is not None:
         plot_results(result, plot)
     if as_json:

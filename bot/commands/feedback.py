@@ -16,29 +16,23 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from bot.cli_app import app, console, expected, fail, friendly_errors, get_services, get_settings
-from bot.services import local_user
+from bot.cli_app import app, console, fail, friendly_errors, get_services, get_settings, group
+from bot.cli_app import who as _who
 from feedback.errors import FeedbackError, InvalidFeedback, NeedsOverride, PermissionDenied
 from feedback.refs import parse_ref, proposal_ref
 
-expected(FeedbackError)
-
-db_app = typer.Typer(help="The feedback database: create or upgrade its schema, check it.", no_args_is_help=True)
-review_app = typer.Typer(help="Pending corrections (c12) and proposals (p3): list, approve, reject, apply.",
-                         invoke_without_command=True)
+db_app = group("The feedback database: create or upgrade its schema, check it.", no_args_is_help=True)
+review_app = group("Pending corrections (c12) and proposals (p3): list, show, approve, reject, apply.",
+                   invoke_without_command=True)
 app.add_typer(db_app, name="db")
 app.add_typer(review_app, name="review")
 
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Who you are (default: your OS user name).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="A note kept with the decision and in the audit log.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the screen for people.")]
 _SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def _who(user: str) -> str:
-    return user.strip() or local_user()
 
 
 def _loop() -> Any:
@@ -50,7 +44,8 @@ def explain(exc: FeedbackError) -> str:
     if isinstance(exc, NeedsOverride):
         return f"{exc} — to approve it anyway: askloop review approve {proposal_ref(exc.proposal_id)} --override"
     if isinstance(exc, PermissionDenied):
-        return f"{exc} (moderators are listed in ASKLOOP_MODERATORS)"
+        return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
+                "database you moderate as your OS user (leave out --user)")
     return str(exc)
 
 
@@ -84,10 +79,6 @@ def parse_vote(text: str) -> int:
     return value
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
-
-
 # -- db -----------------------------------------------------------------------------------------
 
 
@@ -99,15 +90,15 @@ def db_upgrade() -> None:
     settings = get_settings()
     with friendly_errors():
         store = FeedbackStore(settings.effective_database_url)
-        where = escape(store.engine.url.render_as_string(hide_password=True))
+        where = store.engine.url.render_as_string(hide_password=True)
         try:
             before, after = store.upgrade()
         except Exception as exc:  # unreachable server, wrong credentials: say where
             fail(f"could not upgrade {where}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     if before == after:
-        console.print(f"feedback database {where} is up to date (revision {after})")
+        console.print(f"feedback database {escape(where)} is up to date (revision {after})")
     else:
-        console.print(f"feedback database {where} upgraded: {before or 'empty'} → {after}")
+        console.print(f"feedback database {escape(where)} upgraded: {before or 'empty'} → {after}")
 
 
 @db_app.command("check")
@@ -129,35 +120,44 @@ def review(
     ctx: typer.Context,
     page: Annotated[int, typer.Option(min=1, help="Which page.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=200, help="Items per page.")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
     """List what waits for a moderator: pending corrections and open proposals, oldest first."""
     if ctx.invoked_subcommand is not None:
         return
+    from bot.screens import review_list
+
     with friendly_errors():
         result = _loop().review_queue(page, per_page)
+    if as_json:
+        print(json.dumps(result.as_dict() | {"pages": result.pages}, ensure_ascii=False))
+        return
     if not result.total:
         console.print("nothing to review")
         return
-    table = Table(title=f"Pending review — page {result.page} of {result.pages} ({result.total} item(s))")
-    for column in ("id", "status", "by", "when", "what"):
-        table.add_column(column, overflow="fold")
-    for item in result.items:
-        table.add_row(item.ref, item.status, escape(item.created_by), _when(item.created_at), escape(item.summary))
-    console.print(table)
+    pages = f" — page {result.page} of {result.pages}" if result.pages > 1 else ""
+    console.print(f"[bold]Waiting for a moderator: {result.total} item(s){pages}[/]")
+    console.print(review_list(result.items))
     if result.page < result.pages:
         more = f" --per-page {per_page}" if per_page != 20 else ""
-        console.print(f"[dim]next: askloop review --page {result.page + 1}{more}[/]")
-    console.print("[dim]decide: askloop review approve ID [--note ...] | askloop review reject ID[/]")
+        console.print(f"[dim]next page: askloop review --page {result.page + 1}{more}[/]")
+    console.print("[dim]details: askloop review show ID · decide: askloop review approve ID | askloop review reject ID[/]")
 
 
 @review_app.command("show")
-def review_show(ref: Annotated[str, typer.Argument(metavar="ID", help="c12 or p3")]) -> None:
+def review_show(ref: Annotated[str, typer.Argument(metavar="ID", help="c12 or p3")], as_json: JsonOption = False) -> None:
     """Everything about one correction or proposal."""
+    from bot.screens import correction_detail, proposal_detail
+
     with friendly_errors():
         target = parse_ref(ref, "correction", "proposal")
         loop = _loop()
         record = loop.correction(target.id) if target.kind == "correction" else loop.proposal(target.id)
-    console.print_json(json.dumps(record.as_dict(), ensure_ascii=False))
+        answer = loop.get_answer(record.answer_id) if target.kind == "correction" else None
+    if as_json:
+        print(json.dumps(record.as_dict(), ensure_ascii=False))
+        return
+    console.print(correction_detail(record, answer) if target.kind == "correction" else proposal_detail(record))
 
 
 @review_app.command("approve")
@@ -204,22 +204,22 @@ def review_reject(
 
 
 @app.command()
-def versions() -> None:
-    """Tuning versions, oldest first; the active one is marked."""
+def versions(as_json: JsonOption = False) -> None:
+    """Tuning versions, oldest first; the active one is marked ▶."""
+    from bot.screens import version_list
+
     with friendly_errors():
         rows = _loop().versions()
+    if as_json:
+        print(json.dumps([{k: v for k, v in row.as_dict().items() if k != "payload"} for row in rows], ensure_ascii=False))
+        return
     if not rows:
         console.print("no tuning versions yet: answers come from the base index")
         return
-    table = Table(title="Tuning versions")
-    for column in ("", "version", "created", "by", "proposal", "summary"):
-        table.add_column(column, overflow="fold")
-    for v in rows:
-        table.add_row("▶" if v.active else "", str(v.number), _when(v.created_at), escape(v.created_by),
-                      proposal_ref(v.proposal_id) if v.proposal_id else "—", escape(v.note or ""))
-    console.print(table)
+    console.print(version_list(rows))
     if not any(v.active for v in rows):
-        console.print("active: the base index (version 0, no tuning)")
+        console.print("▶ the base index (version 0, no tuning) is active")
+    console.print("[dim]what a version holds: askloop review show pN · make one active: askloop rollback N[/]")
 
 
 @app.command()
@@ -309,27 +309,35 @@ def _pct(value: float | None) -> str:
 
 
 @app.command()
-def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """Answers, satisfaction (share of 👍 among votes) over time, pending work, thresholds in force."""
+def stats(as_json: JsonOption = False) -> None:
+    """Answers, satisfaction (share of 👍 among votes) over time, the knowledge gaps, pending work,
+    thresholds in force."""
+    from rich.table import Table
+
+    from bot.screens import gap_lines
+
     services = get_services()
     settings = services.settings
     with friendly_errors():
         loop = services.loop
         numbers = loop.stats()
         week = loop.drift(days=7)
+        gaps = loop.knowledge_gaps()
     thresholds = {
         "answer_threshold": settings.answer_threshold,
         "top_k": settings.top_k,
         "vote_limit_per_hour": settings.vote_limit_per_hour,
         "asker_vote_weight": settings.asker_vote_weight,
         "other_vote_weight": settings.other_vote_weight,
+        "gap_similarity": loop.config.gap_similarity,
     }
     if as_json:
         data = numbers.as_dict()
         for window, raw in zip(data["windows"], numbers.windows):
             window["satisfaction"] = raw.satisfaction
         drift = {"threshold": settings.answer_threshold, "days": [d.as_dict() for d in week]}
-        print(json.dumps(data | {"thresholds": thresholds, "drift": drift}, ensure_ascii=False))
+        print(json.dumps(data | {"thresholds": thresholds, "drift": drift, "knowledge_gaps": gaps.as_dict()},
+                         ensure_ascii=False))
         return
     table = Table(title="Answers and satisfaction")
     for column in ("window", "answers", "no match", "votes", "👍", "👎", "satisfaction"):
@@ -337,6 +345,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     for w in numbers.windows:
         table.add_row(w.window, str(w.answers), str(w.abstained), str(w.up + w.down), str(w.up), str(w.down), _pct(w.satisfaction))
     console.print(table)
+    console.print(gap_lines(gaps))
     console.print(
         f"pending: {numbers.pending_corrections} correction(s), {numbers.open_proposals} open proposal(s) — `askloop review`"
     )
@@ -358,9 +367,11 @@ def audit(
     since: Annotated[str | None, typer.Option("--since", help="A date (2026-11-01) or a span back from now (7d, 24h).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many (the most recent).")] = 200,
     action: Annotated[str | None, typer.Option("--action", help="Only this action or family (vote, proposal.apply, ...).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, with the whole state before and after.")] = False,
 ) -> None:
-    """Who did what, when, to which object (append-only), oldest first."""
+    """Who did what, when, to which object (append-only), oldest first: one event a line."""
+    from bot.screens import audit_lines
+
     with friendly_errors():
         events = _loop().audit(parse_since(since), limit, action=action)
     if as_json:
@@ -370,12 +381,8 @@ def audit(
     if not events:
         console.print("no audit events" + (f" since {since}" if since else ""))
         return
-    for e in events:
-        change = ""
-        if e.before is not None or e.after is not None:
-            change = f" {json.dumps(e.before, ensure_ascii=False)} → {json.dumps(e.after, ensure_ascii=False)}"
-        note = f" — {e.note}" if e.note else ""
-        console.print(escape(f"{_when(e.at)}  {e.actor}  {e.action}  {e.object_type}:{e.object_id}{change}{note}"))
+    console.print(audit_lines(events))
+    console.print("[dim]whole states before and after: askloop audit --json[/]")
 
 
 @app.command()

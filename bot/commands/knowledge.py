@@ -1,28 +1,34 @@
-"""`askloop ingest`, `askloop ask`: the knowledge base from the command line."""
+"""`askloop ingest`, `askloop ask`, `askloop shell`: the knowledge base from the command line.
+
+Nothing heavy is imported here: the model, Chroma and the feedback database load when a command
+that needs them runs (with a spinner the first time), not when `askloop --help` starts.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bot.cli_app import app, console, err_console, expected, fail, friendly_errors, get_services
-from retrieval.answer import Answer, ChatModelError, source_label
+from bot.cli_app import app, console, err_console, fail, friendly_errors, get_services
 from retrieval.cleaning import printable
-from retrieval.embeddings import EmbeddingModelError
-from retrieval.search import EmptyKnowledgeBase, QuestionError
-from retrieval.store import StoreUnavailable
 
-expected(QuestionError, EmptyKnowledgeBase, StoreUnavailable, EmbeddingModelError, ChatModelError)
+if TYPE_CHECKING:
+    from retrieval.answer import Answer
+
+DEFAULT_THRESHOLD = 0.35
 
 
-def print_answer(answer: Answer) -> None:
-    """Human-readable answer and numbered sources ("Title › Section — location", score). Text
-    from documents may hold escape sequences (old stores, file names): shown, never obeyed."""
+def print_answer(answer: "Answer", threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Human-readable answer and numbered sources ("Title › Section — location", confidence: see
+    `retrieval.confidence`). Text from documents may hold escape sequences (old stores, file
+    names): shown, never obeyed."""
+    from retrieval.answer import source_label
+    from retrieval.confidence import confidence_label
+
     console.print(escape(printable(answer.text, multiline=True)))
     if answer.hits:
         label = "Closest sources" if answer.abstained else "Sources"
@@ -30,7 +36,7 @@ def print_answer(answer: Answer) -> None:
         for number, hit in enumerate(answer.hits, 1):
             console.print(
                 f"  [{number}] {escape(printable(source_label(hit)))} — {escape(printable(hit.source))} "
-                f"[dim](score {hit.score:.2f})[/]"
+                f"[dim](confidence {confidence_label(hit.score, threshold)})[/]"
             )
 
 
@@ -46,8 +52,13 @@ def ingest(
     does not read, or not a regular file (the other paths are ingested all the same). Files
     that cannot be read are listed and skipped.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bot.progress import first_load
+
     services = get_services()
     with friendly_errors():
+        first_load(services, err_console)
         ingestor = services.ingestor
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -96,42 +107,60 @@ def ask(
     k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50, help="How many sources.")] = None,
 ) -> None:
     """Answer one question from the knowledge base."""
+    from bot.progress import first_load, interruptible
     from bot.services import local_user
+    from retrieval.confidence import confidence
 
     services = get_services()
+    threshold = services.settings.answer_threshold
     with friendly_errors():
-        answered = services.loop.answer(question, asker=local_user(), origin="cli", k=k)
+        services.loop  # the feedback database first: a missing or outdated one fails in one line, at once
+        first_load(services, err_console)
+        answered = interruptible(lambda: services.loop.answer(question, asker=local_user(), origin="cli", k=k))
     answer, answer_id = answered.answer, answered.answer_id
     if as_json:
-        print(json.dumps(answer.as_dict() | {"answer_id": answer_id}, ensure_ascii=False))
-    else:
-        print_answer(answer)
-        if answer_id is not None:
-            console.print(f"\n[dim]answer #{answer_id} — vote with `askloop vote {answer_id} +1` or -1[/]")
+        data = answer.as_dict() | {"answer_id": answer_id}
+        for source, hit in zip(data["sources"], answer.hits):  # type: ignore[call-overload]
+            source["confidence"] = round(confidence(hit.score, threshold), 4)
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    print_answer(answer, threshold)
+    if answer_id is not None:
+        console.print(f"\n[dim]answer #{answer_id} — vote with `askloop vote {answer_id} +1` or -1; "
+                      f"correct with `askloop correct {answer_id} --source FILE`[/]")
 
 
 @app.command()
 def shell(
     user: Annotated[str, typer.Option(help="Who you are in this session (default: your OS user name).")] = "",
 ) -> None:
-    """Chat with the bot in the terminal (also reads questions piped in, one per line)."""
-    from bot.cli_app import EXPECTED_ERRORS
+    """Chat with the bot in the terminal (also reads questions piped in, one per line).
+
+    On your own database (no ASKLOOP_DATABASE_URL) you are a moderator in your own shell:
+    /approve, /reject and /rollback work without ASKLOOP_MODERATORS.
+    """
+    from bot.cli_app import expected_errors
+    from bot.progress import first_load
     from bot.services import local_user
     from bot.shell import Shell
     from bot.shell_feedback import register
 
     services = get_services()
-    with friendly_errors():
-        services.store  # fail fast, with one line, when the store cannot be opened
-        services.loop  # ... or the feedback database is missing or outdated
+    with friendly_errors():  # fail fast, in one line, when the vector store or the database cannot be used
+        services.store
+        services.loop.store.check_schema()
     who = user or local_user()
+    threshold = services.settings.answer_threshold
+
     runner = Shell(
         services.loop,
         user=who,
         console=console,
         ask=lambda question: services.loop.answer(question, asker=who, origin="shell"),
-        show=print_answer,
-        errors=tuple(EXPECTED_ERRORS),
+        show=lambda shown: print_answer(shown, threshold),
+        errors=expected_errors,
+        history=services.settings.home / "shell-history",
+        prepare=lambda: first_load(services, err_console),
     )
     register(runner)
     raise typer.Exit(runner.run())

@@ -5,27 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.cli_app import app, err_console, expected, fail, get_settings
-from bot.settings import Settings
+from bot.cli_app import app, err_console, fail, get_settings
 from feedback.errors import FeedbackError
 
-expected(FeedbackError)
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 log = logging.getLogger("askloop.slack")
 
 
-def choose_transport(settings: Settings, http: bool) -> str:
+def choose_transport(settings: "Settings", http: bool) -> str:
     """'socket' when an app token is set and HTTP was not asked for, else 'http'."""
     if http or not settings.slack_app_token:
         return "http"
     return "socket"
 
 
-def prepare(settings: Settings) -> Any:
+def prepare(settings: "Settings") -> Any:
     """Check settings and schema, warm the model, build the bolt app (shared by both modes)."""
     from bot.slack.app import build_app, make_deps
 

@@ -130,6 +130,9 @@ GAUGE_HELP = {
     "drift_low_score_share": "Today's share of questions whose best match scores below the answer threshold",
     "questions_today": "Questions answered today (UTC)",
     "active_tuning_version": "The active tuning version number (0: base index)",
+    "knowledge_gaps": "Groups of similar questions the knowledge base could not answer, last 30 days",
+    "knowledge_gap_questions": "Questions the knowledge base could not answer (voted abstentions, "
+                               "👎 without a correction), last 30 days",
 }
 
 

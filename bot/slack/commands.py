@@ -1,7 +1,9 @@
 """`/askloop`: ask (the answer is posted in the channel), `stats`, `review` (moderators), `help`.
 
 A slash command is acknowledged at once; the work follows. A replayed command (same trigger) is
-answered once.
+answered once. Text that looks like a command but is none (`/askloop /frobnicate`, `/askloop +5`,
+`/askloop stat`) is answered "unknown command" in the acknowledgement, never asked or recorded
+(`bot.command_words`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.command_words import unknown_command
 from bot.slack import blocks as kit
 from bot.slack.answering import answer_in_thread, question_from
 from bot.slack.deps import BotDeps, log
@@ -25,15 +28,25 @@ WORDS = {"help", "stats", "review"}
 
 
 def subcommand(text: str) -> str:
-    """`help`, `stats`, `review`, or `ask`."""
+    """`help`, `stats`, `review`, `unknown` (a command that does not exist), or `ask`."""
     word = (text or "").strip().lower()
-    return "help" if not word else word if word in WORDS else "ask"
+    if not word:
+        return "help"
+    if word in WORDS:
+        return word
+    return "unknown" if unknown_command(text.strip(), sorted(WORDS)) else "ask"
 
 
 async def ack_command(ack: Any, command: dict[str, Any]) -> None:
-    """At once: help is the ack itself; everything else is acknowledged empty."""
-    if subcommand(command.get("text", "")) == "help":
+    """At once: help, and "unknown command", are the ack itself; everything else is acknowledged
+    empty."""
+    text = command.get("text", "") or ""
+    what = subcommand(text)
+    if what == "help":
         await ack(text=HELP)
+    elif what == "unknown":
+        refusal = unknown_command(text.strip(), sorted(WORDS)) or "unknown command"
+        await ack(text=f"{kit.escape(refusal)}. Nothing was asked.\n\n{HELP}")
     else:
         await ack()
 
@@ -43,7 +56,7 @@ async def run_command(deps: BotDeps, client: AsyncWebClient, respond: Any, comma
     text = (command.get("text") or "").strip()
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
     what = subcommand(text)
-    if what == "help":
+    if what in {"help", "unknown"}:
         return
     try:
         if not await deps.db(deps.loop.claim, f"command:{command.get('trigger_id')}"):

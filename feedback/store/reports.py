@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
 
 from feedback import models as m
-from feedback.records import ReviewItem, ReviewPage, StoreStats, WindowStats
+from feedback.records import GapSignal, ReviewItem, ReviewPage, StoreStats, WindowStats
 from feedback.refs import correction_ref, proposal_ref
-from feedback.store.base import Database, aware, utc
+from feedback.store.base import Database, aware, unpack_vector, utc
 from feedback.store.proposals import OPEN_PROPOSAL_STATES
 
 STATS_WINDOWS: tuple[tuple[str, timedelta | None], ...] = (
@@ -100,6 +100,42 @@ class Reports:
                 flagged_users=count(m.FlaggedUser),
                 golden_questions=count(m.GoldenQuestion),
             )
+
+    def gap_signals(self, since: datetime | None, limit: int = 5000) -> list[GapSignal]:
+        """Answers asked since `since` that are gap signals by the rule of `feedback.gaps`: voted
+        abstentions and 👎 answers (votes in force, by people not flagged) that no pending or
+        approved correction addresses; the most recent `limit` of them."""
+        flagged = select(m.FlaggedUser.user_id)
+        votes = (
+            select(
+                m.Vote.answer_id,
+                func.sum(case((col(m.Vote.value) > 0, 1), else_=0)).label("up"),
+                func.sum(case((col(m.Vote.value) < 0, 1), else_=0)).label("down"),
+            )
+            .where(col(m.Vote.user_id).not_in(flagged))
+            .group_by(col(m.Vote.answer_id))
+            .subquery()
+        )
+        addressed = select(m.Correction.answer_id).where(col(m.Correction.status).in_(("pending", "approved")))
+        query = (
+            select(m.Answer.id, m.Answer.question, m.Answer.asker, m.Answer.created_at,  # type: ignore[call-overload]
+                   m.Answer.abstained, votes.c.up, votes.c.down, m.Answer.question_vector, m.Answer.vector_model)
+            .join(votes, votes.c.answer_id == m.Answer.id)  # type: ignore[arg-type]
+            .where(or_(col(m.Answer.abstained).is_(True), votes.c.down > 0))
+            .where(col(m.Answer.id).not_in(addressed))
+            .order_by(col(m.Answer.id).desc())
+            .limit(max(1, limit))
+        )
+        start = utc(since)
+        if start is not None:
+            query = query.where(m.Answer.created_at >= start)
+        with self.db.reading() as session:
+            rows = session.exec(query).all()
+        return [
+            GapSignal(answer_id=int(i), question=q, asker=a, asked_at=aware(at), abstained=bool(ab), up=int(up or 0),
+                      down=int(down or 0), question_vector=unpack_vector(vec), vector_model=model)
+            for i, q, a, at, ab, up, down, vec, model in rows
+        ]
 
     def review_queue(self, page: int = 1, per_page: int = 20) -> ReviewPage:
         """Pending corrections and open proposals (approved but not applied included), oldest first."""

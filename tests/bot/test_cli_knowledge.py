@@ -80,8 +80,8 @@ def test_ask_json_shape(cli, tiny_corpus: Path) -> None:
     assert isinstance(data["answer"], str) and data["abstained"] is False
     assert len(data["sources"]) == 3
     for source in data["sources"]:
-        assert set(source) == {"doc_id", "title", "source", "score", "passage"}
-        assert isinstance(source["score"], float)
+        assert set(source) == {"doc_id", "title", "source", "score", "confidence", "passage"}
+        assert isinstance(source["score"], float) and 0 < source["confidence"] < 1
     assert data["sources"][0]["doc_id"] == "oncall"
     assert data["sources"][0]["passage"] == TINY_CORPUS[3]["text"]
 
@@ -258,7 +258,7 @@ def test_sources_name_the_title_and_section_once(cli, tmp_path: Path) -> None:
     )
     assert cli("ingest", path).exit_code == 0
     result = cli("ask", "Who do I call when I am ill?")
-    assert f"[1] Holidays › Sick leave — {path.resolve()} (score" in result.stdout
+    assert f"[1] Holidays › Sick leave — {path.resolve()} (confidence" in result.stdout
     assert "› Holidays ›" not in result.stdout
 
 
@@ -302,7 +302,7 @@ def test_answers_show_escape_sequences_in_names_without_obeying_them(cli, tmp_pa
     assert cli("ingest", path).exit_code == 0
     result = cli("ask", "How do I connect to the VPN?")
     assert "[1] vpn[2J]0;owned — " in result.stdout  # the title, from the name, lost its controls
-    assert "vpn\\x1b[2J\\x1b]0;owned\\x07.txt (score" in result.stdout  # the path shows them escaped
+    assert "vpn\\x1b[2J\\x1b]0;owned\\x07.txt (confidence" in result.stdout  # the path shows them escaped
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
 
 

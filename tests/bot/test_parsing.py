@@ -31,3 +31,7 @@ def test_split_correction():
     assert split_correction("Use WireGuard doc:vpn") == ("Use WireGuard", "doc:vpn")
     assert split_correction("https://wiki.example.org/vpn") == (None, "https://wiki.example.org/vpn")
     assert split_correction("just text") == ("just text", None)
+    # a path or a title with spaces: everything after --source names the document
+    assert split_correction("Economy only --source examples/handbook/expenses.md") == \
+        ("Economy only", "examples/handbook/expenses.md")
+    assert split_correction("--source Submitting expenses") == (None, "Submitting expenses")

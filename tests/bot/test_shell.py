@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,7 @@ def test_an_interactive_session_ends_with_status_0_even_after_errors(tiny_servic
         except StopIteration:
             raise EOFError from None
 
-    monkeypatch.setattr(shell.console, "input", typed)
+    shell.prompt = typed
     assert shell.run(io.StringIO(), interactive=True) == 0
     assert shell.failures == 1 and "error: the question is too long" in out.getvalue()
 
@@ -125,3 +127,83 @@ def test_real_console_script_reads_a_pipe_until_it_ends(services, tiny_corpus: P
     assert TINY_CORPUS[2]["text"][:40] in done.stdout
     assert TINY_CORPUS[4]["text"][:40] in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_line_that_is_not_utf8_is_one_error_and_the_session_goes_on(cli, tiny_corpus: Path) -> None:
+    assert cli("ingest", tiny_corpus).exit_code == 0
+    result = cli("shell", input=b"How do I request holidays?\n\xff\xfe caf\xe9?\nWhen can I deploy to production?\n")
+    assert result.exit_code == 1  # piped: the script sees that a line failed
+    assert result.stdout.count("error:") == 1 and "line 2 is not UTF-8 text" in result.stdout
+    assert result.stdout.count("Sources:") == 2 and "Traceback" not in result.stdout
+
+
+def test_typed_lines_are_edited_and_recalled_with_prompt_toolkit(tiny_services, tmp_path: Path) -> None:
+    """The prompt is prompt_toolkit's: Up recalls the last line (kept in the history file), and a
+    Ctrl-C at the prompt drops the line being typed, not the session."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    history = tmp_path / "history"
+    shell, out = make_shell(tiny_services)
+    asked: list[str] = []
+    shell._ask = lambda q: (asked.append(q), tiny_services.loop.answer(q, asker="ada", origin="shell"))[1]
+    typing = iter(["How do I request holidays?\r",
+                   "\x1b[A\r",  # Up, Enter: the same question again
+                   "never sent\x03",  # Ctrl-C while typing
+                   "/quit\r"])
+    with create_pipe_input() as keys:
+        prompt = shell.make_prompt(history, input=keys, output=DummyOutput())
+
+        def typed(text: str) -> str:  # the person types each line when the prompt shows
+            keys.send_text(next(typing))
+            return prompt(text)
+
+        shell.prompt = typed
+        assert shell.run(io.StringIO(), interactive=True) == 0
+    assert asked == ["How do I request holidays?", "How do I request holidays?"]
+    assert "How do I request holidays?" in history.read_text(encoding="utf-8")
+    assert "never sent" not in history.read_text(encoding="utf-8")
+
+
+def test_the_local_owner_is_told_they_moderate(tiny_services) -> None:
+    from bot.services import Services
+
+    owner = Services(tiny_services.settings, local_owner="ada")
+    shell, out = make_shell(owner)
+    shell.prompt = lambda text: "/quit"
+    shell.run(io.StringIO(), interactive=True)
+    assert "a moderator here" in out.getvalue()
+    other, out = make_shell(tiny_services)
+    other.prompt = lambda text: "/quit"
+    other.run(io.StringIO(), interactive=True)
+    assert "moderator" not in out.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see the model loading")
+def test_ctrl_c_during_the_first_answer_stops_it_cleanly(services, tiny_corpus: Path, home: Path, tmp_path: Path) -> None:
+    """SIGINT while the model loads for the first question: one "interrupted" line, no traceback or
+    "Exception ignored", and the next question is answered."""
+    services.ingestor.run([tiny_corpus])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASKLOOP_", "SLACK_"))}
+    env["ASKLOOP_HOME"] = str(home)
+    process = subprocess.Popen([str(Path(sys.executable).parent / "askloop"), "shell"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)
+    try:
+        assert process.stdin is not None
+        process.stdin.write("Who approves my holidays?\n")
+        process.stdin.flush()
+        # Wait until the shell is loading torch for this first question (it takes seconds), then Ctrl-C.
+        maps = Path(f"/proc/{process.pid}/maps")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "libtorch" not in maps.read_text(errors="replace"):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        out, err = process.communicate("How long until I get a new laptop?\n", timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "interrupted" in out, (out, err)
+    assert TINY_CORPUS[4]["text"][:40] in out
+    assert "Traceback" not in err and "Exception ignored" not in err, err

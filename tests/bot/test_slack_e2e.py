@@ -464,6 +464,7 @@ def test_proposal_posted_for_review_and_applied_by_moderator(slack, stub, store)
                  "event_ts": f"{time.time():.6f}"})
     home = stub.wait_for("views.publish", lambda c: c.get("user_id") == MODERATOR)[-1]
     assert f"Version {applied.applied_version}" in home.blob() and "satisfaction" in home.blob()
+    assert "Knowledge gaps" in home.blob() and "knowledge gaps (30d)" in home.blob()
 
 
 # -- Slack's realities and the slash command ----------------------------------------------------
@@ -511,6 +512,19 @@ def test_slash_command_question_stats_and_review(slack, stub, store):
 
     helped = slack.command("", user=user, channel=channel, response_url=stub.response_url("h"))
     assert "/askloop stats" in helped.text
+
+
+def test_unknown_slash_commands_are_refused_and_never_asked(slack, stub, store):
+    channel, user = unique("C"), unique("U")
+    answers = store.reports.stats().windows[-1].answers
+    for text, closest in (("/frobnicate", None), ("+5", None), ("stat", "stats"), ("reveiw", "review")):
+        response = slack.command(text, user=user, channel=channel, response_url=stub.response_url(unique("u")))
+        assert response.status_code == 200 and "unknown command" in response.text, text
+        if closest:
+            assert f"did you mean {closest}?" in response.text
+    time.sleep(1.0)
+    assert not stub.find("chat.postMessage", lambda c: c.get("channel") == channel)
+    assert store.reports.stats().windows[-1].answers == answers  # nothing was recorded as a question
 
 
 def test_rollback_from_app_home_and_reject(slack, stub, store):

@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 	# torch first and exactly pinned: the CPU build; anything looser pulls CUDA wheels.
 	$(BIN)/python -m pip install --quiet -c requirements.lock torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	# The model's ONNX export, made once at install (into ASKLOOP_MODEL_CACHE) instead of on first use.
+	$(BIN)/python -c "from bot.settings import load_settings; from retrieval.embeddings import shared_embedder; \
+	s = load_settings(); [shared_embedder(s.embedding_model, b, s.model_cache) for b in ('onnx-fp32', 'onnx-int8')]"
 	touch $(STAMP)
 
 run: install

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from feedback.learning import LearningEngine  # noqa: E402
 from feedback.store import FeedbackStore  # noqa: E402
 from feedback.validation import VotePolicy  # noqa: E402
+from bot.settings import default_model_cache  # noqa: E402
 from retrieval.embeddings import shared_embedder  # noqa: E402
 from retrieval.learned import tuning_from_payload  # noqa: E402
 from retrieval.types import Hit  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=10_000)
     args = parser.parse_args()
     rng = random.Random(0)
-    embedder = shared_embedder(None)
+    embedder = shared_embedder(None, "onnx-fp32", default_model_cache())
     embedder.encode(["warm up"])
     with tempfile.TemporaryDirectory() as tmp:
         store = FeedbackStore(f"sqlite:///{Path(tmp) / 'bench.db'}", policy=VotePolicy(max_votes_per_hour=10**9))

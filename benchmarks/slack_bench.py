@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--answer-rate", type=float, default=20.0, help="mentions per second (load phase)")
     args = parser.parse_args()
 
+    from bot.settings import default_model_cache
     from retrieval.embeddings import shared_embedder
     from feedback.store import FeedbackStore
 
@@ -265,7 +266,7 @@ def main() -> None:
         corpus = root / "corpus.jsonl"
         corpus.write_text("\n".join(json.dumps(d) for d in TINY_CORPUS) + "\n")
         home = root / "home"
-        prepare_home(home, corpus, shared_embedder(None))
+        prepare_home(home, corpus, shared_embedder(None, "onnx-fp32", default_model_cache()))
         bot = BotProcess(home, stub, env={"ASKLOOP_LOG_LEVEL": "WARNING",
                                           "ASKLOOP_SLACK_REVIEW_POLL": "0"}).start(timeout=180)
         store = FeedbackStore(f"sqlite:///{home}/askloop.db")

@@ -95,7 +95,7 @@ class Services:
     def embedder(self) -> "Embedder":
         from retrieval.embeddings import shared_embedder
 
-        return shared_embedder(self.settings.embedding_model)
+        return shared_embedder(self.settings.embedding_model, self.settings.embedding_backend, self.settings.model_cache)
 
     @cached_property
     def store(self) -> "ChunkStore":

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
@@ -44,6 +44,11 @@ def _pairs(value: object) -> object:
     return value
 
 
+def default_model_cache() -> Path:
+    """ONNX exports are derived from the weights alone, so one cache serves every data folder."""
+    return Path(user_cache_dir("askloop", appauthor=False)) / "models"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ASKLOOP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -54,6 +59,10 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
     collection: str = "askloop"
     embedding_model: str | None = None
+    # onnx-fp32 (exact vectors, no torch), onnx-int8 (fastest, slightly other vectors) or torch
+    embedding_backend: Literal["onnx-fp32", "onnx-int8", "torch"] = "onnx-fp32"
+    # Where ONNX exports of the model are kept: derived from the weights, so shared by every home
+    model_cache: Path = Field(default_factory=lambda: default_model_cache())
     llm: str | None = None
     top_k: int = Field(default=5, ge=1, le=50)
     answer_threshold: float = Field(default=0.35, ge=-1.0, le=1.0)
@@ -135,6 +144,18 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("model_cache", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return default_model_cache()
+        return value
+
+    @field_validator("embedding_backend", mode="before")
+    @classmethod
+    def _backend_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @cached_property
     def chroma_path(self) -> Path:

@@ -227,7 +227,8 @@ class Evaluation:
             info["applied"] = True
         live = loop.live.current()
         if not passed and learned is not None:  # what it would have done: reported, never applied
-            info["proposal_metrics"] = self._metrics(self.rank(list(self.ds.test), tuning_from_payload(learned.payload, None)))
+            would = tuning_from_payload(learned.payload, None, self.kb.embedder)
+            info["proposal_metrics"] = self._metrics(self.rank(list(self.ds.test), would))
         return live, info
 
     def _metrics(self, rankings: dict[str, list[str]], ids: Sequence[str] | None = None) -> dict[str, float]:

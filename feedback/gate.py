@@ -22,6 +22,7 @@ import numpy as np
 
 from feedback.metrics import mean_metrics, per_query
 from feedback.store import FeedbackStore
+from retrieval.embeddings import Embedder
 from retrieval.learned import tuning_from_payload
 from retrieval.search import KnowledgeBase
 from retrieval.tuning import NoTuning, Tuning
@@ -46,17 +47,15 @@ class GateResult:
 def _rankings(
     kb: KnowledgeBase, questions: Sequence[str], vectors: np.ndarray, tuning: Tuning
 ) -> list[list[str]]:
-    return [
-        [h.doc_id for h in kb.search_vector(q, v, GATE_K, tuning).hits]
-        for q, v in zip(questions, vectors)
-    ]
+    # one batch for the questions a tuned query encoder re-encodes, not one model call each
+    return [[h.doc_id for h in result.hits] for result in kb.search_many(questions, GATE_K, tuning, vectors)]
 
 
-def current_tuning(store: FeedbackStore) -> Tuning:
+def current_tuning(store: FeedbackStore, embedder: Embedder | None = None) -> Tuning:
     active = store.proposals.active_version()
     if active is None:
         return NoTuning()
-    return tuning_from_payload(active.payload, active.number)
+    return tuning_from_payload(active.payload, active.number, embedder)
 
 
 def evaluate_payload(
@@ -70,8 +69,8 @@ def evaluate_payload(
     """Replay golden and recent questions without and with `payload`; nothing is written."""
     config = config or GateConfig()
     started = time.perf_counter()
-    before_tuning = current_tuning(store)
-    after_tuning = tuning_from_payload(payload, None)
+    before_tuning = current_tuning(store, kb.embedder)
+    after_tuning = tuning_from_payload(payload, None, kb.embedder)
     cache = vectors if vectors is not None else {}
 
     def embed(texts: list[str]) -> np.ndarray:

@@ -11,31 +11,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from feedback.records import VersionRecord
 from feedback.store.proposals import Proposals
 from retrieval.tuning import NoTuning, Tuning
 
+if TYPE_CHECKING:
+    from retrieval.embeddings import Embedder
+
 log = logging.getLogger("askloop.feedback")
 
 
-def decode_version(version: VersionRecord | None) -> Tuning:
-    """The Tuning a version describes, or the base index when there is none or it is unusable."""
+def decode_version(version: VersionRecord | None, embedder: "Embedder | None" = None) -> Tuning:
+    """The Tuning a version describes, or the base index when there is none or it is unusable.
+    `embedder`: the one questions are embedded with (a tuned query encoder runs on its backend)."""
     if version is None:
         return NoTuning()
     try:
         from retrieval.learned import tuning_from_payload
 
-        return tuning_from_payload(version.payload, version.number)
+        return tuning_from_payload(version.payload, version.number, embedder)
     except Exception:  # a version that cannot be decoded must not take answering down
         log.exception("tuning version %s cannot be used; serving the base index", version.number)
         return NoTuning()
 
 
 class LiveTuning:
-    def __init__(self, proposals: Proposals, ttl: float = 2.0) -> None:
+    def __init__(self, proposals: Proposals, ttl: float = 2.0,
+                 embedder: "Callable[[], Embedder] | None" = None) -> None:
+        """`embedder`: returns the embedder questions are embedded with (read only when a version
+        is decoded, so nothing is loaded before it is needed)."""
         self.proposals = proposals
         self.ttl = ttl
+        self._embedder = embedder
         self._lock = threading.Lock()
         self._cached: tuple[float, int | None, Tuning] | None = None
 
@@ -50,7 +60,7 @@ class LiveTuning:
                 self._cached = (now, number, cached[2])
                 return cached[2]
             version = self.proposals.active_version() if number is not None else None
-            tuning = decode_version(version)
+            tuning = decode_version(version, self._embedder() if self._embedder and version else None)
             self._cached = (now, version.number if version else None, tuning)
             return tuning
 

@@ -112,7 +112,8 @@ class FeedbackLoop:
         self._chat_model = chat_model
         self.events: LoopEvents = events or NoEvents()
         self._extra_moderator = is_moderator
-        self.live = LiveTuning(store.proposals, self.config.tuning_cache_seconds)
+        self.live = LiveTuning(store.proposals, self.config.tuning_cache_seconds,
+                               lambda: self.knowledge_base.embedder)
         self.decisions = Decisions(store, self.is_moderator, self.live)
         self.learner = Learner(store, lambda: self.knowledge_base, self.config)
         self._catalog: DocumentCatalog | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from retrieval.markdown_blocks import Block, fence_parts, parse
@@ -63,14 +64,16 @@ class Chunker:
     def __init__(self, chunk_size: int = 1000, chunk_overlap: int = 100, title_weight: float = 1.0) -> None:
         """`title_weight`: how much of the document title's own vector each chunk vector holds
         (see `retrieval.ingest.embed_chunks`); 0 embeds chunks alone."""
-        from langchain_text_splitters import RecursiveCharacterTextSplitter
-
         self.chunk_size = chunk_size
         self.chunk_overlap = min(chunk_overlap, chunk_size // 2)
         self.title_weight = max(0.0, float(title_weight))
-        self._splitter: Any = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_size, chunk_overlap=self.chunk_overlap
-        )
+
+    # The splitter comes from LangChain (0.3 s to import): made when the first document is split.
+    @cached_property
+    def _splitter(self) -> Any:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        return RecursiveCharacterTextSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
 
     @property
     def signature(self) -> str:

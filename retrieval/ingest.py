@@ -44,6 +44,7 @@ class IngestReport:
     chunks_added: int = 0
     chunks_updated: int = 0
     chunks_removed: int = 0
+    chunks_reembedded: int = 0  # chunks of other vectors re-embedded first (retrieval.reembed)
     problems: list[LoadError] = field(default_factory=list)
 
     @property
@@ -74,6 +75,7 @@ class IngestReport:
                 "added": self.chunks_added,
                 "updated": self.chunks_updated,
                 "removed": self.chunks_removed,
+                "reembedded": self.chunks_reembedded,
             },
             "problems": [{"path": p.path, "reason": p.reason} for p in self.problems],
             "unusable_paths": self.unusable_paths,
@@ -235,10 +237,19 @@ class Ingestor:
             self.store.delete_documents(removed)
         report.documents_removed += len(removed)
 
+    def reembed(self, progress: Progress | None = None) -> int:
+        """Re-embed every stored chunk if the store holds vectors of another model or backend
+        (see `retrieval.reembed`); returns how many chunks were re-embedded."""
+        from retrieval.reembed import reembed
+
+        return reembed(self.store, self.embedder, self.chunker.title_weight, progress)
+
     def run(
         self, paths: Sequence[Path], prune: bool = False, progress: Progress | None = None
     ) -> IngestReport:
         report = IngestReport()
+        # First, so the chunks written below join a store of the same vectors.
+        report.chunks_reembedded = self.reembed(progress)
         documents: list[SourceDocument] = []
         ingested_files: set[str] = set()
         seen_ids: set[str] = set()
@@ -273,8 +284,9 @@ class Ingestor:
         return report
 
     def _mark_changed(self) -> None:
-        """Tell every process (replicas included) to rebuild its keyword index."""
+        """Tell every process (replicas included) to rebuild its keyword index, and record which
+        vectors the chunks hold."""
         try:
-            self.store.bump_generation()
+            self.store.bump_generation((self.embedder.model_id, self.embedder.backend))
         except Exception:  # searching still works; keyword scores lag until the next change
             log.warning("could not mark the knowledge base as changed", exc_info=True)

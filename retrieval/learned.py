@@ -32,13 +32,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.query_encoder import LoraShape, QueryEncoder, cached_encoder
+from retrieval.query_encoder import LoraShape, TunedEncoder, cached_encoder, tuned_query_encoder
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Hit
+
+if TYPE_CHECKING:
+    from retrieval.embeddings import Embedder
 
 PAYLOAD_FORMAT = 1
 KIND_ASKLOOP = "askloop"
@@ -165,7 +168,7 @@ class LearnedTuning:
         passages: list[CorrectionPassage] | None = None,
         passage_vectors: np.ndarray | None = None,
         adapter: np.ndarray | None = None,
-        query_encoder: Callable[[], QueryEncoder] | None = None,
+        query_encoder: Callable[[], TunedEncoder] | None = None,
         encoder_blend: float = 1.0,
         encoder_reach: float = 0.0,
         center: np.ndarray | None = None,
@@ -458,7 +461,7 @@ class DocBoostTuning(NoTuning):
 
 
 # -- payload → Tuning (memoised per version: the bot calls this on every question) -----------------
-def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuning:
+def _decode_askloop(payload: dict[str, Any], version: int | None, embedder: "Embedder | None" = None) -> LearnedTuning:
     params = MemoryParams.from_dict(payload.get("params"))
     memories = payload.get("memories") or {}
     if memories.get("questions"):
@@ -493,7 +496,7 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
         raise PayloadError("tuning payload: title vectors and document ids differ in length")
     encoder_block = payload.get("query_encoder")
     return LearnedTuning(
-        query_encoder=_encoder_factory(encoder_block, str(payload.get("id", ""))) if encoder_block else None,
+        query_encoder=_encoder_factory(encoder_block, str(payload.get("id", "")), embedder) if encoder_block else None,
         encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
         encoder_reach=float((encoder_block or {}).get("reach", 0.0)),
         center=center,
@@ -515,11 +518,12 @@ def _decode_askloop(payload: dict[str, Any], version: int | None) -> LearnedTuni
     )
 
 
-def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], QueryEncoder]:
+def _encoder_factory(block: dict[str, Any], payload_id: str, embedder: "Embedder | None" = None) -> Callable[[], TunedEncoder]:
     """Checks the block and merges the model now, so a bad payload fails when decoded (the bot
     then serves the base index) rather than on some later question. The merged model is kept in a
-    small cache and rebuilt on demand if it was evicted."""
-    from retrieval.embeddings import shared_embedder
+    small cache and rebuilt on demand if it was evicted. It runs on `embedder`'s backend (default:
+    the process's own embedder of that model); any precision of the same weights will do."""
+    from retrieval.embeddings import loaded_embedder, same_weights
 
     try:
         shape = LoraShape(rank=int(block["rank"]), alpha=float(block["alpha"]), targets=tuple(block["targets"]))
@@ -527,30 +531,30 @@ def _encoder_factory(block: dict[str, Any], payload_id: str) -> Callable[[], Que
         model_name, model_id = str(block.get("model_name") or ""), str(block["model"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PayloadError(f"malformed query encoder in tuning payload: {exc}") from exc
-    base = shared_embedder(model_name or None)
-    if base.model_id != model_id:
+    base = embedder if embedder is not None else loaded_embedder(model_name or None)
+    if not same_weights(base.model_id, model_id):
         raise PayloadError(f"the tuned query encoder was made for {model_id}, not {base.model_id}")
-    key = payload_id or f"unversioned-{id(block)}"
+    key = f"{payload_id or f'unversioned-{id(block)}'}:{base.model_id}:{base.backend}"
 
-    def build() -> QueryEncoder:
+    def build() -> TunedEncoder:
         try:
-            return QueryEncoder(base.sentence_transformer, shape, weights)
+            return tuned_query_encoder(base, shape, weights)
         except (ValueError, RuntimeError) as exc:  # weights that do not fit this model's layers
             raise PayloadError(f"the tuned query encoder does not fit {model_id}: {exc}") from exc
 
-    def factory() -> QueryEncoder:
+    def factory() -> TunedEncoder:
         return cached_encoder(key, build)
 
-    factory()  # merged now (0.1 s, once per version): weights that do not fit fail at decode time
+    factory()  # merged now (ONNX: exported too, once per version): weights that do not fit fail at decode time
     return factory
 
 
-def _decode(payload: dict[str, Any], version: int | None) -> Tuning:
+def _decode(payload: dict[str, Any], version: int | None, embedder: "Embedder | None" = None) -> Tuning:
     if not payload:
         return NoTuning(version)
     kind = payload.get("kind", KIND_ASKLOOP)
     if kind == KIND_ASKLOOP:
-        return _decode_askloop(payload, version)
+        return _decode_askloop(payload, version, embedder)
     if kind == KIND_DOC_BOOST:
         return DocBoostTuning(version, {str(k): float(v) for k, v in payload.get("boosts", {}).items()})
     if kind == "none":
@@ -563,8 +567,11 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 8
 
 
-def tuning_from_payload(payload: dict[str, Any] | None, version: int | None) -> Tuning:
-    """The Tuning a version's payload describes; decoded once per (version, payload id).
+def tuning_from_payload(
+    payload: dict[str, Any] | None, version: int | None, embedder: "Embedder | None" = None
+) -> Tuning:
+    """The Tuning a version's payload describes; decoded once per (version, payload id, embedder).
+    `embedder`: the one questions are embedded with (its backend runs a tuned query encoder).
 
     Versions are immutable, so a decoded version can be reused for every question. The payload's
     content hash (`id`, written by the learning engine) is part of the key because several
@@ -572,15 +579,16 @@ def tuning_from_payload(payload: dict[str, Any] | None, version: int | None) -> 
     """
     identity = str((payload or {}).get("id", ""))
     if version is None or not identity:
-        return _decode(payload or {}, version)
+        return _decode(payload or {}, version, embedder)
     # The id leaves out the document titles (a snapshot of the knowledge base): their own id counts.
-    key = (version, f"{identity}:{((payload or {}).get('titles') or {}).get('id', '')}")
+    encoder = f"{embedder.model_id}:{embedder.backend}" if embedder is not None else ""
+    key = (version, f"{identity}:{((payload or {}).get('titles') or {}).get('id', '')}:{encoder}")
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             _CACHE.move_to_end(key)
             return cached
-    tuning = _decode(payload or {}, version)
+    tuning = _decode(payload or {}, version, embedder)
     with _CACHE_LOCK:
         _CACHE[key] = tuning
         while len(_CACHE) > _CACHE_SIZE:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -41,12 +42,33 @@ LEXICAL_CANDIDATES = 10
 KEPT_SCORES = 1000
 
 
+def _bm25s() -> Any:
+    """bm25s, imported without numba and scipy.
+
+    bm25s imports both whenever they are installed (numba comes with `ranx`), which cost 0.8 s
+    of a 3 s `askloop ask`; askloop uses bm25s's numpy backends only, which need neither (bm25s
+    then treats them as absent). They stay importable by anyone else afterwards.
+    """
+    found = sys.modules.get("bm25s")
+    if found is not None:
+        return found
+    hidden = [name for name in ("numba", "scipy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import bm25s
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+    return bm25s
+
+
 def tokens(texts: list[str], as_ids: bool = False) -> Any:
     """Lower-cased, English stop words dropped, stemmed ("refunds" matches "refund"). `as_ids`
     returns token ids and their vocabulary instead of strings: what indexing needs, in a
     fraction of the memory (100,000 chunks are millions of tokens)."""
-    import bm25s
-
+    bm25s = _bm25s()
     return bm25s.tokenize(texts, stopwords="en", return_ids=as_ids, show_progress=False, stemmer=_stemmer())
 
 
@@ -83,7 +105,7 @@ class LexicalIndex:
     """
 
     def __init__(self, entries: Iterable[tuple[str, str, str, str]]) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         chunk_ids: list[str] = []
         doc_ids: list[str] = []
@@ -125,7 +147,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> "LexicalIndex":
-        import bm25s
+        bm25s = _bm25s()
 
         chunk_ids, doc_ids, *rest = json.loads((directory / "chunks.json").read_text(encoding="utf-8"))
         if not rest:  # the cache then builds the index again from the store, and saves it whole

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retrieval.lexical import LEXICAL_CANDIDATES, KeywordScores, LexicalIndexCache
+from retrieval.query_encoder import batched_queries
 from retrieval.ranking import fold_to_documents, merge_hits
+from retrieval.reembed import VectorCheck
 from retrieval.store import ChunkStore
 from retrieval.tuning import NoTuning, Tuning
 from retrieval.types import Hit
@@ -111,6 +114,7 @@ class KnowledgeBase:
         self.max_question_chars = max_question_chars
         self.lexical_weight = lexical_weight
         self.lexical = LexicalIndexCache(store, cache_dir=keyword_cache)
+        self.vectors = VectorCheck(store, embedder)  # are the chunks embedded as questions are?
         # id(tuning) → (tuning, the titles it was given, the tuning with them): with_current_titles
         self._titled: OrderedDict[int, tuple[Tuning, dict[str, str], Tuning]] = OrderedDict()
         self._titled_lock = threading.Lock()
@@ -121,6 +125,27 @@ class KnowledgeBase:
     def search(self, question: str, k: int = 5, tuning: Tuning | None = None) -> SearchResult:
         text = check_question(question, self.max_question_chars)
         return self.search_vector(text, self.embedder.encode_one(text), k, tuning)
+
+    def search_many(
+        self,
+        questions: Sequence[str],
+        k: int = 5,
+        tuning: Tuning | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> list[SearchResult]:
+        """Many questions at once (replays, evaluation): the same results as `search` for each,
+        with the base vectors embedded in one batch (unless given) and the tuned query encoder's
+        in another, instead of one model call per question."""
+        if vectors is None:
+            texts = [check_question(q, self.max_question_chars) for q in questions]
+            vectors = self.embedder.encode(texts)
+        else:  # questions already embedded were checked when they were asked
+            texts = list(questions)
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(texts)} questions but {len(vectors)} vectors")
+        tuning = self.with_current_titles(tuning or NoTuning())
+        with batched_queries(tuning, texts, vectors):
+            return [self.search_vector(q, v, k, tuning) for q, v in zip(texts, vectors)]
 
     def prepare_keywords(self) -> None:
         """Build the keyword index now (a server calls this at start, in the background, so the
@@ -168,6 +193,7 @@ class KnowledgeBase:
         self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None
     ) -> SearchResult:
         """Search with a precomputed question vector (batch evaluation embeds all at once)."""
+        self.vectors.check()
         tuning = self.with_current_titles(tuning or NoTuning())
         query = tuning.search_query(question, vector)
         n = min(max(k * CHUNKS_PER_DOC, MIN_CANDIDATE_CHUNKS), MAX_CANDIDATE_CHUNKS)

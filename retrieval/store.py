@@ -28,6 +28,10 @@ _WRITE_BATCH = 1000
 GENERATION_KEY = "askloop_generation"
 # Commit records read or written per call.
 _RECORD_BATCH = 500
+# Which vectors the chunks hold (`Embedder.model_id`) and which backend made them: a process that
+# embeds questions differently re-embeds the chunks first (`retrieval.ingest.Ingestor.reembed`).
+EMBEDDING_KEY = "askloop_embedding"
+BACKEND_KEY = "askloop_embedding_backend"
 
 
 class StoreUnavailable(RuntimeError):
@@ -187,21 +191,35 @@ class ChunkStore:
             batch = list(chunk_ids[start : start + _WRITE_BATCH])
             self._call("deleting chunks", lambda c, b=batch: c.delete(ids=b))
 
-    def bump_generation(self) -> None:
+    def bump_generation(self, embedding: tuple[str, str] | None = None) -> None:
         """Mark that the chunks changed, so every process rebuilds what it derived from them
-        (the keyword index). Kept in the collection's metadata: shared by all replicas."""
+        (the keyword index). Kept in the collection's metadata: shared by all replicas.
+        `embedding`: (`model_id`, backend) of the vectors just written, recorded with the mark."""
         import uuid
 
-        self._call(
-            "marking a change",
-            lambda c: c.modify(metadata={GENERATION_KEY: uuid.uuid4().hex}),
-        )
+        values = {GENERATION_KEY: uuid.uuid4().hex}
+        if embedding is not None:
+            values |= {EMBEDDING_KEY: embedding[0], BACKEND_KEY: embedding[1]}
+        self._set_metadata(values)
+
+    def mark_embedding(self, model_id: str, backend: str) -> None:
+        """Record which vectors the chunks hold (see `embedding`)."""
+        self._set_metadata({EMBEDDING_KEY: model_id, BACKEND_KEY: backend})
+
+    def _set_metadata(self, values: dict[str, str]) -> None:
+        """Chroma replaces a collection's metadata as a whole (and refuses its `hnsw:` keys back):
+        merge with what is there."""
+        kept = {k: v for k, v in self._metadata().items() if not k.startswith("hnsw:")}
+        self._call("marking a change", lambda c: c.modify(metadata=kept | values))
 
     # -- reads ----------------------------------------------------------------------------------
+    def _metadata(self) -> dict[str, Any]:
+        collection = self._call("reading the collection", lambda c: self._client.get_collection(c.name))
+        return dict(collection.metadata or {})
+
     def generation(self) -> str | None:
         """The mark of the last ingest change (None for a store written before marks existed)."""
-        collection = self._call("reading the collection", lambda c: self._client.get_collection(c.name))
-        value = (collection.metadata or {}).get(GENERATION_KEY)
+        value = self._metadata().get(GENERATION_KEY)
         return None if value is None else str(value)
 
     def committed(self, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
@@ -232,6 +250,12 @@ class ChunkStore:
             return []
         committed = self.committed(doc_ids_of(metadatas))
         return [is_visible(meta, committed) for meta in metadatas]
+    def embedding(self) -> tuple[str | None, str | None]:
+        """(`model_id`, backend) of the vectors the chunks hold; (None, None) for a store written
+        before they were recorded (by the torch backend, the only one there was)."""
+        meta = self._metadata()
+        model_id, backend = meta.get(EMBEDDING_KEY), meta.get(BACKEND_KEY)
+        return (None if model_id is None else str(model_id), None if backend is None else str(backend))
 
     def searchable_texts(self) -> Iterator[tuple[str, str, str, str]]:
         """(chunk_id, doc_id, title, text) of every visible chunk, paged: what the keyword index
@@ -251,6 +275,22 @@ class ChunkStore:
         page = 5000
         for offset in range(0, total, page):
             yield self._call(what, lambda c, o=offset: c.get(include=include, limit=page, offset=o))
+
+    def chunk_ids(self) -> list[str]:
+        """Every chunk id (ids only: a page of 5,000 costs milliseconds)."""
+        return [i for page in self.pages([], "listing chunks") for i in page["ids"]]
+
+    def chunks_by_id(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """These chunks (those that still exist), text and metadata, without their vectors."""
+        if not chunk_ids:
+            return []
+        result = self._call(
+            "reading chunks", lambda c: c.get(ids=list(chunk_ids), include=["documents", "metadatas"])
+        )
+        return [
+            _chunk_from(i, t, m)
+            for i, t, m in zip(result["ids"], result["documents"] or [], result["metadatas"] or [])
+        ]
 
     def count(self) -> int:
         return int(self._call("counting chunks", lambda c: c.count()))

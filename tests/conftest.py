@@ -38,9 +38,27 @@ TINY_CORPUS = [
 
 @pytest.fixture(scope="session")
 def embedder():
+    """The embedder the bot uses by default (the same object `Services` gets)."""
+    from bot.settings import Settings, default_model_cache
     from retrieval.embeddings import shared_embedder
 
-    return shared_embedder(None)
+    return shared_embedder(None, Settings.model_fields["embedding_backend"].default, default_model_cache())
+
+
+@pytest.fixture(scope="session")
+def int8(embedder):
+    """The int8 ONNX backend, from the same export folder as the default one."""
+    from retrieval.embeddings import shared_embedder
+
+    return shared_embedder(None, "onnx-int8", embedder.cache_root)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder():
+    """The model on torch: the reference the ONNX backends are checked against."""
+    from retrieval.embeddings import shared_embedder
+
+    return shared_embedder(None, "torch")
 
 
 @pytest.fixture()

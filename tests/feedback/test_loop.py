@@ -25,7 +25,7 @@ def learned(monkeypatch):
     calls: list[tuple[dict, int | None]] = []
     module = types.ModuleType("retrieval.learned")
 
-    def tuning_from_payload(payload, version):
+    def tuning_from_payload(payload, version, embedder=None):
         calls.append((payload, version))
         return ReversedTuning(version) if payload.get("reverse") else NoTuning(version)
 
@@ -104,7 +104,7 @@ def test_without_the_learning_engine_the_base_index_is_served(tiny_services, mon
 def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_services, monkeypatch):
     module = types.ModuleType("retrieval.learned")
 
-    def broken(payload, version):
+    def broken(payload, version, embedder=None):
         raise ValueError("unknown tuning kind")
 
     module.tuning_from_payload = broken

@@ -159,6 +159,11 @@ def collect_memories(
                     correction.user,
                 )
             )
+            if correction.text and correction.text.strip():
+                # the better text stays with the document it cites: served as that document's
+                # passage for the questions this correction reaches (retrieval.learned annotations)
+                passages.append(Passage(str(ref), "", correction.text.strip(), correction.question,
+                                        correction.correction_id, correction.url))
         elif correction.text and correction.text.strip():
             doc_id = f"{PASSAGE_PREFIX}{correction.correction_id}"
             passages.append(
@@ -485,7 +490,7 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
     lines = [
         f"{diff['memories']} piece(s) of validated feedback from {diff['users']} user(s): "
         f"{len(raised)} document(s) raised, {len(lowered)} lowered, {len(diff['passages'])} corrected "
-        f"passage(s) added — each only for questions similar to the ones asked (similarity ≥ "
+        f"text(s) added — each only for questions similar to the ones asked (similarity ≥ "
         f"{memory['tau']:.2f} for corrections, {memory['tau_vote']:.2f} for 👍, {memory['tau_negative']:.2f} "
         f"for 👎; at most ±{memory['cap']:.1f}σ per document; an approved correction is served first "
         f"for a near-repeat of its question, similarity ≥ {memory.get('pin_similarity', 0.9):.2f}).",
@@ -511,7 +516,11 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
         )
         shown += 1
     for passage in diff["passages"][:3]:
-        lines.append(f"+ passage from {passage['correction']} for “{passage['question'][:70]}”")
+        if passage["doc_id"].startswith(PASSAGE_PREFIX):
+            lines.append(f"+ passage from {passage['correction']} for “{passage['question'][:70]}”")
+        else:
+            lines.append(f"+ text from {passage['correction']} shown with {passage['doc_id']} "
+                         f"for questions like “{passage['question'][:70]}”")
     if diff["skipped"]:
         lines.append("not used: " + "; ".join(f"{n} {why}" for why, n in diff["skipped"].items()))
     lines.append(diff["query_tuning"])

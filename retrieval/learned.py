@@ -195,7 +195,16 @@ class LearnedTuning:
         self.docs = sorted(set(memory_doc))
         index = {d: i for i, d in enumerate(self.docs)}
         self.memory_doc = np.asarray([index[d] for d in memory_doc], dtype=np.int64)
-        self.passages = {p.doc_id: p for p in passages or []}
+        # A passage whose id is PASSAGE_PREFIX + n is a document of its own (a correction's text
+        # that cites nothing); one with a real document's id is that document's corrected text
+        # (an annotation), shown instead of its best chunk where the correction reaches.
+        self.passages: dict[str, tuple[int, CorrectionPassage]] = {}
+        self.annotations: dict[str, list[tuple[int, CorrectionPassage]]] = {}
+        for row, passage in enumerate(passages or []):
+            if passage.doc_id.startswith(PASSAGE_PREFIX):
+                self.passages[passage.doc_id] = (row, passage)
+            else:
+                self.annotations.setdefault(passage.doc_id, []).append((row, passage))
         self.passage_vectors = passage_vectors
         self.adapter = adapter
         self._last = threading.local()  # the last question's products, per thread (_per_question)
@@ -372,12 +381,11 @@ class LearnedTuning:
         adjustments = self.adjustments(query)
         pins = self.pinned(query)
         hits = []
-        ids = list(self.passages)
         similarities = self.passage_vectors @ np.asarray(query, dtype=np.float32)
-        for doc_id, similarity in zip(ids, similarities):
+        for doc_id, (row, passage) in self.passages.items():
             if adjustments.get(doc_id, 0.0) < p.candidate_threshold and doc_id not in pins:
                 continue
-            passage = self.passages[doc_id]
+            similarity = similarities[row]
             hits.append(
                 Hit(
                     doc_id=doc_id,
@@ -409,7 +417,25 @@ class LearnedTuning:
                 continue
             reason = f"feedback {'+' if a > 0 else ''}{a:.2f}σ"
             out.append(hit.rescored(hit.score + a * spread, reason))
-        return _pin_first(out, self.pinned(query))
+        pins = self.pinned(query)
+        if self.annotations:
+            out = [self._annotated(query, hit, adjustments, pins) for hit in out]
+        return _pin_first(out, pins)
+
+    def _annotated(self, query: np.ndarray, hit: Hit, adjustments: dict[str, float], pins: dict[str, float]) -> Hit:
+        """`hit` with its document's corrected text as the passage, when a correction that gave
+        text reaches this question (the document pinned, or raised past the candidate threshold);
+        of several, the text closest to the question."""
+        notes = self.annotations.get(hit.doc_id)
+        if not notes or self.passage_vectors is None:
+            return hit
+        if hit.doc_id not in pins and adjustments.get(hit.doc_id, 0.0) < self.params.candidate_threshold:
+            return hit
+        rows = [row for row, _ in notes]
+        similarities = self.passage_vectors[rows] @ np.asarray(query, dtype=np.float32)
+        passage = notes[int(np.argmax(similarities))][1]
+        label = f"correction #{passage.correction_id}" if passage.correction_id is not None else "a correction"
+        return replace(hit, passage=passage.text, reasons=hit.reasons + (f"text from {label}",))
 
 
 def _pin_first(hits: list[Hit], pins: dict[str, float]) -> list[Hit]:

@@ -187,6 +187,8 @@ def test_ctrl_c_during_the_first_answer_stops_it_cleanly(services, tiny_corpus: 
     services.ingestor.run([tiny_corpus])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASKLOOP_", "SLACK_"))}
     env["ASKLOOP_HOME"] = str(home)
+    # the torch backend: its first load takes seconds, a window wide enough to interrupt for sure
+    env["ASKLOOP_EMBEDDING_BACKEND"] = "torch"
     process = subprocess.Popen([str(Path(sys.executable).parent / "askloop"), "shell"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)
     try:
@@ -198,6 +200,7 @@ def test_ctrl_c_during_the_first_answer_stops_it_cleanly(services, tiny_corpus: 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and "libtorch" not in maps.read_text(errors="replace"):
             time.sleep(0.05)
+        assert time.monotonic() < deadline, "the model never started loading"
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         out, err = process.communicate("How long until I get a new laptop?\n", timeout=300)

@@ -146,6 +146,24 @@ def test_corrected_text_becomes_a_passage_with_provenance() -> None:
     assert proposal.diff["passages"][0]["correction"] == "c5"
 
 
+def test_corrected_text_that_cites_a_document_is_shown_with_that_document() -> None:
+    """Text and a source together: neither is dropped; the text replaces the document's passage
+    only where the correction reaches."""
+    text = "Use the self-service page; the reset link expires after 15 minutes."
+    encoder = TableEncoder(VECTORS | {text: unit(1, 0.1, 0)})
+    fb = feedback(corrections=[correction(6, PASSWORD, "ann", doc_id="sso", text=text)])
+    proposal = LearningEngine(encoder).build(fb)
+    tuning = tuning_from_payload(json.loads(json.dumps(proposal.payload)), None)
+    assert tuning.extra_hits(VECTORS[PASSWORD_AGAIN]) == []  # not a document of its own
+    ranked = tuning.rerank(VECTORS[PASSWORD_AGAIN], hits(wiki=0.7, sso=0.6))
+    assert ranked[0].doc_id == "sso" and ranked[0].passage == text
+    assert "text from correction #6" in ranked[0].reasons
+    far = {h.doc_id: h for h in tuning.rerank(VECTORS[LUNCH], hits(wiki=0.7, sso=0.6))}
+    assert far["sso"].passage != text
+    assert "+ text from c6 shown with sso" in proposal.summary
+    assert [m.doc_id for m in collect_memories(fb, LearningParams())[0]] == ["sso"]
+
+
 # -- the payload ------------------------------------------------------------------------------------
 def test_payload_is_json_and_decodes_to_the_same_behaviour() -> None:
     fb = feedback([vote(1, PASSWORD, "ann", +1, "sso")], [correction(2, LUNCH, "bob", doc_id="canteen")])

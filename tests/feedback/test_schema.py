@@ -28,6 +28,37 @@ def test_migrations_ship_inside_the_package():
         assert needed in patterns
 
 
+def test_head_revision_agrees_with_alembic():
+    from alembic.script import ScriptDirectory
+
+    assert db.head_revision() == ScriptDirectory.from_config(db.alembic_config()).get_current_head()
+
+
+def test_current_revision_reads_the_version_table_and_refuses_two_heads(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    assert db.current_revision(engine) is None
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+    with pytest.raises(OutdatedSchema, match="several schema heads") as raised:
+        db.current_revision(engine)
+    assert not raised.value.upgradable
+
+
+def test_answering_imports_no_migration_machinery(tmp_path):
+    """A CLI call that only checks the schema must not pay for alembic's import."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    db.upgrade(db.make_engine(url))
+    code = ("import sys; from feedback import db; "
+            f"print(db.check_schema(db.make_engine({url!r}))); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [db.head_revision(), "False"]
+
+
 def test_sqlite_engine_uses_wal_and_foreign_keys(tmp_path):
     engine = db.make_engine(f"sqlite:///{tmp_path / 'f.db'}")
     with engine.connect() as conn:

@@ -1,7 +1,7 @@
 """Votes while PostgreSQL is cut or stalled, against a real `askloop serve --http`.
 
 Starts the bot as a process on a scratch PostgreSQL database reached through a fault proxy
-(tests/faults.py), the Slack Web API stand-in and the tiny corpus. For each scenario it gets
+(tests/support/faults.py), the Slack Web API stand-in and the tiny corpus. For each scenario it gets
 one answer posted, then takes the database away (`cut`: every connection reset, new ones
 refused; `stall`: connections accepted, nothing forwarded) and, during the fault, sends a
 stream of signed 👍 reaction events (one per user) to /slack/events, like Slack: a delivery

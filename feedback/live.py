@@ -24,15 +24,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("askloop.feedback")
 
 
-def decode_version(version: VersionRecord | None, embedder: "Embedder | None" = None) -> Tuning:
+def decode_version(version: VersionRecord | None, embedder: "Callable[[], Embedder] | None" = None) -> Tuning:
     """The Tuning a version describes, or the base index when there is none or it is unusable.
-    `embedder`: the one questions are embedded with (a tuned query encoder runs on its backend)."""
+    `embedder`: returns the one questions are embedded with (a tuned query encoder runs on its
+    backend); asked for only when the version has a tuned query encoder."""
     if version is None:
         return NoTuning()
     try:
         from retrieval.learned import tuning_from_payload
 
-        return tuning_from_payload(version.payload, version.number, embedder)
+        wanted = embedder is not None and bool(version.payload.get("query_encoder"))
+        return tuning_from_payload(version.payload, version.number, embedder() if wanted and embedder else None)
     except Exception:  # a version that cannot be decoded must not take answering down
         log.exception("tuning version %s cannot be used; serving the base index", version.number)
         return NoTuning()
@@ -60,7 +62,7 @@ class LiveTuning:
                 self._cached = (now, number, cached[2])
                 return cached[2]
             version = self.proposals.active_version() if number is not None else None
-            tuning = decode_version(version, self._embedder() if self._embedder and version else None)
+            tuning = decode_version(version, self._embedder)
             self._cached = (now, version.number if version else None, tuning)
             return tuning
 

@@ -31,28 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.onnx_runner import EXPORT_FORMAT, FP32_FILE, INT8_FILE, META, TOKENIZER_FILE, OnnxRunner, model_file, read_meta
+
 log = logging.getLogger(__name__)
 
-# Bumped when the files or what they mean change: older exports are then made again.
-EXPORT_FORMAT = 2
-META = "embedder.json"
-FP32_FILE = "model.onnx"
-INT8_FILE = "model-int8.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 # The exported graph must give torch's vectors on these (padded, of different lengths).
 _PROBES = ["Hello", "How do I reset the password of my account when I am abroad?", "word " * 300]
-
-
-def model_file(folder: Path, precision: str) -> Path:
-    return folder / (INT8_FILE if precision == "int8" else FP32_FILE)
-
-
-def read_meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == EXPORT_FORMAT else None
 
 
 def source_fingerprint(model_name: str) -> str:
@@ -107,7 +91,7 @@ def _export_fp32(folder: Path, load_model: Any) -> None:
         meta = _write_graph(model, work / FP32_FILE)
         tokenizer = getattr(model.tokenizer, "backend_tokenizer", None)
         if tokenizer is None:
-            from retrieval.embeddings import EmbeddingModelError
+            from retrieval.embedding_base import EmbeddingModelError
 
             raise EmbeddingModelError("the model has no fast tokenizer: use the torch embedding backend")
         tokenizer.save(str(work / TOKENIZER_FILE))
@@ -164,13 +148,12 @@ def _write_graph(model: Any, target: Path) -> dict[str, Any]:
 
 def _check(model: Any, folder: Path, meta: dict[str, Any]) -> None:
     """The export must reproduce torch's vectors, padding and truncation included."""
-    from retrieval.onnx_embedder import OnnxRunner
 
     exact = np.asarray(model.encode(_PROBES, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
     got = OnnxRunner(folder, "fp32", meta).encode(_PROBES)
     worst = float(np.min(np.sum(exact * got, axis=1)))
     if worst < 0.9999:
-        from retrieval.embeddings import EmbeddingModelError
+        from retrieval.embedding_base import EmbeddingModelError
 
         raise EmbeddingModelError(f"the ONNX export of this model does not match torch (cosine {worst:.4f})")
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from retrieval.embeddings import Embedder
+    from retrieval.embedding_base import Embedder
 
 # Every linear layer of a BERT-style encoder block (attention and feed-forward), not the pooler.
 LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
@@ -93,7 +93,7 @@ class QueryEncoder:
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        from retrieval.embeddings import SMALL_INPUT
+        from retrieval.embedding_base import SMALL_INPUT
         from retrieval.torch_embedder import intra_op_threads
 
         threads = intra_op_threads(1) if len(texts) <= SMALL_INPUT else contextlib.nullcontext()
@@ -180,7 +180,7 @@ def tuned_query_encoder(base: "Embedder", shape: LoraShape, weights: dict[str, n
     cache_root: Path | None = getattr(base, "cache_root", None)
     if cache_root is None:  # torch
         return TunedEncoder(QueryEncoder(base.sentence_transformer, shape, weights), base.dimension)
-    from retrieval.onnx_embedder import OnnxRunner
+    from retrieval.onnx_runner import OnnxRunner
     from retrieval.onnx_export import ensure_export
 
     precision = str(getattr(base, "precision", "fp32"))

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from retrieval.chunk_vectors import embed_chunks, embedding_text
 from retrieval.embeddings import Embedder, EmbeddingModelError, same_weights
 from retrieval.store import ChunkStore
 
@@ -58,8 +59,6 @@ def reembed(store: ChunkStore, embedder: Embedder, title_weight: float, progress
     vectors, and the next ingest re-embeds it again (searches meanwhile see a mix of two
     precisions of one model, or, for another model, refuse as before).
     """
-    from retrieval.ingest import embed_chunks, embedding_text
-
     recorded, backend = recorded_embedding(store, embedder)
     if recorded == embedder.model_id:
         return 0

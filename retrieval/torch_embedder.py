@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.embeddings import SMALL_INPUT, TORCH, Embedder, load_sentence_transformer
+from retrieval.embedding_base import SMALL_INPUT, TORCH, Embedder, load_sentence_transformer
 
 
 def _torch() -> Any:

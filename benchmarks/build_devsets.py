@@ -139,17 +139,19 @@ def rst_sections(source: str) -> list[Section]:
             name = name.split(":")[-1]
             if name in _DROP_DIRECTIVES:
                 pass
-            elif name in ("code-block", "code", "sourcecode", "doctest", "parsed-literal", "testcode", "tab"):
+            elif name in ("code-block", "code", "sourcecode", "doctest", "parsed-literal", "testcode"):
                 sections[-1].lines += [indent + b for b in _dedent(body)]
             elif name in _ADMONITIONS:
                 head = _ADMONITIONS[name] + _inline(arg)
                 text = [_inline(b) for b in _dedent(body)]
                 sections[-1].lines += [indent + (head + " " + (text[0] if text else "")).strip()]
                 sections[-1].lines += [indent + t for t in text[1:]]
-            else:  # only, container, rubric, table, ...: keep the content
+            else:  # only, tabs, container, rubric, py:data, ...: the content, parsed like the rest
                 if arg and name not in ("only", "container", "tabs", "class"):  # py:data:: DEBUG, rubric
                     sections[-1].lines.append(indent + _inline(arg))
-                sections[-1].lines += [indent + _inline(b) for b in _dedent(body)]
+                lines[i + 1:end] = [indent + b for b in _dedent(body)]
+                i += 1
+                continue
             i = end
             continue
         if re.match(r"^\s*\.\.(\s|$)", line):  # comment, link target, substitution definition
@@ -158,7 +160,7 @@ def rst_sections(source: str) -> list[Section]:
         if re.match(r"^:[\w-]+:", line) and len(sections) == 1:  # page metadata (:tocdepth: 2)
             i += 1
             continue
-        if line.strip() == "::":
+        if line.strip() == "::" or re.match(r"^-{4,}\s*$", line):  # literal marker, transition
             i += 1
             continue
         text = re.sub(r"(\S)::\s*$", r"\1:", line)
@@ -273,8 +275,25 @@ def python_faq_corpus(sources: Path) -> tuple[list[dict[str, str]], dict[str, st
     return docs, questions
 
 
-def write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+def question_files(folder: Path) -> dict[str, str]:
+    """queries.jsonl and the two qrels files, from the hand-written ``questions.tsv``.
+
+    ``questions.tsv`` (corpus-id, split, text) is where the questions are written and reviewed;
+    the BEIR files are derived from it so ids stay systematic: ``<doc>-f<n>`` feedback, ``<doc>-t<n>`` test.
+    """
+    rows = [line.split("\t") for line in (folder / "questions.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
+    queries, qrels = [], {"feedback": [], "test": []}
+    counts: dict[tuple[str, str], int] = {}
+    for doc_id, split, text in rows:
+        key = (doc_id, split)
+        n = counts.get(key, 0)
+        counts[key] = n + 1
+        qid = f"{doc_id}-{split[0]}{n}"
+        queries.append(json.dumps({"_id": qid, "text": text.strip()}, ensure_ascii=False) + "\n")
+        qrels[split].append(f"{qid}\t{doc_id}\t1\n")
+    header = "query-id\tcorpus-id\tscore\n"
+    return {"queries.jsonl": "".join(queries), "qrels/feedback.tsv": header + "".join(qrels["feedback"]),
+            "qrels/test.tsv": header + "".join(qrels["test"])}
 
 
 def main() -> int:
@@ -293,16 +312,25 @@ def main() -> int:
         return 0
     status = 0
     for name, docs in built.items():
-        target = HERE / name / "corpus.jsonl"
-        fresh = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in docs)
-        if args.check:
-            same = target.exists() and target.read_text(encoding="utf-8") == fresh
-            print(f"{name}: {len(docs)} documents, {'matches' if same else 'DIFFERS from'} {target}")
-            status |= 0 if same else 1
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(fresh, encoding="utf-8")
-            print(f"{name}: wrote {len(docs)} documents to {target}")
+        folder = HERE / name
+        files = {"corpus.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in docs)}
+        if (folder / "questions.tsv").exists():
+            files.update(question_files(folder))
+        ids = {d["_id"] for d in docs}
+        for rel, fresh in files.items():
+            target = folder / rel
+            if rel.startswith("qrels/"):
+                missing = {line.split("\t")[1] for line in fresh.splitlines()[1:]} - ids
+                if missing:
+                    raise SystemExit(f"{name}/{rel}: unknown documents {sorted(missing)}")
+            if args.check:
+                same = target.exists() and target.read_text(encoding="utf-8") == fresh
+                print(f"{name}/{rel}: {'matches' if same else 'DIFFERS'}")
+                status |= 0 if same else 1
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(fresh, encoding="utf-8")
+        print(f"{name}: {len(docs)} documents" + ("" if args.check else f", written to {folder}"))
     return status
 
 

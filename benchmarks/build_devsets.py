@@ -143,9 +143,9 @@ def rst_sections(source: str) -> list[Section]:
                 sections[-1].lines += [indent + b for b in _dedent(body)]
             elif name in _ADMONITIONS:
                 head = _ADMONITIONS[name] + _inline(arg)
-                text = [_inline(b) for b in _dedent(body)]
-                sections[-1].lines += [indent + (head + " " + (text[0] if text else "")).strip()]
-                sections[-1].lines += [indent + t for t in text[1:]]
+                content = [_inline(b) for b in _dedent(body)]
+                sections[-1].lines += [indent + (head + " " + (content[0] if content else "")).strip()]
+                sections[-1].lines += [indent + t for t in content[1:]]
             else:  # only, tabs, container, rubric, py:data, ...: the content, parsed like the rest
                 if arg and name not in ("only", "container", "tabs", "class"):  # py:data:: DEBUG, rubric
                     sections[-1].lines.append(indent + _inline(arg))
@@ -282,7 +282,8 @@ def question_files(folder: Path) -> dict[str, str]:
     the BEIR files are derived from it so ids stay systematic: ``<doc>-f<n>`` feedback, ``<doc>-t<n>`` test.
     """
     rows = [line.split("\t") for line in (folder / "questions.tsv").read_text(encoding="utf-8").splitlines()[1:] if line]
-    queries, qrels = [], {"feedback": [], "test": []}
+    queries: list[str] = []
+    qrels: dict[str, list[str]] = {"feedback": [], "test": []}
     counts: dict[tuple[str, str], int] = {}
     for doc_id, split, text in rows:
         key = (doc_id, split)

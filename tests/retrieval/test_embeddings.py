@@ -226,3 +226,15 @@ def tiny_model(path: Path) -> Path:
     model = SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
     model.save(str(path))
     return path
+
+
+def test_torch_threads_sleep_when_idle_unless_the_operator_says_otherwise() -> None:
+    """OpenMP threads that spin while waiting slowed query-encoder training 20x on a busy machine:
+    importing askloop's retrieval sets the passive wait policy before torch can load."""
+    code = "import os, retrieval, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"

@@ -23,15 +23,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from feedback.datasets import Dataset
 from feedback.metrics import hit_at_1
 from retrieval.learned import LearnedTuning
+from retrieval.search import KnowledgeBase
+from retrieval.tuning import Tuning
 
-if TYPE_CHECKING:
-    from feedback.evaluation import Evaluation
+
+class Evaluation(Protocol):
+    """What a finished `feedback.evaluation.Evaluation` holds that the diagnosis reads (a
+    protocol, so the evaluation can call the diagnosis without the two importing each other)."""
+
+    ds: Dataset
+    kb: KnowledgeBase
+    vectors: dict[str, np.ndarray]
+    validated: list[tuple[str, str]]
+    base_rankings: dict[str, list[str]]
+    rankings: dict[str, dict[str, list[str]]]
+    tunings: dict[str, Tuning]
+
 
 STRATEGY = "askloop"
 # Rules a memory can be blocked by (MemoryParams names), and the other places a miss can fall.
@@ -44,7 +58,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-def nearest_feedback(evaluation: "Evaluation") -> dict[str, tuple[str, str]]:
+def nearest_feedback(evaluation: Evaluation) -> dict[str, tuple[str, str]]:
     """Test question → (nearest validated feedback question, its validated document)."""
     validated = list(dict.fromkeys(evaluation.validated))  # a question validated twice counts once
     if not validated:
@@ -93,13 +107,11 @@ def _blocked_by(tuning: LearnedTuning, vector: np.ndarray, right: set[str]) -> s
     return None
 
 
-def _place(evaluation: "Evaluation", tuning: Any, question: str, right: set[str], ranking: Sequence[str]) -> str:
+def _place(evaluation: Evaluation, tuning: Any, question: str, right: set[str], ranking: Sequence[str], k: int) -> str:
     if len(ranking) > 1 and ranking[1] in right:
         return "ranked_second"
-    from feedback.evaluation import EVAL_K
-
     text = evaluation.ds.queries[question]
-    candidates = evaluation.kb.search_vector(text, evaluation.vectors[text], EVAL_K, tuning, every_candidate=True).hits
+    candidates = evaluation.kb.search_vector(text, evaluation.vectors[text], k, tuning, every_candidate=True).hits
     if not right & {h.doc_id for h in candidates}:
         return "out_of_reach"
     return "other"
@@ -110,8 +122,9 @@ def best(grades: dict[str, float]) -> set[str]:
     return {d for d, g in grades.items() if g == top and g > 0}
 
 
-def diagnose(evaluation: "Evaluation", parts: dict[str, list[str]]) -> dict[str, Any]:
-    """The headroom figures of a finished run (`Evaluation.run` with the askloop strategy)."""
+def diagnose(evaluation: Evaluation, parts: dict[str, list[str]], k: int = 10) -> dict[str, Any]:
+    """The headroom figures of a finished run (`Evaluation.run` with the askloop strategy);
+    `parts`: test question ids by part (with / without feedback); `k`: the depth the run searched."""
     ds = evaluation.ds
     nearest = nearest_feedback(evaluation)
     live = evaluation.tunings.get(STRATEGY)
@@ -132,7 +145,7 @@ def diagnose(evaluation: "Evaluation", parts: dict[str, list[str]]) -> dict[str,
             right = best(grades)
             vector = evaluation.vectors[ds.queries[q]]
             blocked = _blocked_by(learned, vector, right) if learned else None
-            row["miss"] = blocked or _place(evaluation, live, q, right, engine.get(q, []))
+            row["miss"] = blocked or _place(evaluation, live, q, right, engine.get(q, []), k)
         rows[q] = row
 
     def summary(ids: Sequence[str]) -> dict[str, Any]:

@@ -321,7 +321,7 @@ class Evaluation:
 
                 self.log("diagnosing what is left")
                 started = time.perf_counter()
-                result["diagnosis"] = diagnose(self, split_ids)
+                result["diagnosis"] = diagnose(self, split_ids, EVAL_K)
                 self._timed("diagnose_s", started)
         result["timings"] = self.timings
         return result

@@ -7,10 +7,10 @@ questions about them are answered through the feedback loop (the bot's path: the
 embedded, the answer recorded with its vector), voted on (a 👎 sometimes with a correction a
 moderator approves), and one proposal is learned from it as `askloop learn` does. Printed: the
 learn time (the engine: memories, titles, query encoder, payload), the gate's time apart, the
-ingest time, and learn / ingest; the first learning in a process (as `askloop learn` runs it,
-one-off imports and JIT compilation included) and again, warm (as the worker runs it). Everything
-runs in one process on one machine, so a busy machine slows both alike and the ratio means more
-than either time.
+ingest time, and learn / ingest, without and with the one-off costs the first learning in a
+process pays (imports, model load, JIT compilation: `askloop learn` pays them each time, the
+worker once). Everything runs in one process on one machine, so a busy machine slows both alike
+and the ratio means more than either time.
 
 The 10,000-vote case:
 
@@ -184,6 +184,16 @@ def realistic(docs: int, votes: int) -> None:
                 counts["corrections"] += 1
         print(f"  setup (untimed): {votes} questions answered and voted in {time.perf_counter() - started:.1f}s: "
               f"{counts['up']}👍 {counts['down']}👎, {counts['corrections']} approved correction(s)")
+        # The first learning in a process also pays one-off costs: importing sentence-transformers
+        # and torch and loading the model for the query encoder's training, and compiling the
+        # metrics library's JIT code for the gate. `askloop learn` pays them each time, the worker
+        # once. Paid (and timed) first, so the learning timed next is what the worker pays.
+        started = time.perf_counter()
+        getattr(services.embedder, "sentence_transformer", None)
+        from feedback.metrics import per_query
+
+        per_query({"q": {"d": 1.0}}, {"q": ["d"]})
+        one_off_s = time.perf_counter() - started
         started = time.perf_counter()
         outcome = loop.learn("mod", "askloop")
         total = time.perf_counter() - started
@@ -192,23 +202,12 @@ def realistic(docs: int, votes: int) -> None:
         learn_s = total - gate_s
         if outcome.learned is not None:
             print(f"  {outcome.learned.diff.get('query_tuning')}")
-        # The first learning in a process also pays one-off costs (importing sentence-transformers
-        # and torch for the query encoder, compiling the metrics library's JIT code for the gate):
-        # `askloop learn` pays them each time, the worker once. Timed again, warm:
-        started = time.perf_counter()
-        loop.learner.build("askloop")
-        warm_learn_s = time.perf_counter() - started
-        warm_gate_s = 0.0
-        if proposal is not None:
-            started = time.perf_counter()
-            loop.evaluate(proposal.id)
-            warm_gate_s = time.perf_counter() - started
-        print(f"  learned a proposal in {learn_s:.1f}s, first in this process (the gate then took {gate_s:.1f}s); "
-              f"again, warm: {warm_learn_s:.1f}s (gate {warm_gate_s:.1f}s); ingest {ingest_s:.1f}s")
-        for label, seconds, gate in (("first", learn_s, gate_s), ("warm", warm_learn_s, warm_gate_s)):
-            ratio = seconds / ingest_s
-            print(f"  {label}: learn / ingest = {ratio:.2f} (target <= 2) -> {'OK' if ratio <= 2 else 'TOO SLOW'}; "
-                  f"with the gate {(seconds + gate) / ingest_s:.2f}")
+        print(f"  learned a proposal in {learn_s:.1f}s (the gate then took {gate_s:.1f}s; one-off imports and JIT "
+              f"before the first learning in a process {one_off_s:.1f}s); ingest {ingest_s:.1f}s")
+        ratio = learn_s / ingest_s
+        print(f"  learn / ingest = {ratio:.2f} (target <= 2) -> {'OK' if ratio <= 2 else 'TOO SLOW'}; "
+              f"with the one-off costs (`askloop learn`) {(learn_s + one_off_s) / ingest_s:.2f}; "
+              f"with the gate too {(learn_s + one_off_s + gate_s) / ingest_s:.2f}")
         loop.close()
 
 

@@ -18,7 +18,7 @@ Feedback goes through the real store (SQLite in a temporary dir). The answers ca
 question vectors as the bot records them (it embeds each question to answer it; here all distinct
 questions are embedded once during setup, untimed). Timed twice over the same feedback:
 
-* with stored vectors: reading `training_feedback()` (vectors included), collecting and capping
+* with stored vectors: reading `training.feedback()` (vectors included), collecting and capping
   memories, tuning the query encoder on the heaviest validated pairs (at most 500, with as many
   title anchors), encoding the
   payload, and decoding it back into a tuning — no question is embedded for the memories;
@@ -68,7 +68,7 @@ def question(rng: random.Random, tag: str) -> str:
 def learn(store: FeedbackStore, engine: LearningEngine) -> tuple[dict[str, float], object]:
     """One proposal from the store's feedback, timed by step; returns (seconds per step, learned)."""
     started = time.perf_counter()
-    feedback = store.training_feedback()
+    feedback = store.training.feedback()
     read_s = time.perf_counter() - started
     learned = engine.build(feedback)
     build_s = time.perf_counter() - started - read_s
@@ -107,10 +107,10 @@ def record(store: FeedbackStore, embedder, items, tuning_version: int | None) ->
     for i, (text, docs, (user, value)) in enumerate(items):
         hits = [Hit(f"doc{d}", f"Doc {d}", f"doc{d}.md", 0.6 - 0.01 * r, "text", f"doc{d}-0", base_score=0.6)
                 for r, d in enumerate(docs)]
-        answer = store.record_answer(question=text, asker=f"asker{i}", origin="bench", hits=hits, answer_text="x",
+        answer = store.answers.record(question=text, asker=f"asker{i}", origin="bench", hits=hits, answer_text="x",
                                      abstained=False, tuning_version=tuning_version,
                                      question_vector=vectors[text], vector_model=embedder.model_id)
-        store.vote(answer.id, user, value)
+        store.votes.cast(answer.id, user, value)
 
 
 SUBJECTS = ["VPN", "password", "expense report", "holiday request", "laptop", "deploy pipeline", "on-call pager",
@@ -259,7 +259,7 @@ def main() -> None:
         engine = LearningEngine(again, chunk_vectors=lambda: chunks, doc_titles=lambda: titles)
         started = time.perf_counter()
         engine.remember_vectors(learned.payload)
-        relearned = engine.build(store.training_feedback())
+        relearned = engine.build(store.training.feedback())
         print(f"incremental: {len(relearned.memories):,} memories (500 new votes) learned in "
               f"{time.perf_counter() - started:.1f}s ({len(again.encoded):,} questions embedded)")
 

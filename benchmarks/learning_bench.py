@@ -1,10 +1,24 @@
-"""How long learning a proposal takes from 10,000 validated votes (target: under a minute).
+"""How long learning a proposal takes: a team's first few hundred votes (target: at most twice
+the time that knowledge base took to ingest), and 10,000 validated votes (target: under a minute).
+
+The realistic case (first): a knowledge base of a few hundred documents (written here, about a
+thousand characters each) is ingested with the bot's own pipeline and timed; a few hundred
+questions about them are answered through the feedback loop (the bot's path: the question is
+embedded, the answer recorded with its vector), voted on (a 👎 sometimes with a correction a
+moderator approves), and one proposal is learned from it as `askloop learn` does. Printed: the
+learn time (the engine: memories, titles, query encoder, payload), the gate's time apart, the
+ingest time, and learn / ingest, without and with the one-off costs the first learning in a
+process pays (imports, model load, JIT compilation: `askloop learn` pays them each time, the
+worker once). Everything runs in one process on one machine, so a busy machine slows both alike
+and the ratio means more than either time.
+
+The 10,000-vote case:
 
 Feedback goes through the real store (SQLite in a temporary dir). The answers carry their
 question vectors as the bot records them (it embeds each question to answer it; here all distinct
 questions are embedded once during setup, untimed). Timed twice over the same feedback:
 
-* with stored vectors: reading `training_feedback()` (vectors included), collecting and capping
+* with stored vectors: reading `training.feedback()` (vectors included), collecting and capping
   memories, tuning the query encoder on the heaviest validated pairs (at most 500, with as many
   title anchors), encoding the
   payload, and decoding it back into a tuning — no question is embedded for the memories;
@@ -16,7 +30,8 @@ tuning (what every question pays, the title test included), the title test alone
 400 and with 10,000 document titles, and giving a version the titles of 100 newly ingested
 documents.
 
-    .venv/bin/python benchmarks/learning_bench.py [--votes 10000]
+    .venv/bin/python benchmarks/learning_bench.py [--votes 10000] [--docs 300 --team-votes 280]
+                                                  [--only realistic|large]
 """
 
 from __future__ import annotations
@@ -53,7 +68,7 @@ def question(rng: random.Random, tag: str) -> str:
 def learn(store: FeedbackStore, engine: LearningEngine) -> tuple[dict[str, float], object]:
     """One proposal from the store's feedback, timed by step; returns (seconds per step, learned)."""
     started = time.perf_counter()
-    feedback = store.training_feedback()
+    feedback = store.training.feedback()
     read_s = time.perf_counter() - started
     learned = engine.build(feedback)
     build_s = time.perf_counter() - started - read_s
@@ -92,16 +107,121 @@ def record(store: FeedbackStore, embedder, items, tuning_version: int | None) ->
     for i, (text, docs, (user, value)) in enumerate(items):
         hits = [Hit(f"doc{d}", f"Doc {d}", f"doc{d}.md", 0.6 - 0.01 * r, "text", f"doc{d}-0", base_score=0.6)
                 for r, d in enumerate(docs)]
-        answer = store.record_answer(question=text, asker=f"asker{i}", origin="bench", hits=hits, answer_text="x",
+        answer = store.answers.record(question=text, asker=f"asker{i}", origin="bench", hits=hits, answer_text="x",
                                      abstained=False, tuning_version=tuning_version,
                                      question_vector=vectors[text], vector_model=embedder.model_id)
-        store.vote(answer.id, user, value)
+        store.votes.cast(answer.id, user, value)
+
+
+SUBJECTS = ["VPN", "password", "expense report", "holiday request", "laptop", "deploy pipeline", "on-call pager",
+            "printer", "wiki page", "badge", "payroll", "parking space", "travel booking", "code review", "backup"]
+ACTIONS = ["set up", "reset", "renew", "cancel", "request", "approve", "report a problem with", "move", "share",
+           "restore"]
+SENTENCES = [
+    "Open the {s} page in the self-service portal and choose '{a}'.",
+    "If you cannot {a} the {s} yourself, open a ticket with the {team} team; they answer within one working day.",
+    "Your manager is told automatically, and nothing else is needed unless the {s} belongs to a contractor.",
+    "Keep the confirmation e-mail: the {team} team asks for its number if something goes wrong later.",
+    "From abroad the portal needs the VPN first; in the office it works from any desk.",
+    "This page is reviewed every quarter by the {team} team; tell them in #help-{team} if a step is out of date.",
+]
+TEAMS = ["IT", "finance", "HR", "platform", "facilities", "security"]
+ASK = ["How do I {a} my {s}?", "Where can I {a} the {s}?", "Who helps me {a} a {s}?", "what's the way to {a} {s} now",
+       "Can I {a} the {s} myself?", "{s}: how to {a} it?"]
+
+
+def write_knowledge_base(folder: Path, count: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """`count` markdown documents of about a thousand characters; returns (file stem, subject, action)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for n in range(count):
+        s, a, team = SUBJECTS[n % len(SUBJECTS)], ACTIONS[(n // len(SUBJECTS)) % len(ACTIONS)], rng.choice(TEAMS)
+        place = f"{s} ({team}, site {n // (len(SUBJECTS) * len(ACTIONS)) + 1})"
+        body = " ".join(rng.choice(SENTENCES).format(s=place, a=a, team=team) for _ in range(8))
+        stem = f"doc-{n:03d}"
+        (folder / f"{stem}.md").write_text(f"# How to {a} the {place}\n\n{body}\n", encoding="utf-8")
+        made.append((stem, place, a))
+    return made
+
+
+def realistic(docs: int, votes: int) -> None:
+    """A team's first proposal: ingest `docs` documents, answer and vote `votes` questions, learn."""
+    from bot.services import Services
+    from bot.settings import load_settings
+    from feedback.loop import FeedbackLoop
+    from feedback.refs import correction_ref
+
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory(prefix="askloop-lbench-") as tmp:
+        services = Services(load_settings(home=Path(tmp) / "home", database_url=None, chroma_url=None,
+                                          collection="bench"))
+        services.embedder.encode(["warm up"])  # the model loads once per process, not per ingest
+        made = write_knowledge_base(Path(tmp) / "kb", docs, rng)
+        started = time.perf_counter()
+        report = services.ingestor.run([Path(tmp) / "kb"])
+        ingest_s = time.perf_counter() - started
+        print(f"realistic: ingested {docs} documents ({report.chunks_added} chunks) in {ingest_s:.1f}s")
+
+        loop = FeedbackLoop(services.feedback_store, services.knowledge_base, services.config.with_moderators("mod"))
+        index = services.store.document_index()
+        ids = {stem: next((d for d in index if Path(d).stem == stem or d.endswith(f"{stem}.md")), None)
+               for stem, _, _ in made}
+        assert all(ids.values()), "a written document was not ingested"
+        started = time.perf_counter()
+        counts = {"up": 0, "down": 0, "corrections": 0}
+        for i in range(votes):
+            stem, place, action = rng.choice(made)
+            text = rng.choice(ASK).format(a=action, s=place)
+            answered = loop.answer(text, asker=f"user{i}", origin="bench")
+            top = answered.answer.hits[0].doc_id if answered.answer.hits else None
+            right = ids[stem]
+            up = top == right if rng.random() > 0.1 else top != right  # one vote in ten disagrees
+            loop.vote(answered.answer_id, f"user{i % 60}", 1 if up else -1, source="bench")
+            counts["up" if up else "down"] += 1
+            if not up and right is not None and rng.random() < 0.4:
+                fix = loop.suggest_correction(answered.answer_id, f"user{i % 60}", source=f"doc:{right}", origin="bench")
+                loop.decide(correction_ref(fix.id), "mod", True, note="bench")
+                counts["corrections"] += 1
+        print(f"  setup (untimed): {votes} questions answered and voted in {time.perf_counter() - started:.1f}s: "
+              f"{counts['up']}👍 {counts['down']}👎, {counts['corrections']} approved correction(s)")
+        # The first learning in a process also pays one-off costs: importing sentence-transformers
+        # and torch and loading the model for the query encoder's training, and compiling the
+        # metrics library's JIT code for the gate. `askloop learn` pays them each time, the worker
+        # once. Paid (and timed) first, so the learning timed next is what the worker pays.
+        started = time.perf_counter()
+        getattr(services.embedder, "sentence_transformer", None)
+        from feedback.metrics import per_query
+
+        per_query({"q": {"d": 1.0}}, {"q": ["d"]})
+        one_off_s = time.perf_counter() - started
+        started = time.perf_counter()
+        outcome = loop.learn("mod", "askloop")
+        total = time.perf_counter() - started
+        proposal = outcome.proposal
+        gate_s = float((proposal.evaluation or {}).get("seconds", 0.0)) if proposal is not None else 0.0
+        learn_s = total - gate_s
+        if outcome.learned is not None:
+            print(f"  {outcome.learned.diff.get('query_tuning')}")
+        print(f"  learned a proposal in {learn_s:.1f}s (the gate then took {gate_s:.1f}s; one-off imports and JIT "
+              f"before the first learning in a process {one_off_s:.1f}s); ingest {ingest_s:.1f}s")
+        ratio = learn_s / ingest_s
+        print(f"  learn / ingest = {ratio:.2f} (target <= 2) -> {'OK' if ratio <= 2 else 'TOO SLOW'}; "
+              f"with the one-off costs (`askloop learn`) {(learn_s + one_off_s) / ingest_s:.2f}; "
+              f"with the gate too {(learn_s + one_off_s + gate_s) / ingest_s:.2f}")
+        loop.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--votes", type=int, default=10_000)
+    parser.add_argument("--docs", type=int, default=300, help="realistic case: documents in the knowledge base")
+    parser.add_argument("--team-votes", type=int, default=280, help="realistic case: votes the proposal learns from")
+    parser.add_argument("--only", choices=("realistic", "large"))
     args = parser.parse_args()
+    if args.only != "large":
+        realistic(args.docs, args.team_votes)
+    if args.only == "realistic":
+        return
     rng = random.Random(0)
     embedder = shared_embedder(None, "onnx-fp32", default_model_cache())
     embedder.encode(["warm up"])
@@ -139,7 +259,7 @@ def main() -> None:
         engine = LearningEngine(again, chunk_vectors=lambda: chunks, doc_titles=lambda: titles)
         started = time.perf_counter()
         engine.remember_vectors(learned.payload)
-        relearned = engine.build(store.training_feedback())
+        relearned = engine.build(store.training.feedback())
         print(f"incremental: {len(relearned.memories):,} memories (500 new votes) learned in "
               f"{time.perf_counter() - started:.1f}s ({len(again.encoded):,} questions embedded)")
 

@@ -10,8 +10,9 @@ exactly the same feedback and none sees another's versions.
 
 Protocol (see docs/learning.md): a simulated user votes 👍 when the top source is a most-relevant
 document, else 👎 with a correction citing the most relevant one; `noise` flips each vote with
-that probability, and a flipped 👎 cites a random wrong document; the moderator approves
-corrections citing a relevant document and rejects the rest.
+that probability, and a flipped 👎 cites a random wrong document; `correction_rate` is the share
+of 👎 that carry a correction at all (the rest are bare votes, as most people leave them); the
+moderator approves corrections citing a relevant document and rejects the rest.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class EvalOptions:
     strategies: Sequence[str] = ("none", "doc-boost", "askloop")
     home: Path | None = None
     feedback_share: float = 1.0  # share of information needs that get feedback (the rest: no-harm check)
+    correction_rate: float = 1.0  # share of 👎 that carry a correction; the rest are bare votes
+    diagnose: bool = False  # after learning, what is left to gain and where (feedback.diagnose)
     gate: GateConfig = field(default_factory=GateConfig)
 
     def check(self) -> None:
@@ -65,6 +68,11 @@ class EvalOptions:
             raise ValueError("--noise is a probability between 0 and 1")
         if not 0.0 < self.feedback_share <= 1.0:
             raise ValueError("--feedback-share must be in (0, 1]")
+        if not 0.0 <= self.correction_rate <= 1.0:
+            raise ValueError("--correction-rate is a share between 0 and 1")
+        if self.diagnose and (not self.simulate or "askloop" not in self.strategies):
+            raise ValueError("--diagnose looks at what the askloop strategy learned: give --simulate-feedback "
+                             "and include askloop in --strategy")
 
 
 def best_docs(grades: dict[str, float]) -> set[str]:
@@ -107,6 +115,11 @@ class Evaluation:
         self.base_rankings: dict[str, list[str]] = {}
         self.rankings: dict[str, dict[str, list[str]]] = {}
         self.flipped_needs: set[str] = set()
+        # Feedback questions with the document the feedback validated for them (a counted 👍's
+        # top source, an approved correction's), in the order given; and each strategy's live
+        # tuning after learning: what `feedback.diagnose` looks at.
+        self.validated: list[tuple[str, str]] = []
+        self.tunings: dict[str, Tuning] = {}
 
     # -- pieces --------------------------------------------------------------------------------
     def _timed(self, name: str, started: float) -> None:
@@ -160,12 +173,20 @@ class Evaluation:
         return FeedbackLoop(store, self.kb, config)
 
     def simulate(self, loop: FeedbackLoop, feedback_ids: Sequence[str]) -> dict[str, int]:
-        """Ask, vote, correct and moderate, exactly as people would through the bot."""
+        """Ask, vote, correct and moderate, exactly as people would through the bot.
+
+        Whether a 👎 carries a correction is drawn from a generator of its own (seeded from the
+        seed), and a flipped 👎 draws its wrong document whether or not it is sent: the noise
+        stream is the same at every correction rate, so runs at different rates differ only
+        in the corrections, and rate 1 (no draw made) reproduces the runs made before the rate
+        existed."""
         rng = random.Random(self.options.seed)
-        noise = self.options.noise
+        fixes = random.Random(f"correction-rate:{self.options.seed}")
+        noise, rate = self.options.noise, self.options.correction_rate
         all_docs = sorted(self.kb.store.document_index())
         counts = {"questions": 0, "votes_up": 0, "votes_down": 0, "votes_counted": 0, "votes_flipped": 0,
-                  "corrections_suggested": 0, "corrections_approved": 0, "corrections_rejected": 0}
+                  "votes_down_bare": 0, "corrections_suggested": 0, "corrections_approved": 0,
+                  "corrections_rejected": 0}
         for number, q in enumerate(feedback_ids):
             text = self.ds.queries[q]
             grades = self.ds.feedback[q]
@@ -184,13 +205,16 @@ class Evaluation:
             counts["votes_up" if up else "votes_down"] += 1
             counts["votes_counted"] += int(outcome.counted)
             if up:
+                if outcome.counted and hits:
+                    self.validated.append((q, hits[0].doc_id))
                 continue
             if flipped:
                 wrong = [d for d in all_docs if grades.get(d, 0) <= 0]
                 cite = rng.choice(wrong) if wrong else None
             else:
                 cite = sorted(grades, key=lambda d: (-grades[d], d))[0]
-            if cite is None:
+            if cite is None or (rate < 1.0 and fixes.random() >= rate):
+                counts["votes_down_bare"] += 1
                 continue
             correction = loop.suggest_correction(answered.answer_id, user, source=f"doc:{cite}", origin="eval")
             counts["corrections_suggested"] += 1
@@ -198,6 +222,8 @@ class Evaluation:
             note = "cites a relevant document" if relevant else "cites an irrelevant document"
             loop.decide(correction_ref(correction.id), MODERATOR, relevant, note=note)
             counts["corrections_approved" if relevant else "corrections_rejected"] += 1
+            if relevant:
+                self.validated.append((q, cite))
         return counts
 
     def learn_and_apply(self, loop: FeedbackLoop, strategy: str) -> tuple[Tuning, dict[str, Any]]:
@@ -251,7 +277,8 @@ class Evaluation:
         self.counts.update({"test_questions": len(test_ids), "feedback_questions": len(feedback_ids),
                             "test_with_feedback": len(split_ids["with_feedback"]),
                             "test_without_feedback": len(split_ids["without_feedback"]),
-                            "noise": self.options.noise, "seed": self.options.seed})
+                            "noise": self.options.noise, "seed": self.options.seed,
+                            "correction_rate": self.options.correction_rate})
         split: dict[str, Any] = {}
         gates: dict[str, Any] = {}
         if not self.options.simulate:
@@ -277,6 +304,7 @@ class Evaluation:
                 strategy_loop = self.open_loop(copy)
                 live, info = self.learn_and_apply(strategy_loop, strategy)
                 strategy_loop.close()
+                self.tunings[strategy] = live
                 started = time.perf_counter()
                 rankings = self.rankings[strategy] = self.rank(test_ids, live)
                 self._timed(f"{strategy}.answer_s", started)
@@ -288,6 +316,13 @@ class Evaluation:
                 }
             self.counts["gate"] = gates
             result["split"] = split
+            if self.options.diagnose:
+                from feedback.diagnose import diagnose
+
+                self.log("diagnosing what is left")
+                started = time.perf_counter()
+                result["diagnosis"] = diagnose(self, split_ids, EVAL_K)
+                self._timed("diagnose_s", started)
         result["timings"] = self.timings
         return result
 

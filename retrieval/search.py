@@ -190,9 +190,13 @@ class KnowledgeBase:
         return self.lexical.index().scores(question)
 
     def search_vector(
-        self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None
+        self, question: str, vector: np.ndarray, k: int = 5, tuning: Tuning | None = None,
+        every_candidate: bool = False,
     ) -> SearchResult:
-        """Search with a precomputed question vector (batch evaluation embeds all at once)."""
+        """Search with a precomputed question vector (batch evaluation embeds all at once).
+
+        `every_candidate`: return every document the search for `k` considered, ranked, not only
+        the first `k` (a diagnosis asks whether the right one was among them at all)."""
         self.vectors.check()
         tuning = self.with_current_titles(tuning or NoTuning())
         query = tuning.search_query(question, vector)
@@ -211,7 +215,7 @@ class KnowledgeBase:
             hits = [self._with_keywords(hit, keywords.by_doc.get(hit.doc_id, 0.0)) for hit in hits]
         hits = merge_hits(hits, tuning.extra_hits(vector))
         ranked = tuning.rerank(vector, hits)
-        return SearchResult(question, vector, ranked[:k], tuning.version)
+        return SearchResult(question, vector, ranked if every_candidate else ranked[:k], tuning.version)
 
     def _candidates(self, query: np.ndarray, doc_ids: list[str]) -> list[Hit]:
         """Documents the vector search did not return, scored by their best chunk all the same.

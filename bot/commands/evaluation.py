@@ -117,6 +117,34 @@ def render_eval_table(result: dict[str, Any]) -> Any:
     return table
 
 
+def render_diagnosis(diagnosis: dict[str, Any], dataset: str) -> Any:
+    """`--diagnose`: hit@1 of the nearest-feedback rule, search, their ceiling and the engine per
+    part of the test questions, then where the engine's misses fall (one row per place)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    parts = diagnosis["parts"]
+    figures = Table(title=f"{dataset} — what is left (hit@1, test questions)")
+    figures.add_column("", no_wrap=True)
+    for part in parts:
+        figures.add_column(f"{part.replace('_', ' ')} (n={parts[part]['n']})", justify="right", no_wrap=True)
+    labels = {"nearest_feedback": "nearest-feedback rule", "search": "plain search",
+              "ceiling": "ceiling (either right)", diagnosis["strategy"]: f"{diagnosis['strategy']} after learning"}
+    for key, label in labels.items():
+        figures.add_row(label, *(f"{parts[p]['hit@1'][key]:.3f}" for p in parts))
+    misses = Table(title=f"where {diagnosis['strategy']}'s misses fall")
+    misses.add_column("", no_wrap=True)
+    for part in parts:
+        misses.add_column(part.replace("_", " "), justify="right", no_wrap=True)
+    rules = sorted({rule for p in parts.values() for rule in p["misses"]["blocked"]})
+    rows = [("blocked by " + rule, lambda m, r=rule: m["blocked"].get(r, 0)) for rule in rules]
+    rows += [(place.replace("_", " "), lambda m, k=place: m[k]) for place in ("out_of_reach", "ranked_second", "other")]
+    rows.append(("total", lambda m: m["total"]))
+    for label, value in rows:
+        misses.add_row(label, *(str(value(parts[p]["misses"])) for p in parts))
+    return Group(figures, misses)
+
+
 @app.command("eval")
 def eval_command(
     dataset_dir: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (+ qrels/feedback.tsv).")],
@@ -128,6 +156,8 @@ def eval_command(
     plot: Annotated[Path | None, typer.Option(help="Draw before/after per strategy into this PNG.")] = None,
     home: Annotated[Path | None, typer.Option(help="Data dir to use (default: a fresh temporary one).")] = None,
     feedback_share: Annotated[float, typer.Option(min=0.01, max=1.0, help="Share of needs given feedback (the rest measure harm).")] = 1.0,
+    correction_rate: Annotated[float, typer.Option(help="Share of 👎 that carry a correction, 0 to 1 (the rest are bare votes).")] = 1.0,
+    diagnose: Annotated[bool, typer.Option("--diagnose", help="After learning: what is left to gain, where misses fall.")] = False,
 ) -> None:
     """Measure retrieval on a BEIR data set, before and after (simulated) feedback."""
     from bot.cli_app import get_settings
@@ -139,7 +169,7 @@ def eval_command(
     strategies = [s.strip() for s in strategy.split(",") if s.strip()]
     options = EvalOptions(
         simulate=simulate_feedback, noise=noise, seed=seed, strategies=strategies, home=home,
-        feedback_share=feedback_share,
+        feedback_share=feedback_share, correction_rate=correction_rate, diagnose=diagnose,
         gate=GateConfig(tolerance=settings.gate_tolerance, recent=settings.gate_recent_questions),
     )
     try:
@@ -162,8 +192,10 @@ def eval_command(
     if simulate_feedback:
         console.print(
             f"feedback: {counts.get('questions', 0)} question(s), {counts.get('votes_up', 0)}👍 "
-            f"{counts.get('votes_down', 0)}👎 ({counts.get('votes_flipped', 0)} flipped by noise), corrections "
-            f"{counts.get('corrections_approved', 0)} approved / {counts.get('corrections_rejected', 0)} rejected"
+            f"{counts.get('votes_down', 0)}👎 ({counts.get('votes_flipped', 0)} flipped by noise, "
+            f"{counts.get('votes_down_bare', 0)} bare), corrections "
+            f"{counts.get('corrections_approved', 0)} approved / {counts.get('corrections_rejected', 0)} rejected "
+            f"(correction rate {counts.get('correction_rate', 1.0):g})"
         )
         for name, gate in counts.get("gate", {}).items():
             console.print(f"  {name}: gate {gate['gate']}" + (", applied" if gate.get("applied") else ""))
@@ -173,5 +205,7 @@ def eval_command(
                 for part, v in parts.items()
             )
             console.print(f"  {name} split: {text}")
+    if "diagnosis" in result:
+        console.print(render_diagnosis(result["diagnosis"], result["dataset"]))
     if plot is not None:
         console.print(f"plot written to {plot}")

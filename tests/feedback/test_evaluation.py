@@ -133,3 +133,83 @@ def test_bad_input_is_one_clear_line(tmp_path, home) -> None:
     (broken / "qrels" / "test.tsv").write_text("q\td\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="first line"):
         load_dataset(broken)
+
+
+def write_wrong_answers(root: Path, n: int = 60) -> Path:
+    """A data set whose every feedback question search answers wrongly: each gets a 👎."""
+    write_dataset(root)
+    extra = {f"f-x{i}": (f"Which tool gets me onto the internal network, try {i}?", "oncall") for i in range(n)}
+    with (root / "queries.jsonl").open("a", encoding="utf-8") as out:
+        out.write("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in extra.items()))
+    header = "query-id\tcorpus-id\tscore\n"
+    (root / "qrels" / "feedback.tsv").write_text(header + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in extra.items()),
+                                                 encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def wrong_world(tmp_path, settings, embedder):
+    from feedback.datasets import Dataset
+
+    ds: Dataset = load_dataset(write_wrong_answers(tmp_path / "wrong"))
+    return ds, eval_world_opener(settings)(ds, tmp_path / "wrong-home")
+
+
+def simulated(world, **options) -> tuple[dict, Evaluation]:
+    ds, w = world
+    evaluation = Evaluation(ds, EvalOptions(simulate=True, strategies=["none"], seed=5, **options), w)
+    return evaluation.run()["counts"], evaluation
+
+
+def test_correction_rate_decides_which_thumbs_down_carry_a_correction(wrong_world) -> None:
+    full, _ = simulated(wrong_world)
+    assert full["votes_down"] == 60 and full["corrections_suggested"] == 60 and full["votes_down_bare"] == 0
+    assert full["correction_rate"] == 1.0
+    none, _ = simulated(wrong_world, correction_rate=0.0)
+    assert none["votes_down"] == 60 and none["corrections_suggested"] == 0 and none["votes_down_bare"] == 60
+    some, _ = simulated(wrong_world, correction_rate=0.3)
+    assert 10 <= some["corrections_suggested"] <= 26  # ~30% of 60 (binomial sd 3.5), fixed by the seed
+    assert some["corrections_suggested"] + some["votes_down_bare"] == 60
+    assert some["corrections_approved"] == some["corrections_suggested"]
+    again, _ = simulated(wrong_world, correction_rate=0.3)
+    assert again == some  # deterministic for a seed
+
+
+def test_correction_rate_leaves_the_noise_stream_alone(wrong_world) -> None:
+    # The same votes are flipped whatever the rate, and rate 1 makes no draw at all: the runs made
+    # before the rate existed are reproduced exactly.
+    full, full_run = simulated(wrong_world, noise=0.4)
+    part, part_run = simulated(wrong_world, noise=0.4, correction_rate=0.3)
+    assert 0 < full["votes_flipped"] == part["votes_flipped"] < 60
+    assert full_run.flipped_needs == part_run.flipped_needs
+    assert full["votes_up"] == part["votes_up"] and full["votes_down"] == part["votes_down"]
+    assert full["votes_down_bare"] == 0 and part["votes_down_bare"] > 0
+    # Validated targets at rate 1: every 👍's top source and every approved correction's document.
+    assert len(full_run.validated) == full["votes_up"] + full["corrections_approved"]
+
+
+def test_correction_rate_is_checked(tmp_path, home) -> None:
+    from bot.cli import app
+
+    with pytest.raises(ValueError, match="--correction-rate"):
+        EvalOptions(correction_rate=1.5).check()
+    with pytest.raises(ValueError, match="--correction-rate"):
+        EvalOptions(correction_rate=-0.1).check()
+    out = CliRunner().invoke(app, ["eval", str(write_dataset(tmp_path / "ds")), "--simulate-feedback",
+                                   "--correction-rate", "2"])
+    assert out.exit_code == 1 and "--correction-rate" in out.output
+
+
+def test_cli_prints_bare_votes_and_the_diagnosis(dataset, home, embedder, tmp_path) -> None:
+    from bot.cli import app
+
+    out = CliRunner().invoke(
+        app, ["eval", str(dataset), "--simulate-feedback", "--strategy", "none,askloop", "--correction-rate", "0.5",
+              "--diagnose", "--home", str(tmp_path / "clihome")],
+        env={"COLUMNS": "160"},
+    )
+    assert out.exit_code == 0, out.output
+    assert "bare" in out.output and "correction rate 0.5" in out.output
+    assert "nearest-feedback rule" in out.output and "misses fall" in out.output
+    out = CliRunner().invoke(app, ["eval", str(dataset), "--diagnose", "--strategy", "none"])
+    assert out.exit_code == 1 and "--diagnose" in out.output

@@ -84,8 +84,10 @@ class MemoryParams:
     A document's summed adjustment a becomes cap * tanh(scale * a / cap) spread units, where
     `spread` is the standard deviation of the candidates' base scores (at least `min_spread`).
     👎 memories use the stricter `tau_negative`: a rejection only repeats for near-repeats.
-    The values were chosen once, on held-out parts of feedback data only, and hold for any
-    knowledge base.
+    These defaults are the safe starting point; the learning engine may move the reach, the
+    title margin and the strength within fixed bounds when the team's own feedback shows, on
+    held-out phrasings, that another setting ranks better (`feedback.calibration`). The values
+    in force are recorded in every payload.
     """
 
     tau: float = 0.45
@@ -118,6 +120,10 @@ class MemoryParams:
             if key in fields:
                 values[key] = int(value) if key == "max_extra" else float(value)
         return cls(**values)
+
+
+# Per-question products that depend only on the memories and titles, never on `MemoryParams`.
+_SHARED = frozenset({"centred", "raw", "best_other_title"})
 
 
 def kernel(similarity: np.ndarray, tau: float, power: float) -> np.ndarray:
@@ -199,6 +205,9 @@ class LearnedTuning:
         self.passage_vectors = passage_vectors
         self.adapter = adapter
         self._last = threading.local()  # the last question's products, per thread (_per_question)
+        # Products that do not depend on `params` (similarities, title scores): shared with the
+        # copies `with_params` makes, so scoring several settings costs one product per question.
+        self._shared = threading.local()
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
@@ -241,7 +250,24 @@ class LearnedTuning:
         vectors = np.stack([kept[(d, current[d])] if (d, current[d]) in kept else made[current[d]] for d in docs])
         fresh = copy.copy(self)
         fresh._last = threading.local()  # the title test's memo belongs to the old titles
+        fresh._shared = threading.local()
         fresh._set_titles(docs, vectors, [current[d] for d in docs])
+        return fresh
+
+    def with_params(self, params: MemoryParams) -> "LearnedTuning":
+        """The same memories under other reach and strength settings, sharing this tuning's
+        per-question products (similarities to the remembered questions and the titles), so
+        calibration scores many settings at the price of one. Title vectors must already be set
+        when `params` uses the title rule (a margin below 2); a margin of 2 turns it off."""
+        fresh = copy.copy(self)
+        fresh.params = params
+        is_vote = ~self.memory_is_correction & (self.memory_weight > 0)
+        fresh.memory_tau = np.where(
+            self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
+        ).astype(np.float32)
+        fresh._last = threading.local()
+        if params.title_margin >= 2:
+            fresh.title_vectors = None
         return fresh
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
@@ -261,12 +287,13 @@ class LearnedTuning:
         """
         query = np.asarray(query, dtype=np.float32)
         key = query.tobytes()
-        kept = getattr(self._last, name, None)
+        memo = self._shared if name in _SHARED else self._last
+        kept = getattr(memo, name, None)
         if kept is not None and kept[0] == key:
             return kept[1]
         value = compute(query)
         value.flags.writeable = False
-        setattr(self._last, name, (key, value))
+        setattr(memo, name, (key, value))
         return value
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
@@ -296,11 +323,17 @@ class LearnedTuning:
         return self._per_question("explained", query, self._explained)
 
     def _explained(self, query: np.ndarray) -> np.ndarray:
-        titles = self.title_vectors @ query
-        first, second = np.argsort(-titles)[:2]
-        other = np.where(self.memory_title == first, titles[second], titles[first])
+        other = self._per_question("best_other_title", query, self._best_other_title)
         remembered = self.raw_similarities(query)[self.memory_question]
         return remembered >= other - self.params.title_margin
+
+    def _best_other_title(self, query: np.ndarray) -> np.ndarray:
+        """Per memory: the best raw cosine of the question with the title of any document
+        other than the memory's own."""
+        assert self.title_vectors is not None
+        titles = self.title_vectors @ query
+        first, second = np.argsort(-titles)[:2]
+        return np.where(self.memory_title == first, titles[second], titles[first]).astype(np.float32)
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:
         """Bounded adjustment per document (in spread units) for this question; zeros omitted."""

@@ -253,6 +253,8 @@ def calibrate(
     for fold in sorted({h.fold for h in items}):
         out = {h.question for h in items if h.fold == fold}
         tuning = _fold_tuning([m for m in memories if m.question not in out], vectors, center_prior, titles)
+        if tuning is not None:
+            tuning.prepare(np.stack([vectors[h.question] for h in items if h.fold == fold]))
         variants = [tuning.with_params(p) if tuning is not None else None for p in settings]
         for i, item in enumerate(items):
             if item.fold != fold:

@@ -123,7 +123,7 @@ class MemoryParams:
 
 
 # Per-question products that depend only on the memories and titles, never on `MemoryParams`.
-_SHARED = frozenset({"centred", "raw", "best_other_title"})
+_SHARED = frozenset({"centred", "raw", "memory_centred", "best_other_title"})
 
 
 def kernel(similarity: np.ndarray, tau: float, power: float) -> np.ndarray:
@@ -287,6 +287,9 @@ class LearnedTuning:
         """
         query = np.asarray(query, dtype=np.float32)
         key = query.tobytes()
+        prepared = getattr(self._shared, "prepared", None)
+        if prepared is not None and name in prepared and key in prepared[name]:
+            return prepared[name][key]
         memo = self._shared if name in _SHARED else self._last
         kept = getattr(memo, name, None)
         if kept is not None and kept[0] == key:
@@ -295,6 +298,22 @@ class LearnedTuning:
         value.flags.writeable = False
         setattr(memo, name, (key, value))
         return value
+
+    def prepare(self, queries: np.ndarray) -> None:
+        """Compute the similarities of many questions to every remembered question in one matrix
+        product each (scoring many questions, as calibration does, instead of one product per
+        question); kept, for this thread, until the next `prepare`, and shared with the copies
+        `with_params` makes."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        keys = [q.tobytes() for q in queries]
+        centred = self._centred(queries) @ self.questions.T if len(self.questions) else np.zeros((len(queries), 0))
+        raw = queries @ self.raw_questions.T if len(self.raw_questions) else np.zeros((len(queries), 0))
+        tables: dict[str, dict[bytes, np.ndarray]] = {"centred": {}, "raw": {}}
+        for key, c, r in zip(keys, centred.astype(np.float32), raw.astype(np.float32)):
+            c.flags.writeable = False
+            r.flags.writeable = False
+            tables["centred"][key], tables["raw"][key] = c, r
+        self._shared.prepared = tables
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """Centred cosine between this question and every remembered question (read-only)."""
@@ -340,15 +359,19 @@ class LearnedTuning:
         if len(self.memory_weight) == 0:
             return {}
         p = self.params
-        similarity = self.similarities(query)[self.memory_question]
-        x = np.clip((similarity - self.memory_tau) / np.maximum(1e-6, 1.0 - self.memory_tau), 0.0, 1.0)
-        contributions = x**p.power * self.memory_weight
+        similarity = self._per_question("memory_centred", query, lambda q: self.similarities(q)[self.memory_question])
+        near = np.flatnonzero(similarity > self.memory_tau)  # the kernel is 0 for every other memory
         explained = self.explained(query)
         if explained is not None:
-            contributions = np.where(explained, contributions, 0.0)
+            near = near[explained[near]]
+        if not len(near):
+            return {}
+        tau = self.memory_tau[near]
+        x = np.clip((similarity[near] - tau) / np.maximum(1e-6, 1.0 - tau), 0.0, 1.0)
+        contributions = x**p.power * self.memory_weight[near]
         if not np.any(contributions):
             return {}
-        totals = np.bincount(self.memory_doc, weights=contributions, minlength=len(self.docs))
+        totals = np.bincount(self.memory_doc[near], weights=contributions, minlength=len(self.docs))
         capped = bounded(p.scale * totals, p.cap)
         return {self.docs[i]: float(capped[i]) for i in np.flatnonzero(capped)}
 

@@ -149,6 +149,11 @@ def test_with_params_ranks_exactly_as_a_tuning_built_with_those_params() -> None
     base.adjustments(query)  # fills the shared products
     for params in (MemoryParams(tau=0.3, scale=6.0), MemoryParams(title_margin=2.0), MemoryParams(title_margin=0.05)):
         assert base.with_params(params).adjustments(query) == build(params).adjustments(query)
+    # Similarities prepared for many questions at once give the same adjustments.
+    prepared = build(MemoryParams(tau=0.3))
+    prepared.prepare(matrix)
+    for q in questions:
+        assert prepared.adjustments(vectors[q]) == build(MemoryParams(tau=0.3)).adjustments(vectors[q])
 
 
 def test_the_proposal_records_the_calibration_in_its_diff_and_summary() -> None:

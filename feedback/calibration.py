@@ -54,7 +54,7 @@ TAU_VOTE_BOUNDS = (0.45, 0.85)
 MAX_SCALE = 6.0
 
 FOLDS = 5
-WHOLE_NEEDS = 5  # one need in this many, of those with several phrasings, is held out whole (harm)
+WHOLE_NEEDS = 2  # one need in this many, of those with several phrasings, is held out whole (harm)
 MAX_HELD_OUT = 400  # held-out questions scored (a stable sample beyond this): bounds the cost
 MIN_PARAPHRASES = 12  # held-out phrasings whose need has other feedback, at the least
 MIN_PARAPHRASE_NEEDS = 4  # … from this many needs
@@ -240,8 +240,9 @@ def calibrate(
     report.update(held_out=len(items), paraphrases=len(paraphrases),
                   paraphrase_needs=len({h.target for h in paraphrases}))
     if len(paraphrases) < MIN_PARAPHRASES or report["paraphrase_needs"] < MIN_PARAPHRASE_NEEDS:
+        single = len(set(found.values())) == len(found)
         why = ("only one phrasing per need: no need has a held-out paraphrase to show how far feedback "
-               "should reach" if not paraphrases else
+               "should reach" if single else
                f"too few held-out paraphrases ({len(paraphrases)} of {report['paraphrase_needs']} need(s); "
                f"at least {MIN_PARAPHRASES} of {MIN_PARAPHRASE_NEEDS} are needed)")
         return _defaults(base, report, why)

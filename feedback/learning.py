@@ -392,6 +392,9 @@ class LearningEngine:
                 "targets": list(params.encoder.shape.targets),
                 "blend": params.encoder.blend,
                 "reach": params.encoder.reach,
+                # the title rule for the encoder's reach keeps its configured margin: calibration
+                # measures memories, not the encoder (which it does not retrain per fold)
+                "title_margin": params.memory.title_margin,
                 "weights": {name: encode_matrix(w) for name, w in sorted(tuned.weights.items())},
                 "stats": tuned.stats,
             }
@@ -403,7 +406,7 @@ class LearningEngine:
 
     def _title_texts(self, memory: MemoryParams) -> tuple[list[str], list[str]] | None:
         titles = {d: t for d, t in (self.doc_titles() if self.doc_titles else {}).items() if t.strip()}
-        if memory.title_margin >= 2 or len(titles) < 2:
+        if min(memory.title_margin, self.params.memory.title_margin) >= 2 or len(titles) < 2:
             return None
         docs = sorted(titles)
         return docs, [titles[d] for d in docs]

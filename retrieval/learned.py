@@ -182,7 +182,11 @@ class LearnedTuning:
         title_docs: list[str] | None = None,
         title_vectors: np.ndarray | None = None,
         title_texts: list[str] | None = None,
+        encoder_title_margin: float | None = None,
     ) -> None:
+        """`encoder_title_margin`: the title rule's margin for the tuned encoder's reach (default:
+        the memories' `title_margin`); calibration moves the memories' margin only, since it
+        measures memories, not the encoder."""
         self.version = version
         self.params = params
         self.center = None if center is None else np.asarray(center, dtype=np.float32).reshape(-1)
@@ -211,12 +215,14 @@ class LearnedTuning:
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
+        self.encoder_title_margin = params.title_margin if encoder_title_margin is None else float(encoder_title_margin)
         # Every document's title, to tell whether a remembered question or another document's
         # title describes a new question better (see `explained`); none: every memory counts.
         self.title_docs: list[str] = []
         self.title_texts: list[str] = []
         self.title_vectors: np.ndarray | None = None
-        if params.title_margin < 2 and title_docs and title_vectors is not None and len(title_docs) >= 2:
+        uses_titles = min(params.title_margin, self.encoder_title_margin) < 2
+        if uses_titles and title_docs and title_vectors is not None and len(title_docs) >= 2:
             self._set_titles(list(title_docs), np.asarray(title_vectors, dtype=np.float32), title_texts)
 
     def _set_titles(self, docs: list[str], vectors: np.ndarray, texts: list[str] | None) -> None:
@@ -266,8 +272,6 @@ class LearnedTuning:
             self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
         ).astype(np.float32)
         fresh._last = threading.local()
-        if params.title_margin >= 2:
-            fresh.title_vectors = None
         return fresh
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
@@ -337,9 +341,18 @@ class LearnedTuning:
         however near the two questions sit; the memory leaves it alone, and so does the tuned
         encoder. The memory's own document never counts against it.
         """
-        if self.title_vectors is None or len(self.memory_weight) == 0:
+        if self.title_vectors is None or len(self.memory_weight) == 0 or self.params.title_margin >= 2:
             return None
         return self._per_question("explained", query, self._explained)
+
+    def _encoder_explained(self, query: np.ndarray) -> np.ndarray | None:
+        """`explained`, with the encoder's own title margin (see `__init__`)."""
+        if self.title_vectors is None or len(self.memory_weight) == 0 or self.encoder_title_margin >= 2:
+            return None
+        if self.encoder_title_margin == self.params.title_margin:
+            return self.explained(query)
+        other = self._per_question("best_other_title", query, self._best_other_title)
+        return self.raw_similarities(query)[self.memory_question] >= other - self.encoder_title_margin
 
     def _explained(self, query: np.ndarray) -> np.ndarray:
         other = self._per_question("best_other_title", query, self._best_other_title)
@@ -392,7 +405,7 @@ class LearnedTuning:
         similarities = self.similarities(query)
         if not len(similarities):
             return False
-        explained = self.explained(query)
+        explained = self._encoder_explained(query)
         if explained is None:
             return float(similarities.max()) >= self.encoder_reach
         near = similarities[self.memory_question] >= self.encoder_reach
@@ -555,6 +568,7 @@ def _decode_askloop(payload: dict[str, Any], version: int | None, embedder: "Emb
         query_encoder=_encoder_factory(encoder_block, str(payload.get("id", "")), embedder) if encoder_block else None,
         encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
         encoder_reach=float((encoder_block or {}).get("reach", 0.0)),
+        encoder_title_margin=float((encoder_block or {})["title_margin"]) if "title_margin" in (encoder_block or {}) else None,
         center=center,
         version=version,
         params=params,

@@ -172,3 +172,17 @@ def test_the_proposal_records_the_calibration_in_its_diff_and_summary() -> None:
     assert calibration["note"] in proposal.summary
     off = LearningEngine(Encoder(), LearningParams(calibrate=False), search=search_with_target_second(found, 0.002))
     assert "calibration" not in off.build(fb).diff
+
+
+def test_the_encoders_reach_keeps_its_title_rule_when_calibration_turns_it_off_for_memories() -> None:
+    vectors, found = world(needs=5, phrasings=3, closeness=0.5)
+    questions = sorted(found)
+    titles = np.stack([vectors[f"need {i} phrasing 0"] for i in range(5)])
+    tuning = LearnedTuning(version=None, params=MemoryParams(title_margin=2.0), questions=np.stack([vectors[q] for q in questions]),
+                           memory_question=np.arange(len(questions)), memory_doc=[found[q] for q in questions],
+                           memory_weight=np.full(len(questions), 3.0, np.float32),
+                           title_docs=[f"doc{i}" for i in range(5)], title_vectors=titles, encoder_title_margin=0.0)
+    query = vectors["need 2 phrasing 1"]
+    assert tuning.explained(query) is None  # memories: rule off
+    reach = tuning._encoder_explained(query)
+    assert reach is not None and not reach.all()  # the encoder's reach: rule on

@@ -55,9 +55,12 @@ MAX_SCALE = 6.0
 
 FOLDS = 5
 WHOLE_NEEDS = 2  # one need in this many, of those with several phrasings, is held out whole (harm)
-MAX_HELD_OUT = 400  # held-out questions scored (a stable sample beyond this): bounds the cost
+MAX_HELD_OUT = 600  # held-out questions scored (a stable sample beyond this): bounds the cost
 MIN_PARAPHRASES = 12  # held-out phrasings whose need has other feedback, at the least
 MIN_PARAPHRASE_NEEDS = 4  # … from this many needs
+# Questions held out whole that the defaults answer right, at the least, before a looser setting
+# can be said to cost them nothing: a loss rate of 2% is then expected to show as 2 questions.
+MIN_HARM_CHECKED = 100
 MIN_NET = 3  # questions gained at hit@1, net of those lost, before a setting replaces the defaults
 CANDIDATES_K = 20  # base candidates per held-out question
 NDCG_K = 10
@@ -276,8 +279,10 @@ def _choose(
     d = GRID.index(DEFAULT)
     n = hit.shape[1]
     harm = ~paraphrase
+    checked = int(np.sum(hit[d] & harm))
+    report["harm_checked"] = checked
     best, best_key = d, (0, 0.0)
-    for c in range(len(GRID)):
+    for c in range(len(GRID) if checked >= MIN_HARM_CHECKED else 0):
         gained = int(np.sum(hit[c] & ~hit[d]))
         lost = int(np.sum(~hit[c] & hit[d]))
         net = gained - lost
@@ -297,6 +302,11 @@ def _choose(
     )
     evidence = (f"{report['folds']} folds, {n} held-out question(s), {report['paraphrases']} of them paraphrases "
                 f"of {report['paraphrase_needs']} need(s) with other feedback")
+    if checked < MIN_HARM_CHECKED:
+        why = (f"too few questions held out whole that were answered right before ({checked}; at least "
+               f"{MIN_HARM_CHECKED}) to show that another setting costs nothing to needs without feedback")
+        report.update(status="defaults", reason=why, note=f"calibration: kept the safe defaults — {why} ({evidence})")
+        return Calibration(base, report)
     if best == d:
         report.update(status="defaults", reason="no setting of the grid ranks the held-out questions clearly better",
                       note=f"calibration: kept the safe defaults — no setting ranks held-out feedback clearly better "

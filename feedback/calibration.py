@@ -55,7 +55,7 @@ MAX_SCALE = 6.0
 
 FOLDS = 5
 WHOLE_NEEDS = 2  # one need in this many, of those with several phrasings, is held out whole (harm)
-MAX_HELD_OUT = 600  # held-out questions scored (a stable sample beyond this): bounds the cost
+MAX_HELD_OUT = 400  # held-out questions scored (a stable sample beyond this): bounds the cost
 MIN_PARAPHRASES = 12  # held-out phrasings whose need has other feedback, at the least
 MIN_PARAPHRASE_NEEDS = 4  # … from this many needs
 # Questions held out whole that the defaults answer right, at the least, before a looser setting

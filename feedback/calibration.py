@@ -20,8 +20,11 @@ team's own feedback can show, when it holds several phrasings of the same need:
 * **the defaults unless the evidence is clear.** Another setting is chosen only when, against
   the defaults on the same held-out questions, it gains clearly more questions at hit@1 than it
   loses (at least `MIN_NET`, and twice the noise of a sign test), loses no nDCG@10, and loses no
-  question on the needs that had no other feedback (harm). With too few held-out paraphrases
-  (one phrasing per need, or a handful), the feedback cannot tell, and the defaults stay.
+  question of the needs held out whole (harm) — believed only when at least `MIN_HARM_CHECKED`
+  of those were answered right by the defaults (held-out feedback phrasings are easier to keep
+  than the questions of needs nobody voted on; see docs/learning.md). With too few held-out
+  paraphrases (one phrasing per need, or a handful), the feedback cannot tell, and the defaults
+  stay.
 
 Cheap by design: the question vectors are the cached ones, the base candidates are fetched once,
 each fold's memories are decoded once and every setting shares its similarities
@@ -286,9 +289,9 @@ def _choose(
         gained = int(np.sum(hit[c] & ~hit[d]))
         lost = int(np.sum(~hit[c] & hit[d]))
         net = gained - lost
-        harm_net = int(np.sum(hit[c] & ~hit[d] & harm)) - int(np.sum(~hit[c] & hit[d] & harm))
+        harm_lost = int(np.sum(~hit[c] & hit[d] & harm))
         clear = net >= MIN_NET and net >= 2.0 * math.sqrt(gained + lost)
-        if not clear or harm_net < 0 or gain[c].mean() < gain[d].mean() - 1e-9:
+        if not clear or harm_lost > 0 or gain[c].mean() < gain[d].mean() - 1e-9:
             continue
         key = (net, float(gain[c].mean()))
         if key > best_key:

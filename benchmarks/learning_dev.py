@@ -1,7 +1,10 @@
 """Score learning parameters on dev splits made only from `qrels/feedback.tsv` (never test.tsv).
 
-This is how the engine's one global parameter set was chosen. Feedback questions are grouped by
-information need (their most relevant document), and three splits are built per data set:
+This is how the engine's default parameters were chosen, and how its calibration
+(`feedback.calibration`) is checked: `--set calibrate=0` scores the defaults alone, and every
+other variant calibrates on the teaching feedback first (its note is printed). Feedback questions
+are grouped by information need (their most relevant document), and three splits are built per
+data set:
 
 * ``one-of-each``  — one feedback paraphrase per need teaches; the need's other paraphrases are
   asked afterwards (generalising from a single phrasing). Needs with one paraphrase are skipped.
@@ -15,8 +18,8 @@ feedback database and the held-out questions are ranked through the real search 
 table sums, per parameter set, the questions gained at hit@1 with feedback and lost without.
 
     .venv/bin/python benchmarks/learning_dev.py ../shared/data/stackfaq ../shared/data/covid-qa \\
-        --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 --set encoder.min_pairs=1e9 \\
-        --set rejected_fix_factor=0 --noise 0.2
+        --set calibrate=0 --set tau_vote=0.6,power=2 --set encoder.learning_rate=5e-4 \\
+        --set encoder.min_pairs=1e9 --set rejected_fix_factor=0 --noise 0.2
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.services import eval_world_opener  # noqa: E402
 from feedback.adapter import store_chunk_reads  # noqa: E402
 from feedback.datasets import Dataset, load_dataset  # noqa: E402
 from feedback.encoder_tuning import EncoderTraining  # noqa: E402
-from feedback.evaluation import EvalOptions, Evaluation, best_docs, eval_services  # noqa: E402
-from feedback.learning import LearningEngine, LearningParams, doubtful_votes  # noqa: E402
+from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
+from feedback.learn_loop import base_search  # noqa: E402
+from feedback.learning import LearningEngine, LearningParams  # noqa: E402
 from retrieval.learned import MemoryParams, tuning_from_payload  # noqa: E402
 from retrieval.tuning import NoTuning  # noqa: E402
 
@@ -68,7 +73,8 @@ def learning_params(variant: dict[str, float]) -> LearningParams:
     """`encoder.NAME=V` sets the query encoder's training (`encoder.min_pairs=1e9` turns it
     off); a LearningParams field (e.g. `rejected_fix_factor=0`) sets that; any other key is a
     memory parameter."""
-    top = {k: v for k, v in variant.items() if k in LearningParams.__dataclass_fields__}
+    defaults = LearningParams()
+    top = {k: type(getattr(defaults, k))(v) for k, v in variant.items() if k in LearningParams.__dataclass_fields__}
     memory = {k: v for k, v in variant.items() if not k.startswith("encoder.") and k not in top}
     encoder = EncoderTraining()
     for key, value in variant.items():
@@ -100,26 +106,30 @@ def main() -> None:
     for path in args.datasets:
         full = load_dataset(path)
         with tempfile.TemporaryDirectory(prefix="askloop-dev-") as tmp:
-            services = eval_services(full, Path(tmp))
+            world = eval_world_opener()(full, Path(tmp))
+            kb = world.knowledge_base
             for split, (teach, asked) in dev_splits(full, args.seed).items():
                 dev = Dataset(full.path, f"{full.name}:{split}", full.queries, {q: full.feedback[q] for q in asked},
                               {q: full.feedback[q] for q in teach}, list(teach))
-                evaluation = Evaluation(dev, EvalOptions(simulate=True, seed=7, noise=args.noise), services)
+                evaluation = Evaluation(dev, EvalOptions(simulate=True, seed=7, noise=args.noise), world)
                 evaluation.embed_all()
-                store = evaluation.open_store(Path(tmp) / f"{split}.db")
-                evaluation.simulate(store, teach)
-                feedback, doubtful = store.training_feedback(), doubtful_votes(store)
-                store.close()
+                loop = evaluation.open_loop(Path(tmp) / f"{split}.db")
+                evaluation.simulate(loop, teach)
+                feedback, doubtful = loop.store.training.feedback(), loop.store.training.doubtful_votes()
+                golden = [(g.question, list(g.doc_ids)) for g in loop.store.golden.all()]
+                loop.close()
                 base = evaluation.rank(asked, NoTuning())
                 parts = evaluation.split(teach)
                 for variant in variants:
                     params = learning_params(variant)
-                    chunk_vectors, doc_titles = store_chunk_reads(services.store)
-                    engine = LearningEngine(services.embedder, params, vector_cache=evaluation.vectors,
-                                            chunk_vectors=chunk_vectors, doc_titles=doc_titles)
-                    learned = engine.build(feedback, "askloop", doubtful)
-                    after = evaluation.rank(asked, tuning_from_payload(learned.payload, None))
-                    label = ",".join(f"{k}={v:g}" for k, v in variant.items()) or "defaults"
+                    chunk_vectors, doc_titles = store_chunk_reads(kb.store)
+                    engine = LearningEngine(kb.embedder, params, vector_cache=evaluation.vectors,
+                                            chunk_vectors=chunk_vectors, doc_titles=doc_titles, search=base_search(kb))
+                    learned = engine.build(feedback, "askloop", doubtful, golden)
+                    after = evaluation.rank(asked, tuning_from_payload(learned.payload, None, kb.embedder))
+                    label = ",".join(f"{k}={v:g}" for k, v in variant.items()) or "defaults (calibrated)"
+                    if learned.diff.get("calibration"):
+                        print(f"<!-- {full.name} {split} {label}: {learned.diff['calibration']['note']} -->", flush=True)
                     for part, ids in parts.items():
                         if not ids:
                             continue

@@ -11,12 +11,13 @@ The CLI (`askloop learn`), the background worker and the evaluation harness all 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from feedback.calibration import CANDIDATES_K, Search
 from feedback.config import LoopConfig
 from feedback.gate import evaluate_payload
 from feedback.learning import STRATEGIES, LearnedProposal, LearningEngine
@@ -24,6 +25,8 @@ from feedback.records import ProposalRecord
 from feedback.refs import proposal_ref
 from feedback.store import FeedbackStore
 from retrieval.search import KnowledgeBase
+from retrieval.tuning import NoTuning
+from retrieval.types import Hit
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Learner:
         kb = self._knowledge_base()
         chunk_vectors, doc_titles = store_chunk_reads(kb.store)
         engine = LearningEngine(kb.embedder, self.config.learning, vector_cache=vectors,
-                                chunk_vectors=chunk_vectors, doc_titles=doc_titles)
+                                chunk_vectors=chunk_vectors, doc_titles=doc_titles, search=base_search(kb))
         active = self.store.proposals.active_version()
         if active is not None:
             engine.remember_vectors(active.payload)
@@ -65,7 +68,8 @@ class Learner:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
         feedback = self.store.training.feedback()
-        return self.engine(vectors).build(feedback, strategy, self.store.training.doubtful_votes())
+        golden = [(g.question, list(g.doc_ids)) for g in self.store.golden.all()] if strategy == "askloop" else []
+        return self.engine(vectors).build(feedback, strategy, self.store.training.doubtful_votes(), golden)
 
     def learn(self, created_by: str, strategy: str = "askloop", *,
               vectors: dict[str, np.ndarray] | None = None,
@@ -104,6 +108,16 @@ class Learner:
         result = evaluate_payload(self.store, self._knowledge_base(), record.payload, self.config.gate,
                                   vectors=vectors)
         return self.store.proposals.record_evaluation(record.id, result.evaluation, result.passed)
+
+
+def base_search(kb: KnowledgeBase) -> Search:
+    """The knowledge base's own search without any tuning (its keyword scores included): the
+    candidates calibration reranks held-out feedback questions among."""
+
+    def search(questions: Sequence[str], vectors: np.ndarray) -> list[list[Hit]]:
+        return [r.hits for r in kb.search_many(questions, CANDIDATES_K, NoTuning(), vectors)]
+
+    return search
 
 
 def describe(outcome: LearnOutcome) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from feedback.calibration import Calibration, Memo, Search, calibrate, targets
 from feedback.encoder_tuning import EncoderTraining
 from feedback.records import ShownDoc, TrainingCorrection, TrainingFeedback, TrainingVote
 from retrieval.learned import (
@@ -61,6 +62,9 @@ class LearningParams:
     rejected_fix_factor: float = 0.25  # a 👎 whose proposed fix a moderator rejected is doubtful
     center_prior: int = 20  # the centre is shrunk toward 0 when few questions are remembered
     encoder: EncoderTraining = field(default_factory=EncoderTraining)  # the tuned query encoder
+    # Check the memory settings on held-out folds of the team's own feedback, and move them
+    # within fixed bounds when another setting is clearly better (`feedback.calibration`).
+    calibrate: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("memory", "encoder")}
@@ -245,8 +249,11 @@ class LearningEngine:
         chunk_vectors: Callable[[], Any] | None = None,
         doc_titles: Callable[[], dict[str, str]] | None = None,
         model_id: str | None = None,
+        search: Search | None = None,
     ) -> None:
-        """`chunk_vectors`: returns (doc id per chunk, chunk vectors) for query tuning
+        """`search`: base candidates (no tuning) for questions with their vectors, the knowledge
+        base's own search; calibration ranks held-out feedback on them (without it, the defaults).
+        `chunk_vectors`: returns (doc id per chunk, chunk vectors) for query tuning
         (`feedback.adapter.store_chunk_reads(chunk_store)`); without it neither the query encoder
         nor the adapter is trained. `doc_titles`: doc id → title (the same call's second reader),
         the encoder's anchors.
@@ -259,6 +266,7 @@ class LearningEngine:
         self.doc_titles = doc_titles
         self.model_id = model_id if model_id is not None else getattr(encoder, "model_id", None)
         self.dimension: int | None = getattr(encoder, "dimension", None)  # None: not known, not checked
+        self.search = search
 
     # -- strategies -----------------------------------------------------------------------------
     def build(
@@ -266,9 +274,11 @@ class LearningEngine:
         feedback: TrainingFeedback,
         strategy: str = "askloop",
         doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
+        golden: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> LearnedProposal:
+        """`golden`: the golden set's (question, documents), held out when calibrating."""
         if strategy == "askloop":
-            return self.build_askloop(feedback, doubtful)
+            return self.build_askloop(feedback, doubtful, golden)
         if strategy == "doc-boost":
             return self.build_doc_boost(feedback)
         if strategy == "none":
@@ -299,11 +309,13 @@ class LearningEngine:
         self,
         feedback: TrainingFeedback,
         doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
+        golden: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> LearnedProposal:
-        params = self.params
+        self.seed_stored_vectors(feedback)
+        calibration = self.calibrate(feedback, doubtful, golden)
+        params = replace(self.params, memory=calibration.params) if calibration else self.params
         memories, passages, skipped = collect_memories(feedback, params, doubtful)
         questions = sorted({m.question for m in memories} | {p.question for p in passages})
-        self.seed_stored_vectors(feedback)
         question_index = {q: i for i, q in enumerate(questions)}
         vectors = _embed(self.encoder, questions, self.vector_cache)
         payload: dict[str, Any] = {
@@ -339,11 +351,33 @@ class LearningEngine:
         if passages:
             payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
         if memories:
-            self._titles(payload)
+            self._titles(payload, params.memory)
         query_note = self.tune_query(memories, payload)
         payload["id"] = _payload_id(payload)
         diff = describe(memories, passages, skipped, params, query_note)
+        if calibration is not None:
+            diff["calibration"] = calibration.report
         return LearnedProposal("askloop", payload, diff, render_summary(diff), memories)
+
+    def calibrate(
+        self,
+        feedback: TrainingFeedback,
+        doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]],
+        golden: Sequence[tuple[str, Sequence[str]]],
+    ) -> Calibration | None:
+        """The memory settings this team's own feedback supports (`feedback.calibration`); None
+        when calibration is turned off."""
+        if not self.params.calibrate:
+            return None
+        memories, _, _ = collect_memories(feedback, self.params, doubtful)
+        found = targets(feedback)
+        texts = sorted({m.question for m in memories} | set(found) | {q for q, docs in golden if docs})
+        if texts:
+            _embed(self.encoder, texts, self.vector_cache)
+        memos = [Memo(m.question, m.doc_id, m.weight, m.origin == "vote") for m in memories]
+        return calibrate(memos, found, self.vector_cache, self.params.memory, self.search,
+                         center_prior=self.params.center_prior, titles=self._title_vectors(self.params.memory),
+                         golden=golden)
 
     def tune_query(self, memories: list[Memory], payload: dict[str, Any]) -> str:
         """Tune the query encoder when enough pairs are validated, else try the linear adapter;
@@ -363,6 +397,9 @@ class LearningEngine:
                 "targets": list(params.encoder.shape.targets),
                 "blend": params.encoder.blend,
                 "reach": params.encoder.reach,
+                # the title rule for the encoder's reach keeps its configured margin: calibration
+                # measures memories, not the encoder (which it does not retrain per fold)
+                "title_margin": params.memory.title_margin,
                 "weights": {name: encode_matrix(w) for name, w in sorted(tuned.weights.items())},
                 "stats": tuned.stats,
             }
@@ -372,14 +409,25 @@ class LearningEngine:
             payload["adapter"] = {"matrix": encode_matrix(result.matrix, "float32"), "stats": result.stats}
         return f"{tuned.note}; {result.note}"
 
-    def _titles(self, payload: dict[str, Any]) -> None:
+    def _title_texts(self, memory: MemoryParams) -> tuple[list[str], list[str]] | None:
+        titles = {d: t for d, t in (self.doc_titles() if self.doc_titles else {}).items() if t.strip()}
+        if min(memory.title_margin, self.params.memory.title_margin) >= 2 or len(titles) < 2:
+            return None
+        docs = sorted(titles)
+        return docs, [titles[d] for d in docs]
+
+    def _title_vectors(self, memory: MemoryParams) -> tuple[list[str], np.ndarray] | None:
+        """(doc ids, title vectors) for the title rule, or None when it is off or titles are unknown."""
+        known = self._title_texts(memory)
+        return None if known is None else (known[0], _embed(self.encoder, known[1], self.vector_cache))
+
+    def _titles(self, payload: dict[str, Any], memory: MemoryParams) -> None:
         """Every document's title vector goes into `payload` (see `LearnedTuning.explained`),
         unless the rule is off or no titles are known."""
-        titles = {d: t for d, t in (self.doc_titles() if self.doc_titles else {}).items() if t.strip()}
-        if self.params.memory.title_margin >= 2 or len(titles) < 2:
+        known = self._title_texts(memory)
+        if known is None:
             return
-        docs = sorted(titles)
-        texts = [titles[d] for d in docs]
+        docs, texts = known
         vectors = _embed(self.encoder, texts, self.vector_cache)
         block = {"doc_ids": docs, "texts": texts, "vectors": encode_matrix(vectors)}
         payload["titles"] = block | {"id": _payload_id(block)}
@@ -524,4 +572,6 @@ def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
     if diff["skipped"]:
         lines.append("not used: " + "; ".join(f"{n} {why}" for why, n in diff["skipped"].items()))
     lines.append(diff["query_tuning"])
+    if diff.get("calibration"):
+        lines.append(diff["calibration"]["note"])
     return "\n".join(lines)

@@ -84,8 +84,10 @@ class MemoryParams:
     A document's summed adjustment a becomes cap * tanh(scale * a / cap) spread units, where
     `spread` is the standard deviation of the candidates' base scores (at least `min_spread`).
     👎 memories use the stricter `tau_negative`: a rejection only repeats for near-repeats.
-    The values were chosen once, on held-out parts of feedback data only, and hold for any
-    knowledge base.
+    These defaults are the safe starting point; the learning engine may move the reach, the
+    title margin and the strength within fixed bounds when the team's own feedback shows, on
+    held-out phrasings, that another setting ranks better (`feedback.calibration`). The values
+    in force are recorded in every payload.
     """
 
     tau: float = 0.45
@@ -118,6 +120,10 @@ class MemoryParams:
             if key in fields:
                 values[key] = int(value) if key == "max_extra" else float(value)
         return cls(**values)
+
+
+# Per-question products that depend only on the memories and titles, never on `MemoryParams`.
+_SHARED = frozenset({"centred", "raw", "memory_centred", "best_other_title"})
 
 
 def kernel(similarity: np.ndarray, tau: float, power: float) -> np.ndarray:
@@ -176,7 +182,11 @@ class LearnedTuning:
         title_docs: list[str] | None = None,
         title_vectors: np.ndarray | None = None,
         title_texts: list[str] | None = None,
+        encoder_title_margin: float | None = None,
     ) -> None:
+        """`encoder_title_margin`: the title rule's margin for the tuned encoder's reach (default:
+        the memories' `title_margin`); calibration moves the memories' margin only, since it
+        measures memories, not the encoder."""
         self.version = version
         self.params = params
         self.center = None if center is None else np.asarray(center, dtype=np.float32).reshape(-1)
@@ -208,15 +218,20 @@ class LearnedTuning:
         self.passage_vectors = passage_vectors
         self.adapter = adapter
         self._last = threading.local()  # the last question's products, per thread (_per_question)
+        # Products that do not depend on `params` (similarities, title scores): shared with the
+        # copies `with_params` makes, so scoring several settings costs one product per question.
+        self._shared = threading.local()
         self.query_encoder = query_encoder
         self.encoder_blend = float(encoder_blend)
         self.encoder_reach = float(encoder_reach)
+        self.encoder_title_margin = params.title_margin if encoder_title_margin is None else float(encoder_title_margin)
         # Every document's title, to tell whether a remembered question or another document's
         # title describes a new question better (see `explained`); none: every memory counts.
         self.title_docs: list[str] = []
         self.title_texts: list[str] = []
         self.title_vectors: np.ndarray | None = None
-        if params.title_margin < 2 and title_docs and title_vectors is not None and len(title_docs) >= 2:
+        uses_titles = min(params.title_margin, self.encoder_title_margin) < 2
+        if uses_titles and title_docs and title_vectors is not None and len(title_docs) >= 2:
             self._set_titles(list(title_docs), np.asarray(title_vectors, dtype=np.float32), title_texts)
 
     def _set_titles(self, docs: list[str], vectors: np.ndarray, texts: list[str] | None) -> None:
@@ -250,7 +265,22 @@ class LearnedTuning:
         vectors = np.stack([kept[(d, current[d])] if (d, current[d]) in kept else made[current[d]] for d in docs])
         fresh = copy.copy(self)
         fresh._last = threading.local()  # the title test's memo belongs to the old titles
+        fresh._shared = threading.local()
         fresh._set_titles(docs, vectors, [current[d] for d in docs])
+        return fresh
+
+    def with_params(self, params: MemoryParams) -> "LearnedTuning":
+        """The same memories under other reach and strength settings, sharing this tuning's
+        per-question products (similarities to the remembered questions and the titles), so
+        calibration scores many settings at the price of one. Title vectors must already be set
+        when `params` uses the title rule (a margin below 2); a margin of 2 turns it off."""
+        fresh = copy.copy(self)
+        fresh.params = params
+        is_vote = ~self.memory_is_correction & (self.memory_weight > 0)
+        fresh.memory_tau = np.where(
+            self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
+        ).astype(np.float32)
+        fresh._last = threading.local()
         return fresh
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
@@ -270,13 +300,33 @@ class LearnedTuning:
         """
         query = np.asarray(query, dtype=np.float32)
         key = query.tobytes()
-        kept = getattr(self._last, name, None)
+        prepared = getattr(self._shared, "prepared", None)
+        if prepared is not None and name in prepared and key in prepared[name]:
+            return prepared[name][key]
+        memo = self._shared if name in _SHARED else self._last
+        kept = getattr(memo, name, None)
         if kept is not None and kept[0] == key:
             return kept[1]
         value = compute(query)
         value.flags.writeable = False
-        setattr(self._last, name, (key, value))
+        setattr(memo, name, (key, value))
         return value
+
+    def prepare(self, queries: np.ndarray) -> None:
+        """Compute the similarities of many questions to every remembered question in one matrix
+        product each (scoring many questions, as calibration does, instead of one product per
+        question); kept, for this thread, until the next `prepare`, and shared with the copies
+        `with_params` makes."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        keys = [q.tobytes() for q in queries]
+        centred = self._centred(queries) @ self.questions.T if len(self.questions) else np.zeros((len(queries), 0))
+        raw = queries @ self.raw_questions.T if len(self.raw_questions) else np.zeros((len(queries), 0))
+        tables: dict[str, dict[bytes, np.ndarray]] = {"centred": {}, "raw": {}}
+        for key, c, r in zip(keys, centred.astype(np.float32), raw.astype(np.float32)):
+            c.flags.writeable = False
+            r.flags.writeable = False
+            tables["centred"][key], tables["raw"][key] = c, r
+        self._shared.prepared = tables
 
     def similarities(self, query: np.ndarray) -> np.ndarray:
         """Centred cosine between this question and every remembered question (read-only)."""
@@ -300,31 +350,50 @@ class LearnedTuning:
         however near the two questions sit; the memory leaves it alone, and so does the tuned
         encoder. The memory's own document never counts against it.
         """
-        if self.title_vectors is None or len(self.memory_weight) == 0:
+        if self.title_vectors is None or len(self.memory_weight) == 0 or self.params.title_margin >= 2:
             return None
         return self._per_question("explained", query, self._explained)
 
+    def _encoder_explained(self, query: np.ndarray) -> np.ndarray | None:
+        """`explained`, with the encoder's own title margin (see `__init__`)."""
+        if self.title_vectors is None or len(self.memory_weight) == 0 or self.encoder_title_margin >= 2:
+            return None
+        if self.encoder_title_margin == self.params.title_margin:
+            return self.explained(query)
+        other = self._per_question("best_other_title", query, self._best_other_title)
+        return self.raw_similarities(query)[self.memory_question] >= other - self.encoder_title_margin
+
     def _explained(self, query: np.ndarray) -> np.ndarray:
-        titles = self.title_vectors @ query
-        first, second = np.argsort(-titles)[:2]
-        other = np.where(self.memory_title == first, titles[second], titles[first])
+        other = self._per_question("best_other_title", query, self._best_other_title)
         remembered = self.raw_similarities(query)[self.memory_question]
         return remembered >= other - self.params.title_margin
+
+    def _best_other_title(self, query: np.ndarray) -> np.ndarray:
+        """Per memory: the best raw cosine of the question with the title of any document
+        other than the memory's own."""
+        assert self.title_vectors is not None
+        titles = self.title_vectors @ query
+        first, second = np.argsort(-titles)[:2]
+        return np.where(self.memory_title == first, titles[second], titles[first]).astype(np.float32)
 
     def adjustments(self, query: np.ndarray) -> dict[str, float]:
         """Bounded adjustment per document (in spread units) for this question; zeros omitted."""
         if len(self.memory_weight) == 0:
             return {}
         p = self.params
-        similarity = self.similarities(query)[self.memory_question]
-        x = np.clip((similarity - self.memory_tau) / np.maximum(1e-6, 1.0 - self.memory_tau), 0.0, 1.0)
-        contributions = x**p.power * self.memory_weight
+        similarity = self._per_question("memory_centred", query, lambda q: self.similarities(q)[self.memory_question])
+        near = np.flatnonzero(similarity > self.memory_tau)  # the kernel is 0 for every other memory
         explained = self.explained(query)
         if explained is not None:
-            contributions = np.where(explained, contributions, 0.0)
+            near = near[explained[near]]
+        if not len(near):
+            return {}
+        tau = self.memory_tau[near]
+        x = np.clip((similarity[near] - tau) / np.maximum(1e-6, 1.0 - tau), 0.0, 1.0)
+        contributions = x**p.power * self.memory_weight[near]
         if not np.any(contributions):
             return {}
-        totals = np.bincount(self.memory_doc, weights=contributions, minlength=len(self.docs))
+        totals = np.bincount(self.memory_doc[near], weights=contributions, minlength=len(self.docs))
         capped = bounded(p.scale * totals, p.cap)
         return {self.docs[i]: float(capped[i]) for i in np.flatnonzero(capped)}
 
@@ -345,7 +414,7 @@ class LearnedTuning:
         similarities = self.similarities(query)
         if not len(similarities):
             return False
-        explained = self.explained(query)
+        explained = self._encoder_explained(query)
         if explained is None:
             return float(similarities.max()) >= self.encoder_reach
         near = similarities[self.memory_question] >= self.encoder_reach
@@ -525,6 +594,7 @@ def _decode_askloop(payload: dict[str, Any], version: int | None, embedder: "Emb
         query_encoder=_encoder_factory(encoder_block, str(payload.get("id", "")), embedder) if encoder_block else None,
         encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
         encoder_reach=float((encoder_block or {}).get("reach", 0.0)),
+        encoder_title_margin=float((encoder_block or {})["title_margin"]) if "title_margin" in (encoder_block or {}) else None,
         center=center,
         version=version,
         params=params,

@@ -149,13 +149,19 @@ def train_query_encoder(
     chunk_vectors: Callable[[], ChunkVectors] | None,
     config: EncoderTraining,
     titles: Callable[[], dict[str, str]] | None = None,
+    load_base: Callable[[], Any] | None = None,
 ) -> EncoderResult:
-    """LoRA weights for the query encoder, or None with the reason (too few pairs, no model)."""
+    """LoRA weights for the query encoder, or None with the reason (too few pairs, no model).
+
+    `load_base`, instead of `base_model`: loads the model only once there are enough pairs to
+    train on (loading torch costs seconds, which a proposal from a few votes should not pay)."""
     if not config.enabled:
         return EncoderResult(None, "query encoder unchanged: tuning it is turned off (ASKLOOP_TUNE_QUERY_ENCODER)")
     pairs = training_pairs(memories, config.max_pairs, config.user_pairs, config.doc_pairs)
     if len(pairs) < config.min_pairs:
         return EncoderResult(None, f"query encoder unchanged: {len(pairs)} validated pair(s), {config.min_pairs} needed")
+    if base_model is None and load_base is not None and chunk_vectors is not None:
+        base_model = load_base()
     if base_model is None or chunk_vectors is None:
         return EncoderResult(None, "query encoder unchanged: the model or the document vectors are not available")
     chunk_docs, chunks = chunk_vectors()

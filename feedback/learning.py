@@ -386,8 +386,11 @@ class LearningEngine:
         from feedback.encoder_tuning import train_query_encoder
 
         params = self.params
-        base = getattr(self.encoder, "sentence_transformer", None)
-        tuned = train_query_encoder(memories, self.vector_cache, base, self.chunk_vectors, params.encoder, self.doc_titles)
+        def load_base() -> Any:  # the torch model, read only when there is enough to train on
+            return getattr(self.encoder, "sentence_transformer", None)
+
+        tuned = train_query_encoder(memories, self.vector_cache, None, self.chunk_vectors, params.encoder,
+                                    self.doc_titles, load_base=load_base)
         if tuned.weights is not None:
             payload["query_encoder"] = {
                 "model": self.model_id,

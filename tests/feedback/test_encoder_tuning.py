@@ -124,7 +124,11 @@ def test_anchors_are_titles_of_stored_documents_never_a_taught_question() -> Non
 
 def test_encoder_is_left_alone_below_its_pair_threshold_or_without_a_model() -> None:
     few = [Memory(f"q{i}", "a", 1.0, "vote", f"a{i}", f"u{i}") for i in range(3)]
-    result = train_query_encoder(few, {}, None, None, EncoderTraining())
+    def never() -> None:
+        raise AssertionError("the model must not be loaded with too few pairs")
+
+    result = train_query_encoder(few, {}, None, lambda: (["a"], np.eye(1, dtype=np.float32)), EncoderTraining(),
+                                 load_base=never)
     assert result.weights is None and "3 validated pair(s), 32 needed" in result.note
     enough = [Memory(f"q{i}", "a", 1.0, "vote", f"a{i}", f"u{i}") for i in range(40)]
     result = train_query_encoder(enough, {}, None, lambda: (["a"], np.eye(1, dtype=np.float32)), EncoderTraining())

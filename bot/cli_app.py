@@ -179,6 +179,36 @@ def get_services() -> "Services":
     return Services(settings, local_owner=None if settings.database_url else local_user())
 
 
+_DONE: list["Services"] = []
+
+
+def finish_now(services: "Services") -> None:
+    """Say that this one-shot command's work is committed, so the `askloop` process may end
+    without the interpreter's teardown (see `exit_quickly`)."""
+    _DONE.append(services)
+
+
+def exit_quickly() -> NoReturn | None:
+    """End the process at once when a command said it may (`finish_now`); else return.
+
+    What remains at exit after an answer is freeing the libraries it loaded (Chroma's native
+    client, onnxruntime): 0.5 s of a 2.1 s `askloop ask`. Output and logs are flushed and the
+    database connections closed first. Only the `askloop` entry point calls this (commands run
+    in-process, as in tests, exit normally); `ASKLOOP_FULL_EXIT=1` turns it off."""
+    import logging
+    import os
+
+    if not _DONE or os.environ.get("ASKLOOP_FULL_EXIT"):
+        return None
+    for services in _DONE:
+        if "loop" in services.__dict__:
+            services.loop.close()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def who(user: str | None) -> str:
     """The person a command acts as: `--user`, else the OS user."""
     from bot.services import local_user

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from bot.cli_app import app, console, err_console, fail, friendly_errors, get_services
+from bot.cli_app import app, console, err_console, fail, finish_now, friendly_errors, get_services
 from retrieval.cleaning import printable
 
 if TYPE_CHECKING:
@@ -123,11 +123,12 @@ def ask(
         for source, hit in zip(data["sources"], answer.hits):  # type: ignore[call-overload]
             source["confidence"] = round(confidence(hit.score, threshold), 4)
         print(json.dumps(data, ensure_ascii=False))
-        return
-    print_answer(answer, threshold)
-    if answer_id is not None:
-        console.print(f"\n[dim]answer #{answer_id} — vote with `askloop vote {answer_id} +1` or -1; "
-                      f"correct with `askloop correct {answer_id} --source FILE`[/]")
+    else:
+        print_answer(answer, threshold)
+        if answer_id is not None:
+            console.print(f"\n[dim]answer #{answer_id} — vote with `askloop vote {answer_id} +1` or -1; "
+                          f"correct with `askloop correct {answer_id} --source FILE`[/]")
+    finish_now(services)
 
 
 @app.command()

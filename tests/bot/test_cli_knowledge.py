@@ -316,3 +316,22 @@ def test_the_bundled_model_is_english_only_and_the_docs_say_what_to_do(tiny_serv
     guide = (Path(__file__).resolve().parents[2] / "docs" / "knowledge-base.md").read_text(encoding="utf-8")
     assert "## Languages" in guide and "trained on English" in guide
     assert "`ASKLOOP_EMBEDDING_MODEL`" in guide and "paraphrase-multilingual-MiniLM-L12-v2" in guide
+
+
+def test_ask_as_a_process_ends_at_once_with_its_output_and_answer_kept(cli, tiny_corpus: Path, home: Path) -> None:
+    """`askloop ask` skips the interpreter's teardown: the piped output must still be whole and
+    the recorded answer readable by the next command, on the same database."""
+    import subprocess
+    import sys
+
+    cli("ingest", tiny_corpus)
+    askloop = str(Path(sys.executable).parent / "askloop")
+    env = {**os.environ, "ASKLOOP_HOME": str(home)}
+    done = subprocess.run([askloop, "ask", "--json", "When is the on-call handover?"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    answer_id = json.loads(done.stdout)["answer_id"]
+    voted = subprocess.run([askloop, "vote", str(answer_id), "+1"], env=env, capture_output=True, text=True, timeout=300)
+    assert voted.returncode == 0, voted.stderr + voted.stdout
+    shown = subprocess.run([askloop, "ask", "How do I request holidays?"], env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and shown.stdout.rstrip().endswith("--source FILE`")

@@ -27,13 +27,18 @@ DATA = ROOT.parent / "shared" / "data"
 HEAVY = ("torch", "sentence_transformers", "transformers", "chromadb", "onnxruntime", "langchain_core", "peft")
 QUESTION = "Where does the virus come from?"
 # Runs `askloop ARGS...` in this process and reports which heavy modules it imported (stderr).
+# `askloop ask` ends without the interpreter's teardown (bot.cli_app.exit_quickly), which skips
+# atexit: the report is also printed just before that.
 RUNNER = (
     "import sys, atexit\n"
     "heavy = sys.argv.pop(1).split(',')\n"
-    "atexit.register(lambda: print('IMPORTED ' + ' '.join(m for m in heavy if m in sys.modules), file=sys.stderr))\n"
+    "report = lambda: print('IMPORTED ' + ' '.join(m for m in heavy if m in sys.modules), file=sys.stderr, flush=True)\n"
+    "atexit.register(report)\n"
     "sys.argv[0] = 'askloop'\n"
-    "from bot.cli import main\n"
-    "main()\n"
+    "import bot.cli\n"
+    "quick = bot.cli.exit_quickly\n"
+    "bot.cli.exit_quickly = lambda: (report(), quick())[1]\n"
+    "bot.cli.main()\n"
 )
 
 

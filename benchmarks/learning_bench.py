@@ -53,7 +53,7 @@ from feedback.store import FeedbackStore  # noqa: E402
 from feedback.validation import VotePolicy  # noqa: E402
 from bot.settings import default_model_cache  # noqa: E402
 from retrieval.embeddings import shared_embedder  # noqa: E402
-from retrieval.learned import tuning_from_payload  # noqa: E402
+from retrieval.tuning_payload import tuning_from_payload  # noqa: E402
 from retrieval.types import Hit  # noqa: E402
 
 TOPICS = ["password", "VPN", "expenses", "holidays", "laptop", "deploy", "on-call", "printer", "wiki", "badge"]

@@ -41,7 +41,8 @@ from feedback.encoder_tuning import EncoderTraining  # noqa: E402
 from feedback.evaluation import EvalOptions, Evaluation, best_docs  # noqa: E402
 from feedback.learn_loop import base_search  # noqa: E402
 from feedback.learning import LearningEngine, LearningParams  # noqa: E402
-from retrieval.learned import MemoryParams, tuning_from_payload  # noqa: E402
+from retrieval.learned import MemoryParams  # noqa: E402
+from retrieval.tuning_payload import tuning_from_payload  # noqa: E402
 from retrieval.tuning import NoTuning  # noqa: E402
 
 

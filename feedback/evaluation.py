@@ -36,7 +36,7 @@ from feedback.loop import FeedbackLoop
 from feedback.metrics import METRICS, mean_metrics, per_query
 from feedback.refs import correction_ref, proposal_ref
 from feedback.store import FeedbackStore
-from retrieval.learned import tuning_from_payload
+from retrieval.tuning_payload import tuning_from_payload
 from retrieval.search import KnowledgeBase
 from retrieval.tuning import NoTuning, Tuning
 

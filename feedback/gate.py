@@ -23,7 +23,7 @@ import numpy as np
 from feedback.metrics import mean_metrics, per_query
 from feedback.store import FeedbackStore
 from retrieval.embeddings import Embedder
-from retrieval.learned import tuning_from_payload
+from retrieval.tuning_payload import tuning_from_payload
 from retrieval.search import KnowledgeBase
 from retrieval.tuning import NoTuning, Tuning
 

@@ -31,7 +31,7 @@ def decode_version(version: VersionRecord | None, embedder: "Callable[[], Embedd
     if version is None:
         return NoTuning()
     try:
-        from retrieval.learned import tuning_from_payload
+        from retrieval.tuning_payload import tuning_from_payload
 
         wanted = embedder is not None and bool(version.payload.get("query_encoder"))
         return tuning_from_payload(version.payload, version.number, embedder() if wanted and embedder else None)

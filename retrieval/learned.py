@@ -25,104 +25,45 @@ This module turns it into a `retrieval.tuning.Tuning` and knows nothing of where
 
 from __future__ import annotations
 
-import base64
 import copy
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.query_encoder import LoraShape, TunedEncoder, cached_encoder, tuned_query_encoder
-from retrieval.tuning import NoTuning, Tuning
+from retrieval.query_encoder import TunedEncoder
+from retrieval.tuning import NoTuning
+from retrieval.tuning_schema import (
+    PAYLOAD_FORMAT,
+    KIND_ASKLOOP,
+    KIND_DOC_BOOST,
+    PASSAGE_PREFIX,
+    PayloadError,
+    encode_matrix,
+    decode_matrix,
+    MemoryParams,
+)
 from retrieval.types import Hit
 
-if TYPE_CHECKING:
-    from retrieval.embeddings import Embedder
+__all__ = [
+    "PAYLOAD_FORMAT",
+    "KIND_ASKLOOP",
+    "KIND_DOC_BOOST",
+    "PASSAGE_PREFIX",
+    "PayloadError",
+    "encode_matrix",
+    "decode_matrix",
+    "MemoryParams",
+    "CorrectionPassage",
+    "LearnedTuning",
+    "DocBoostTuning",
+    "kernel",
+    "bounded",
+    "spread_of",
+]
 
-PAYLOAD_FORMAT = 1
-KIND_ASKLOOP = "askloop"
-KIND_DOC_BOOST = "doc-boost"
-PASSAGE_PREFIX = "correction:"
-
-
-class PayloadError(ValueError):
-    """A tuning payload that cannot be decoded (wrong kind, format, shapes)."""
-
-
-# -- compact vectors in JSON ----------------------------------------------------------------------
-def encode_matrix(matrix: np.ndarray, dtype: str = "float16") -> dict[str, Any]:
-    """A matrix as base64 of its raw bytes: ~4x smaller than JSON numbers, exact to float16."""
-    array = np.ascontiguousarray(np.asarray(matrix, dtype=dtype))
-    return {
-        "dtype": dtype,
-        "shape": list(array.shape),
-        "data": base64.b64encode(array.tobytes()).decode("ascii"),
-    }
-
-
-def decode_matrix(blob: dict[str, Any]) -> np.ndarray:
-    try:
-        raw = base64.b64decode(blob["data"])
-        array = np.frombuffer(raw, dtype=np.dtype(blob["dtype"])).reshape(blob["shape"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PayloadError(f"malformed vector block in tuning payload: {exc}") from exc
-    return array.astype(np.float32)
-
-
-# -- the parameters every learned tuning carries (visible in each proposal) -------------------------
-@dataclass(frozen=True)
-class MemoryParams:
-    """How strongly, and for which questions, a memory moves a document.
-
-    kernel(s) = max(0, (s - tau) / (1 - tau)) ** power for the cosine s between the new question
-    and the remembered one, both first centred on the remembered questions' mean (questions to
-    one team share a topic, which pushes all their raw cosines up; centring removes it).
-    A document's summed adjustment a becomes cap * tanh(scale * a / cap) spread units, where
-    `spread` is the standard deviation of the candidates' base scores (at least `min_spread`).
-    👎 memories use the stricter `tau_negative`: a rejection only repeats for near-repeats.
-    These defaults are the safe starting point; the learning engine may move the reach, the
-    title margin and the strength within fixed bounds when the team's own feedback shows, on
-    held-out phrasings, that another setting ranks better (`feedback.calibration`). The values
-    in force are recorded in every payload.
-    """
-
-    tau: float = 0.45
-    tau_negative: float = 0.7  # 👎 memories: only for near-repeats of the question
-    tau_vote: float = 0.65  # 👍 memories: a confirmation generalises less far than a correction
-    power: float = 2.5
-    cap: float = 3.0
-    scale: float = 3.0
-    min_spread: float = 0.02
-    candidate_threshold: float = 0.3  # kernel above which a corrected document joins the candidates
-    max_extra: int = 5
-    # An approved correction is served first for a near-repeat of its question (raw cosine at or
-    # above this), like an annotation reply: a spread-bounded boost cannot lift a source the
-    # model scores far below the rest, and a moderator-approved fix must show for its question.
-    pin_similarity: float = 0.9
-    # A memory counts for a question (and gives the tuned encoder reach to it) only while the
-    # remembered question describes it at least as well (raw cosine, less this margin) as the
-    # title of every other document does; 2 turns the rule off. See `LearnedTuning.explained`.
-    title_margin: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "MemoryParams":
-        data = data or {}
-        fields = cls.__dataclass_fields__
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key in fields:
-                values[key] = int(value) if key == "max_extra" else float(value)
-        return cls(**values)
-
-
-# Per-question products that depend only on the memories and titles, never on `MemoryParams`.
 _SHARED = frozenset({"centred", "raw", "memory_centred", "best_other_title"})
 
 
@@ -553,140 +494,3 @@ class DocBoostTuning(NoTuning):
             else:
                 out.append(hit)
         return sorted(out, key=lambda h: h.score, reverse=True)
-
-
-# -- payload → Tuning (memoised per version: the bot calls this on every question) -----------------
-def _decode_askloop(payload: dict[str, Any], version: int | None, embedder: "Embedder | None" = None) -> LearnedTuning:
-    params = MemoryParams.from_dict(payload.get("params"))
-    memories = payload.get("memories") or {}
-    if memories.get("questions"):
-        questions = decode_matrix(memories["questions"])
-    else:
-        questions = np.zeros((0, int(payload.get("dim", 0) or 0)), dtype=np.float32)
-    memory_question = list(memories.get("question_index", []))
-    memory_doc = [str(d) for d in memories.get("doc_ids", [])]
-    memory_weight = list(memories.get("weights", []))
-    if not (len(memory_question) == len(memory_doc) == len(memory_weight)):
-        raise PayloadError("tuning payload: memory columns differ in length")
-    if memory_question and max(memory_question) >= len(questions):
-        raise PayloadError("tuning payload: a memory points past the question vectors")
-    passages = [
-        CorrectionPassage(
-            doc_id=str(p["doc_id"]),
-            title=str(p.get("title", "Correction")),
-            text=str(p.get("text", "")),
-            question=str(p.get("question", "")),
-            correction_id=p.get("correction_id"),
-        )
-        for p in payload.get("passages", [])
-    ]
-    passage_vectors = decode_matrix(payload["passage_vectors"]) if passages else None
-    adapter_blob = payload.get("adapter")
-    adapter = decode_matrix(adapter_blob["matrix"]) if adapter_blob else None
-    center = decode_matrix(payload["center"]) if payload.get("center") else None
-    titles = payload.get("titles") or {}
-    title_docs = [str(d) for d in titles.get("doc_ids", [])]
-    title_vectors = decode_matrix(titles["vectors"]) if titles.get("vectors") else None
-    if title_vectors is not None and (title_vectors.ndim != 2 or len(title_vectors) != len(title_docs)):
-        raise PayloadError("tuning payload: title vectors and document ids differ in length")
-    encoder_block = payload.get("query_encoder")
-    return LearnedTuning(
-        query_encoder=_encoder_factory(encoder_block, str(payload.get("id", "")), embedder) if encoder_block else None,
-        encoder_blend=float((encoder_block or {}).get("blend", 1.0)),
-        encoder_reach=float((encoder_block or {}).get("reach", 0.0)),
-        encoder_title_margin=float((encoder_block or {})["title_margin"]) if "title_margin" in (encoder_block or {}) else None,
-        center=center,
-        version=version,
-        params=params,
-        questions=questions,
-        memory_question=np.asarray(memory_question, dtype=np.int64),
-        memory_doc=memory_doc,
-        memory_weight=np.asarray(memory_weight, dtype=np.float32),
-        memory_is_vote=np.array([r.startswith("a") for r in memories.get("refs", [])], bool)
-        if len(memories.get("refs", [])) == len(memory_weight)
-        else None,
-        passages=passages,
-        passage_vectors=passage_vectors,
-        adapter=adapter,
-        title_docs=title_docs,
-        title_vectors=title_vectors,
-        title_texts=[str(t) for t in titles.get("texts", [])] or None,
-    )
-
-
-def _encoder_factory(block: dict[str, Any], payload_id: str, embedder: "Embedder | None" = None) -> Callable[[], TunedEncoder]:
-    """Checks the block and merges the model now, so a bad payload fails when decoded (the bot
-    then serves the base index) rather than on some later question. The merged model is kept in a
-    small cache and rebuilt on demand if it was evicted. It runs on `embedder`'s backend (default:
-    the process's own embedder of that model); any precision of the same weights will do."""
-    from retrieval.embeddings import loaded_embedder, same_weights
-
-    try:
-        shape = LoraShape(rank=int(block["rank"]), alpha=float(block["alpha"]), targets=tuple(block["targets"]))
-        weights = {str(name): decode_matrix(blob) for name, blob in block["weights"].items()}
-        model_name, model_id = str(block.get("model_name") or ""), str(block["model"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PayloadError(f"malformed query encoder in tuning payload: {exc}") from exc
-    base = embedder if embedder is not None else loaded_embedder(model_name or None)
-    if not same_weights(base.model_id, model_id):
-        raise PayloadError(f"the tuned query encoder was made for {model_id}, not {base.model_id}")
-    key = f"{payload_id or f'unversioned-{id(block)}'}:{base.model_id}:{base.backend}"
-
-    def build() -> TunedEncoder:
-        try:
-            return tuned_query_encoder(base, shape, weights)
-        except (ValueError, RuntimeError) as exc:  # weights that do not fit this model's layers
-            raise PayloadError(f"the tuned query encoder does not fit {model_id}: {exc}") from exc
-
-    def factory() -> TunedEncoder:
-        return cached_encoder(key, build)
-
-    factory()  # merged now (ONNX: exported too, once per version): weights that do not fit fail at decode time
-    return factory
-
-
-def _decode(payload: dict[str, Any], version: int | None, embedder: "Embedder | None" = None) -> Tuning:
-    if not payload:
-        return NoTuning(version)
-    kind = payload.get("kind", KIND_ASKLOOP)
-    if kind == KIND_ASKLOOP:
-        return _decode_askloop(payload, version, embedder)
-    if kind == KIND_DOC_BOOST:
-        return DocBoostTuning(version, {str(k): float(v) for k, v in payload.get("boosts", {}).items()})
-    if kind == "none":
-        return NoTuning(version)
-    raise PayloadError(f"unknown tuning kind {kind!r}")
-
-
-_CACHE: "OrderedDict[tuple[int, str], Tuning]" = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 8
-
-
-def tuning_from_payload(
-    payload: dict[str, Any] | None, version: int | None, embedder: "Embedder | None" = None
-) -> Tuning:
-    """The Tuning a version's payload describes; decoded once per (version, payload id, embedder).
-    `embedder`: the one questions are embedded with (its backend runs a tuned query encoder).
-
-    Versions are immutable, so a decoded version can be reused for every question. The payload's
-    content hash (`id`, written by the learning engine) is part of the key because several
-    feedback databases (say, one per evaluated strategy) each have their own version 1.
-    """
-    identity = str((payload or {}).get("id", ""))
-    if version is None or not identity:
-        return _decode(payload or {}, version, embedder)
-    # The id leaves out the document titles (a snapshot of the knowledge base): their own id counts.
-    encoder = f"{embedder.model_id}:{embedder.backend}" if embedder is not None else ""
-    key = (version, f"{identity}:{((payload or {}).get('titles') or {}).get('id', '')}:{encoder}")
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            _CACHE.move_to_end(key)
-            return cached
-    tuning = _decode(payload or {}, version, embedder)
-    with _CACHE_LOCK:
-        _CACHE[key] = tuning
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return tuning

@@ -11,7 +11,8 @@ import pytest
 from feedback.adapter import store_chunk_reads
 from feedback.encoder_tuning import EncoderTraining, anchor_pairs, train_query_encoder, training_pairs
 from feedback.learning import LearningEngine, LearningParams, Memory
-from retrieval.learned import LearnedTuning, MemoryParams, PayloadError, tuning_from_payload
+from retrieval.learned import LearnedTuning, MemoryParams, PayloadError
+from retrieval.tuning_payload import tuning_from_payload
 from retrieval.tuning import NoTuning
 from tests.support.learning import TableEncoder, correction, feedback, unit, vote
 

@@ -17,8 +17,8 @@ from retrieval.learned import (
     MemoryParams,
     PayloadError,
     kernel,
-    tuning_from_payload,
 )
+from retrieval.tuning_payload import tuning_from_payload
 from retrieval.tuning import NoTuning
 from tests.support.learning import CountingEncoder, TableEncoder, correction, feedback, hits, unit, vote
 

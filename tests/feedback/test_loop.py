@@ -21,16 +21,16 @@ class ReversedTuning(NoTuning):
 
 @pytest.fixture()
 def learned(monkeypatch):
-    """A stand-in `retrieval.learned` whose tunings say which payload built them."""
+    """A stand-in `retrieval.tuning_payload` whose tunings say which payload built them."""
     calls: list[tuple[dict, int | None]] = []
-    module = types.ModuleType("retrieval.learned")
+    module = types.ModuleType("retrieval.tuning_payload")
 
     def tuning_from_payload(payload, version, embedder=None):
         calls.append((payload, version))
         return ReversedTuning(version) if payload.get("reverse") else NoTuning(version)
 
     module.tuning_from_payload = tuning_from_payload
-    monkeypatch.setitem(sys.modules, "retrieval.learned", module)
+    monkeypatch.setitem(sys.modules, "retrieval.tuning_payload", module)
     return calls
 
 
@@ -94,7 +94,7 @@ def test_active_version_is_cached_for_a_short_time(tiny_services, learned):
 
 
 def test_without_the_learning_engine_the_base_index_is_served(tiny_services, monkeypatch):
-    monkeypatch.setitem(sys.modules, "retrieval.learned", None)  # import fails
+    monkeypatch.setitem(sys.modules, "retrieval.tuning_payload", None)  # import fails
     loop = make(tiny_services, ttl=0)
     apply(loop, {"n": 1})
     tuning = loop.live.current()
@@ -102,13 +102,13 @@ def test_without_the_learning_engine_the_base_index_is_served(tiny_services, mon
 
 
 def test_a_version_that_cannot_be_decoded_falls_back_to_the_base_index(tiny_services, monkeypatch):
-    module = types.ModuleType("retrieval.learned")
+    module = types.ModuleType("retrieval.tuning_payload")
 
     def broken(payload, version, embedder=None):
         raise ValueError("unknown tuning kind")
 
     module.tuning_from_payload = broken
-    monkeypatch.setitem(sys.modules, "retrieval.learned", module)
+    monkeypatch.setitem(sys.modules, "retrieval.tuning_payload", module)
     loop = make(tiny_services, ttl=0)
     apply(loop, {"kind": "from-the-future"})
     answer = loop.answer("how do I connect to the VPN?", k=3, asker="U1", origin="cli").answer
@@ -169,7 +169,7 @@ def test_documents_ingested_after_a_version_was_learned_count_in_its_title_rule(
     import json
 
     from bot.services import Services
-    from retrieval.learned import tuning_from_payload
+    from retrieval.tuning_payload import tuning_from_payload
 
     services = Services(tiny_services.settings.model_copy(
         update={"moderators": [MOD], "tuning_cache_seconds": 0, "tune_query_encoder": False}))

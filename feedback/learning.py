@@ -14,6 +14,10 @@ weight); the payload stores them compactly and `retrieval.learned` applies them 
   query adapter, kept only if it helps on a held-out part of the feedback (`feedback.adapter`);
 * explains itself: a `diff` (structured) and a `summary` (one screen) saying what would change
   and which feedback caused it.
+
+The rules live in their own modules: `feedback.memories` (the knobs, and feedback → memories with
+their bounds), `feedback.calibration` (the knobs checked on held-out feedback),
+`feedback.proposal_text` (the diff and summary); this module assembles the payload.
 """
 
 from __future__ import annotations
@@ -22,19 +26,19 @@ import hashlib
 import inspect
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from feedback.calibration import Calibration, Memo, Search, calibrate, targets
-from feedback.encoder_tuning import EncoderTraining
-from feedback.records import ShownDoc, TrainingCorrection, TrainingFeedback, TrainingVote
+from feedback.memories import LearningParams, Memory, collect_memories, is_document_ref, top_document
+from feedback.proposal_text import describe, render_summary
+from feedback.records import TrainingCorrection, TrainingFeedback, TrainingVote
 from retrieval.learned import (
     KIND_ASKLOOP,
     KIND_DOC_BOOST,
-    PASSAGE_PREFIX,
     PAYLOAD_FORMAT,
     MemoryParams,
     encode_matrix,
@@ -48,51 +52,6 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class LearningParams:
-    """One global set of knobs (never fitted per data set); all visible in each proposal."""
-
-    memory: MemoryParams = field(default_factory=MemoryParams)
-    up_weight: float = 1.0  # 👍 on the top document
-    down_weight: float = 1.0  # 👎 on the top document
-    correction_weight: float = 3.0  # an approved correction's cited document or text
-    user_cap: float = 30.0  # total |weight| of one user's memories
-    doc_cap: float = 60.0  # total |weight| of one document's memories
-    adapter_min_pairs: int = 200  # validated (question, document) pairs before an adapter is tried
-    rejected_fix_factor: float = 0.25  # a 👎 whose proposed fix a moderator rejected is doubtful
-    center_prior: int = 20  # the centre is shrunk toward 0 when few questions are remembered
-    encoder: EncoderTraining = field(default_factory=EncoderTraining)  # the tuned query encoder
-    # Check the memory settings on held-out folds of the team's own feedback, and move them
-    # within fixed bounds when another setting is clearly better (`feedback.calibration`).
-    calibrate: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("memory", "encoder")}
-        return data | {"memory": self.memory.as_dict(), "encoder": self.encoder.as_dict()}
-
-
-@dataclass(frozen=True)
-class Memory:
-    """One piece of validated feedback, as retrieval will use it."""
-
-    question: str
-    doc_id: str
-    weight: float
-    origin: str  # "vote" | "correction"
-    ref: str  # a12 (answer 12's vote) | c3 (correction 3)
-    user: str
-
-
-@dataclass(frozen=True)
-class Passage:
-    doc_id: str
-    title: str
-    text: str
-    question: str
-    correction_id: int
-    source: str | None = None
-
-
 @dataclass
 class LearnedProposal:
     """What the engine would apply: the payload, plus the diff and summary a moderator reads."""
@@ -102,113 +61,6 @@ class LearnedProposal:
     diff: dict[str, Any]
     summary: str
     memories: list[Memory] = field(default_factory=list)
-
-
-def _top(shown: Sequence[ShownDoc | dict[str, Any]]) -> str | None:
-    if not shown:
-        return None
-    first = min(shown, key=lambda s: s["rank"] if isinstance(s, dict) else s.rank)
-    doc_id = first["doc_id"] if isinstance(first, dict) else first.doc_id
-    return str(doc_id) if doc_id else None
-
-
-def is_document_ref(ref: str | None) -> bool:
-    return bool(ref) and "://" not in str(ref)
-
-
-def collect_memories(
-    feedback: TrainingFeedback,
-    params: LearningParams,
-    doubtful: set[tuple[int, str]] | frozenset[tuple[int, str]] = frozenset(),
-) -> tuple[list[Memory], list[Passage], dict[str, int]]:
-    """Votes and corrections → memories and passages, with the per-user and per-document caps.
-
-    `doubtful`: (answer id, user) pairs whose 👎 came with a correction a moderator rejected;
-    such a 👎 counts `rejected_fix_factor` of a normal one (at 0 it is set aside).
-    Returns (memories, passages, counts of what was skipped or discounted and why).
-    """
-    skipped: dict[str, int] = defaultdict(int)
-    memories: list[Memory] = []
-    passages: list[Passage] = []
-    for vote in feedback.votes:
-        doc = _top(vote.shown)
-        if doc is None:
-            skipped["vote on an answer that showed no document"] += 1
-            continue
-        if doc.startswith(PASSAGE_PREFIX):
-            skipped["vote on a corrected passage (already learned)"] += 1
-            continue
-        base = params.up_weight if vote.value > 0 else -params.down_weight
-        weight = base * min(1.0, max(0.0, float(vote.weight)))
-        if vote.value < 0 and (vote.answer_id, vote.user) in doubtful:
-            weight *= params.rejected_fix_factor
-            if weight == 0:
-                skipped["👎 set aside: its proposed fix was rejected"] += 1
-                continue
-            skipped["👎 discounted: its proposed fix was rejected"] += 1
-        if weight == 0:
-            skipped["vote with weight 0"] += 1
-            continue
-        memories.append(Memory(vote.question, doc, weight, "vote", f"a{vote.answer_id}", vote.user))
-    for correction in feedback.corrections:
-        ref = correction.doc_id or (correction.url if is_document_ref(correction.url) else None)
-        if ref:
-            memories.append(
-                Memory(
-                    correction.question,
-                    str(ref),
-                    params.correction_weight,
-                    "correction",
-                    f"c{correction.correction_id}",
-                    correction.user,
-                )
-            )
-            if correction.text and correction.text.strip():
-                # the better text stays with the document it cites: served as that document's
-                # passage for the questions this correction reaches (retrieval.learned annotations)
-                passages.append(Passage(str(ref), "", correction.text.strip(), correction.question,
-                                        correction.correction_id, correction.url))
-        elif correction.text and correction.text.strip():
-            doc_id = f"{PASSAGE_PREFIX}{correction.correction_id}"
-            passages.append(
-                Passage(
-                    doc_id,
-                    f"Correction #{correction.correction_id}",
-                    correction.text.strip(),
-                    correction.question,
-                    correction.correction_id,
-                    correction.url,
-                )
-            )
-            memories.append(
-                Memory(
-                    correction.question,
-                    doc_id,
-                    params.correction_weight,
-                    "correction",
-                    f"c{correction.correction_id}",
-                    correction.user,
-                )
-            )
-        else:
-            skipped["correction with neither document nor text"] += 1
-    memories = _cap(memories, lambda m: m.user, params.user_cap)
-    memories = _cap(memories, lambda m: m.doc_id, params.doc_cap)
-    return memories, passages, dict(skipped)
-
-
-def _cap(memories: list[Memory], key: Callable[[Memory], str], cap: float) -> list[Memory]:
-    """Scale down every group whose total |weight| exceeds `cap` (keeps the group's shape)."""
-    totals: dict[str, float] = defaultdict(float)
-    for memory in memories:
-        totals[key(memory)] += abs(memory.weight)
-    out = []
-    for memory in memories:
-        total = totals[key(memory)]
-        if total > cap:
-            memory = replace(memory, weight=memory.weight * cap / total)
-        out.append(memory)
-    return out
 
 
 def _embed(
@@ -291,7 +143,7 @@ class LearningEngine:
         """The per-document baseline: +1 per 👍 or approved correction, −1 per 👎, any question."""
         boosts: dict[str, float] = defaultdict(float)
         for vote in feedback.votes:
-            doc = _top(vote.shown)
+            doc = top_document(vote.shown)
             if doc:
                 boosts[doc] += 1.0 if vote.value > 0 else -1.0
         for correction in feedback.corrections:
@@ -485,96 +337,3 @@ class LearningEngine:
 
 
 # -- explaining a proposal ---------------------------------------------------------------------------
-def describe(
-    memories: Iterable[Memory],
-    passages: list[Passage],
-    skipped: dict[str, int],
-    params: LearningParams,
-    query_note: str,
-) -> dict[str, Any]:
-    """Per document: net weight, votes up/down, corrections, and the questions behind them."""
-    per_doc: dict[str, dict[str, Any]] = {}
-    users: set[str] = set()
-    total = 0
-    for memory in memories:
-        total += 1
-        users.add(memory.user)
-        entry = per_doc.setdefault(
-            memory.doc_id,
-            {"doc_id": memory.doc_id, "net": 0.0, "up": 0, "down": 0, "corrections": [], "questions": [], "refs": []},
-        )
-        entry["net"] += memory.weight
-        if memory.origin == "correction":
-            entry["corrections"].append(memory.ref)
-        elif memory.weight > 0:
-            entry["up"] += 1
-        else:
-            entry["down"] += 1
-        if memory.question not in entry["questions"] and len(entry["questions"]) < 3:
-            entry["questions"].append(memory.question)
-        if len(entry["refs"]) < 8:
-            entry["refs"].append(memory.ref)
-    documents = sorted(per_doc.values(), key=lambda e: -abs(e["net"]))
-    for entry in documents:
-        entry["net"] = round(entry["net"], 3)
-    return {
-        "strategy": "askloop",
-        "memories": total,
-        "users": len(users),
-        "documents": documents,
-        "passages": [
-            {"doc_id": p.doc_id, "correction": f"c{p.correction_id}", "question": p.question, "text": p.text[:200]}
-            for p in passages
-        ],
-        "skipped": skipped,
-        "query_tuning": query_note,
-        "params": params.as_dict(),
-    }
-
-
-def render_summary(diff: dict[str, Any], max_lines: int = 12) -> str:
-    """One screen: what would change, why, and the thresholds in force."""
-    documents = diff["documents"]
-    raised = [d for d in documents if d["net"] > 0 and not d["doc_id"].startswith(PASSAGE_PREFIX)]
-    lowered = [d for d in documents if d["net"] < 0]
-    memory = diff["params"]["memory"]
-    lines = [
-        f"{diff['memories']} piece(s) of validated feedback from {diff['users']} user(s): "
-        f"{len(raised)} document(s) raised, {len(lowered)} lowered, {len(diff['passages'])} corrected "
-        f"text(s) added — each only for questions similar to the ones asked (similarity ≥ "
-        f"{memory['tau']:.2f} for corrections, {memory['tau_vote']:.2f} for 👍, {memory['tau_negative']:.2f} "
-        f"for 👎; at most ±{memory['cap']:.1f}σ per document; an approved correction is served first "
-        f"for a near-repeat of its question, similarity ≥ {memory.get('pin_similarity', 0.9):.2f}).",
-    ]
-    shown = 0
-    # Documents with approved corrections first: they are what moderators changed, and they also
-    # pin and augment; then by the size of the change.
-    for entry in sorted(documents, key=lambda e: (not e["corrections"], -abs(e["net"]))):
-        if shown >= max_lines:
-            lines.append(f"… and {len(documents) - shown} more document(s) (see the diff).")
-            break
-        why = []
-        if entry["up"]:
-            why.append(f"{entry['up']}👍")
-        if entry["down"]:
-            why.append(f"{entry['down']}👎")
-        if entry["corrections"]:
-            why.append("corrections " + ", ".join(entry["corrections"][:3]))
-        direction = "↑" if entry["net"] > 0 else "↓"
-        question = entry["questions"][0] if entry["questions"] else ""
-        lines.append(
-            f"{direction} {entry['doc_id']} ({entry['net']:+.1f}; {'; '.join(why)}) for questions like “{question[:70]}”"
-        )
-        shown += 1
-    for passage in diff["passages"][:3]:
-        if passage["doc_id"].startswith(PASSAGE_PREFIX):
-            lines.append(f"+ passage from {passage['correction']} for “{passage['question'][:70]}”")
-        else:
-            lines.append(f"+ text from {passage['correction']} shown with {passage['doc_id']} "
-                         f"for questions like “{passage['question'][:70]}”")
-    if diff["skipped"]:
-        lines.append("not used: " + "; ".join(f"{n} {why}" for why, n in diff["skipped"].items()))
-    lines.append(diff["query_tuning"])
-    if diff.get("calibration"):
-        lines.append(diff["calibration"]["note"])
-    return "\n".join(lines)

@@ -19,6 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from feedback.errors import FeedbackError, NeedsOverride, PermissionDenied
+from feedback.refs import proposal_ref
+
 FIRST_LINE = 110  # characters of a long text shown in a list
 
 
@@ -247,3 +250,15 @@ __all__ = [
     "audit_lines", "change_summary", "clip", "correction_detail", "evaluation_view", "gap_lines", "proposal_detail",
     "review_list", "short_path", "shorten_paths", "version_list", "when",
 ]
+
+
+def explain_refusal(exc: FeedbackError, *, approve_anyway: str, own_user: str) -> str:
+    """The loop's refusal for a terminal, plus how to get past it: `approve_anyway` is this
+    interface's override command (with `{ref}` for the proposal), `own_user` how to act as the
+    OS user here."""
+    if isinstance(exc, NeedsOverride):
+        return f"{exc} — to approve it anyway: {approve_anyway.format(ref=proposal_ref(exc.proposal_id))}"
+    if isinstance(exc, PermissionDenied):
+        return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
+                f"database you moderate as your OS user ({own_user})")
+    return str(exc)

@@ -16,9 +16,9 @@ import re
 
 from rich.markup import escape
 
+from bot.screens import explain_refusal
 from bot.shell import Handler, Shell
-from feedback.errors import FeedbackError, InvalidFeedback, NeedsOverride, PermissionDenied
-from feedback.refs import proposal_ref
+from feedback.errors import FeedbackError, InvalidFeedback
 
 _SOURCE = re.compile(r"^(doc:\S+|https?://\S+)$")
 COMMANDS: dict[str, tuple[Handler, str]] = {}
@@ -39,12 +39,7 @@ def register(shell: Shell) -> None:
 
 def explain(exc: FeedbackError) -> str:
     """The loop's refusal, plus what to type in the shell to get past it."""
-    if isinstance(exc, NeedsOverride):
-        return f"{exc} — to approve it anyway: /approve {proposal_ref(exc.proposal_id)} --override"
-    if isinstance(exc, PermissionDenied):
-        return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
-                "database you moderate as your OS user (start the shell without --user)")
-    return str(exc)
+    return explain_refusal(exc, approve_anyway="/approve {ref} --override", own_user="start the shell without --user")
 
 
 def _last(shell: Shell) -> int:

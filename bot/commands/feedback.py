@@ -19,8 +19,9 @@ from rich.markup import escape
 
 from bot.cli_app import app, console, fail, friendly_errors, get_services, get_settings, group
 from bot.cli_app import who as _who
-from feedback.errors import FeedbackError, InvalidFeedback, NeedsOverride, PermissionDenied
-from feedback.refs import parse_ref, proposal_ref
+from bot.screens import explain_refusal
+from feedback.errors import FeedbackError, InvalidFeedback
+from feedback.refs import parse_ref
 
 db_app = group("The feedback database: create or upgrade its schema, check it.", no_args_is_help=True)
 review_app = group("Pending corrections (c12) and proposals (p3): list, show, approve, reject, apply.",
@@ -41,12 +42,7 @@ def _loop() -> Any:
 
 def explain(exc: FeedbackError) -> str:
     """The store's message, plus what to type here to get past it."""
-    if isinstance(exc, NeedsOverride):
-        return f"{exc} — to approve it anyway: askloop review approve {proposal_ref(exc.proposal_id)} --override"
-    if isinstance(exc, PermissionDenied):
-        return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
-                "database you moderate as your OS user (leave out --user)")
-    return str(exc)
+    return explain_refusal(exc, approve_anyway="askloop review approve {ref} --override", own_user="leave out --user")
 
 
 def decided(work: Any) -> Any:

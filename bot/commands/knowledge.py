@@ -149,7 +149,7 @@ def shell(
     services = get_services()
     with friendly_errors():  # fail fast, in one line, when the vector store or the database cannot be used
         services.store
-        services.loop.store.check_schema()
+        services.loop  # opening the loop checks the database's schema
     who = user or local_user()
     threshold = services.settings.answer_threshold
 

@@ -34,8 +34,7 @@ def prepare(settings: "Settings") -> Any:
     try:
         from bot.observability import MetricEvents
 
-        deps = make_deps(settings, events=MetricEvents())
-        deps.loop.store.check_schema()
+        deps = make_deps(settings, events=MetricEvents())  # opening the loop checks the database's schema
     except FeedbackError as exc:
         from bot.cli_app import explain
 

@@ -1,4 +1,4 @@
-"""Rebuild the corpora of the two development sets under benchmarks/devsets/ from their sources.
+"""Rebuild the corpora of the development sets under benchmarks/devsets/ from their sources.
 
 Why: the learning engine is tuned and checked on data that is not the two public evaluation sets
 (whose test questions must never steer it). The development sets imitate the two kinds of
@@ -12,6 +12,7 @@ derived, by this script, from the pinned upstream files (checked by SHA-256).
 
 Sources (see each folder's SOURCE.txt):
 - flask-docs: Flask 3.1.0 sdist from PyPI, docs/*.rst (BSD-3-Clause).
+- flask-sections: the same corpus as flask-docs, with section-level questions (several needs per page).
 - python-faq: Debian bookworm python3.11-doc 3.11.2-6+deb12u9, html/_sources/faq/*.rst.txt (PSF License).
 """
 from __future__ import annotations
@@ -304,7 +305,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only compare with the committed corpora")
     parser.add_argument("--list-faq", action="store_true", help="print id, category, FAQ question (to write queries)")
     args = parser.parse_args()
-    built = {"flask-docs": flask_corpus(args.sources)}
+    flask = flask_corpus(args.sources)
+    built = {"flask-docs": flask, "flask-sections": flask}
     faq_docs, faq_questions = python_faq_corpus(args.sources)
     built["python-faq"] = faq_docs
     if args.list_faq:

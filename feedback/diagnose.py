@@ -16,7 +16,16 @@ same run (the same simulated feedback, the askloop strategy's live version) and 
 
 A miss is classified by the first of these that holds, in that order: a blocked memory is the
 more specific cause (a correction the title rule blocked would also have made its document a
-candidate). Nothing here is fitted or tuned: it reads what the run did.
+candidate).
+
+Then **what the limits cost**: the same learned version with one limit loosened at a time — the
+title rule off, the reach of 👍 and corrections 0.15 wider, the tuned query encoder used for
+every question instead of only near remembered ones — and all three, each re-ranking every test
+question, with the questions it gains and loses against the engine per part. The limits keep
+feedback off the questions of needs nobody voted on; whether they also block gains on a team's
+own data (a manual whose every page has a descriptive title, say) is what these rows show, and
+the *without feedback* column is what loosening would cost. Nothing here is fitted or tuned: it
+reads what the run did and changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from feedback.calibration import Setting
 from feedback.datasets import Dataset
 from feedback.metrics import hit_at_1
 from retrieval.learned import LearnedTuning
@@ -46,11 +56,21 @@ class Evaluation(Protocol):
     rankings: dict[str, dict[str, list[str]]]
     tunings: dict[str, Tuning]
 
+    def rank(self, query_ids: Sequence[str], tuning: Tuning) -> dict[str, list[str]]: ...
+
 
 STRATEGY = "askloop"
 # Rules a memory can be blocked by (MemoryParams names), and the other places a miss can fall.
 BLOCKED = ("title_margin", "tau", "tau_vote", "tau_negative", "pin_similarity")
 PLACES = ("out_of_reach", "ranked_second", "other")
+# The limits loosened one at a time, then together: (label, reach shift, title rule off, encoder
+# for every question). The reach shift stays within calibration's bounds (`Setting.apply`).
+LOOSER = (
+    ("title rule off", 0.0, True, False),
+    ("reach of 👍 and corrections −0.15", -0.15, False, False),
+    ("tuned encoder for every question", 0.0, False, True),
+    ("all three", -0.15, True, True),
+)
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -159,11 +179,40 @@ def diagnose(evaluation: Evaluation, parts: dict[str, list[str]], k: int = 10) -
                            "blocked": {rule: misses[rule] for rule in BLOCKED if misses[rule]},
                            **{place: misses[place] for place in PLACES}}}
 
+    every = {"with_feedback": parts["with_feedback"], "without_feedback": parts["without_feedback"], "all": list(ds.test)}
     return {
         "strategy": STRATEGY,
         "validated_feedback_questions": len(dict.fromkeys(q for q, _ in evaluation.validated)),
         "params": learned.params.as_dict() if learned else None,
-        "parts": {"with_feedback": summary(parts["with_feedback"]),
-                  "without_feedback": summary(parts["without_feedback"]),
-                  "all": summary(list(ds.test))},
+        "parts": {name: summary(ids) for name, ids in every.items()},
+        "looser": loosened(evaluation, learned, {q: rows[q]["engine"] for q in rows}, every),
     }
+
+
+def loosened(
+    evaluation: Evaluation, tuning: LearnedTuning | None, engine: dict[str, float], parts: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """Per `LOOSER` variant of the learned version: hit@1 per part, and the questions it gains and
+    loses against the engine (`engine`: the engine's hit@1 per test question). Empty when the
+    run learned no askloop version (nothing to loosen)."""
+    if tuning is None:
+        return []
+    out = []
+    for label, shift, title_off, everywhere in LOOSER:
+        variant = tuning.with_params(Setting(shift, 2.0 if title_off else 0.0).apply(tuning.params))
+        if everywhere or title_off:
+            variant = variant.with_encoder_reach(0.0 if everywhere else variant.encoder_reach,
+                                                 2.0 if title_off else None)
+        ranked = evaluation.rank(list(evaluation.ds.test), variant)
+        hit = {q: hit_at_1(ranked[q], evaluation.ds.test[q]) for q in ranked}
+        figures = {}
+        for part, ids in parts.items():
+            n = len(ids)
+            figures[part] = {
+                "n": n,
+                "hit@1": round(sum(hit[q] for q in ids) / n, 4) if n else 0.0,
+                "gained": sum(1 for q in ids if hit[q] > engine[q]),
+                "lost": sum(1 for q in ids if hit[q] < engine[q]),
+            }
+        out.append({"variant": label, "parts": figures})
+    return out

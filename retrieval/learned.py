@@ -224,6 +224,18 @@ class LearnedTuning:
         fresh._last = threading.local()
         return fresh
 
+    def with_encoder_reach(self, reach: float, title_margin: float | None = None) -> "LearnedTuning":
+        """The same tuning with the tuned encoder used for other questions: `reach` the centred
+        cosine a question needs to some remembered question (0 or below: every question), and
+        the title rule's margin for it (2: off; None: unchanged). What `askloop eval --diagnose`
+        tries, to show what the encoder's limits cost on a team's own data."""
+        fresh = copy.copy(self)
+        fresh.encoder_reach = float(reach)
+        if title_margin is not None:
+            fresh.encoder_title_margin = float(title_margin)
+        fresh._last = threading.local()
+        return fresh
+
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
         if self.center is None or vectors.size == 0:
             return vectors

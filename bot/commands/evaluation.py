@@ -119,7 +119,8 @@ def render_eval_table(result: dict[str, Any]) -> Any:
 
 def render_diagnosis(diagnosis: dict[str, Any], dataset: str) -> Any:
     """`--diagnose`: hit@1 of the nearest-feedback rule, search, their ceiling and the engine per
-    part of the test questions, then where the engine's misses fall (one row per place)."""
+    part of the test questions, where the engine's misses fall (one row per place), then what
+    each of its limits costs (the learned version with that limit loosened)."""
     from rich.console import Group
     from rich.table import Table
 
@@ -142,7 +143,19 @@ def render_diagnosis(diagnosis: dict[str, Any], dataset: str) -> Any:
     rows.append(("total", lambda m: m["total"]))
     for label, value in rows:
         misses.add_row(label, *(str(value(parts[p]["misses"])) for p in parts))
-    return Group(figures, misses)
+    looser = Table(title=f"what {diagnosis['strategy']}'s limits cost: hit@1 with one loosened (questions gained/lost)")
+    looser.add_column("", no_wrap=True)
+    for part in parts:
+        looser.add_column(part.replace("_", " "), justify="right", no_wrap=True)
+    looser.add_row(f"{diagnosis['strategy']} as learned", *(f"{parts[p]['hit@1'][diagnosis['strategy']]:.3f}" for p in parts))
+    for variant in diagnosis.get("looser", []):
+        cells = []
+        for p in parts:
+            f = variant["parts"][p]
+            colour = "green" if f["gained"] > f["lost"] else "red" if f["lost"] > f["gained"] else "dim"
+            cells.append(f"{f['hit@1']:.3f} [{colour}](+{f['gained']}/−{f['lost']})[/]")
+        looser.add_row(variant["variant"], *cells)
+    return Group(figures, misses, looser)
 
 
 @app.command("eval")

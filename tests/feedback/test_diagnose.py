@@ -96,3 +96,27 @@ def test_diagnose_needs_the_askloop_strategy() -> None:
         EvalOptions(simulate=True, strategies=["none"], diagnose=True).check()
     with pytest.raises(ValueError, match="--diagnose"):
         EvalOptions(simulate=False, diagnose=True).check()
+
+
+def test_the_limits_loosened_are_measured_against_the_engine(evaluation: Evaluation) -> None:
+    diagnosis = evaluation.run()["diagnosis"]
+    labels = [v["variant"] for v in diagnosis["looser"]]
+    assert labels == ["title rule off", "reach of 👍 and corrections −0.15", "tuned encoder for every question", "all three"]
+    engine = diagnosis["parts"]
+    for variant in diagnosis["looser"]:
+        for part, figures in variant["parts"].items():
+            n = figures["n"]
+            assert n == engine[part]["n"]
+            # its hit@1 is the engine's, plus what it gained, less what it lost
+            moved = (figures["gained"] - figures["lost"]) / n if n else 0.0
+            assert figures["hit@1"] == pytest.approx(engine[part]["hit@1"]["askloop"] + moved, abs=1e-3)
+
+
+def test_loosening_a_limit_changes_what_it_governs() -> None:
+    # A memory the title rule blocks counts once the rule is off; the encoder's reach follows its own setting.
+    blocked = tuning([E1], ["a"], [3.0], titles={"a": E3, "b": TEST})
+    loose = blocked.with_params(MemoryParams(title_margin=2.0))
+    assert blocked.adjustments(TEST) == {} and loose.adjustments(TEST).get("a", 0) > 0
+    far = blocked.with_encoder_reach(0.99)
+    assert far.encoder_reach == 0.99 and far.encoder_title_margin == blocked.encoder_title_margin
+    assert blocked.with_encoder_reach(0.0, 2.0).encoder_title_margin == 2.0

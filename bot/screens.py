@@ -246,12 +246,6 @@ def gap_lines(report: Any, limit: int = 5) -> RenderableType:
     return Group(*lines)
 
 
-__all__ = [
-    "audit_lines", "change_summary", "clip", "correction_detail", "evaluation_view", "gap_lines", "proposal_detail",
-    "review_list", "short_path", "shorten_paths", "version_list", "when",
-]
-
-
 def explain_refusal(exc: FeedbackError, *, approve_anyway: str, own_user: str) -> str:
     """The loop's refusal for a terminal, plus how to get past it: `approve_anyway` is this
     interface's override command (with `{ref}` for the proposal), `own_user` how to act as the
@@ -262,3 +256,10 @@ def explain_refusal(exc: FeedbackError, *, approve_anyway: str, own_user: str) -
         return (f"{exc}. On a shared database moderators are listed in ASKLOOP_MODERATORS; on your own "
                 f"database you moderate as your OS user ({own_user})")
     return str(exc)
+
+
+__all__ = [
+    "audit_lines", "change_summary", "clip", "correction_detail", "evaluation_view", "explain_refusal", "gap_lines",
+    "proposal_detail", "review_list", "short_path", "shorten_paths", "version_list", "when",
+]
+

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from feedback.memories import shrunk_centre, top_document
 from feedback.records import TrainingFeedback
 from retrieval.learned import PASSAGE_PREFIX, LearnedTuning, MemoryParams
 from retrieval.types import Hit
@@ -144,11 +145,10 @@ def targets(feedback: TrainingFeedback) -> dict[str, str]:
     """question → its validated document: an approved correction's, else a 👍's top document."""
     found: dict[str, str] = {}
     for vote in feedback.votes:
-        if vote.value > 0 and vote.weight > 0 and vote.shown:
-            first = min(vote.shown, key=lambda s: s["rank"] if isinstance(s, dict) else s.rank)
-            doc = first["doc_id"] if isinstance(first, dict) else first.doc_id
-            if doc and not str(doc).startswith(PASSAGE_PREFIX):
-                found.setdefault(vote.question, str(doc))
+        if vote.value > 0 and vote.weight > 0:
+            doc = top_document(vote.shown)
+            if doc and not doc.startswith(PASSAGE_PREFIX):
+                found.setdefault(vote.question, doc)
     for correction in feedback.corrections:
         if correction.doc_id:
             found[correction.question] = str(correction.doc_id)
@@ -202,8 +202,6 @@ def _fold_tuning(
     questions = sorted({m.question for m in memories})
     index = {q: i for i, q in enumerate(questions)}
     matrix = np.stack([vectors[q] for q in questions]).astype(np.float32)
-    n = len(questions)
-    center = matrix.mean(axis=0) * (n / (n + center_prior))
     return LearnedTuning(
         version=None,
         params=MemoryParams(),
@@ -212,7 +210,7 @@ def _fold_tuning(
         memory_doc=[m.doc_id for m in memories],
         memory_weight=np.asarray([m.weight for m in memories], dtype=np.float32),
         memory_is_vote=np.asarray([m.is_vote for m in memories], bool),
-        center=center,
+        center=shrunk_centre(matrix, center_prior),
         title_docs=titles[0] if titles else None,
         title_vectors=titles[1] if titles else None,
     )

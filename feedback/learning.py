@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from feedback.calibration import Calibration, Memo, Search, calibrate, targets
-from feedback.memories import LearningParams, Memory, collect_memories, is_document_ref, top_document
+from feedback.memories import LearningParams, Memory, collect_memories, is_document_ref, shrunk_centre, top_document
 from feedback.proposal_text import describe, render_summary
 from feedback.records import TrainingCorrection, TrainingFeedback, TrainingVote
 from retrieval.learned import (
@@ -197,9 +197,7 @@ class LearningEngine:
             ],
         }
         if len(questions):
-            n = len(questions)
-            center = vectors.mean(axis=0) * (n / (n + params.center_prior))
-            payload["center"] = encode_matrix(center, "float32")
+            payload["center"] = encode_matrix(shrunk_centre(vectors, params.center_prior), "float32")
         if passages:
             payload["passage_vectors"] = encode_matrix(_embed(self.encoder, [p.text for p in passages], self.vector_cache))
         if memories:

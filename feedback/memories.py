@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from feedback.encoder_tuning import EncoderTraining
 from feedback.records import ShownDoc, TrainingFeedback
 from retrieval.learned import PASSAGE_PREFIX, MemoryParams
@@ -57,6 +59,13 @@ class Passage:
     question: str
     correction_id: int
     source: str | None = None
+
+
+def shrunk_centre(vectors: np.ndarray, prior: int) -> np.ndarray:
+    """The remembered questions' mean, shrunk toward 0 while they are few (`prior`: how many
+    questions weigh as much as the mean): what memories are centred on (`MemoryParams`)."""
+    n = len(vectors)
+    return np.asarray(vectors.mean(axis=0) * (n / (n + prior)), dtype=np.float32)
 
 
 def top_document(shown: Sequence[ShownDoc | dict[str, Any]]) -> str | None:

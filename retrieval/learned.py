@@ -67,9 +67,9 @@ __all__ = [
 _SHARED = frozenset({"centred", "raw", "memory_centred", "best_other_title"})
 
 
-def kernel(similarity: np.ndarray, tau: float, power: float) -> np.ndarray:
-    """0 below tau, rising to 1 for an identical question."""
-    x = np.clip((np.asarray(similarity, dtype=np.float32) - tau) / max(1e-6, 1.0 - tau), 0.0, 1.0)
+def kernel(similarity: np.ndarray, tau: float | np.ndarray, power: float) -> np.ndarray:
+    """0 below tau, rising to 1 for an identical question (`tau`: one, or one per similarity)."""
+    x = np.clip((np.asarray(similarity, dtype=np.float32) - tau) / np.maximum(1e-6, 1.0 - tau), 0.0, 1.0)
     return x**power
 
 
@@ -138,11 +138,9 @@ class LearnedTuning:
         self.questions = self._centred(questions)
         self.memory_question = np.asarray(memory_question, dtype=np.int64)
         self.memory_weight = np.asarray(memory_weight, dtype=np.float32)
-        is_vote = np.zeros(len(self.memory_weight), bool) if memory_is_vote is None else np.asarray(memory_is_vote, bool)
-        self.memory_is_correction = ~is_vote & (self.memory_weight > 0)
-        self.memory_tau = np.where(
-            self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
-        ).astype(np.float32)
+        self.memory_is_vote = np.zeros(len(self.memory_weight), bool) if memory_is_vote is None else np.asarray(memory_is_vote, bool)
+        self.memory_is_correction = ~self.memory_is_vote & (self.memory_weight > 0)
+        self.memory_tau = self._reach_of(params)
         self.docs = sorted(set(memory_doc))
         index = {d: i for i, d in enumerate(self.docs)}
         self.memory_doc = np.asarray([index[d] for d in memory_doc], dtype=np.int64)
@@ -217,12 +215,15 @@ class LearnedTuning:
         when `params` uses the title rule (a margin below 2); a margin of 2 turns it off."""
         fresh = copy.copy(self)
         fresh.params = params
-        is_vote = ~self.memory_is_correction & (self.memory_weight > 0)
-        fresh.memory_tau = np.where(
-            self.memory_weight < 0, params.tau_negative, np.where(is_vote, params.tau_vote, params.tau)
-        ).astype(np.float32)
+        fresh.memory_tau = self._reach_of(params)
         fresh._last = threading.local()
         return fresh
+
+    def _reach_of(self, params: MemoryParams) -> np.ndarray:
+        """Per memory, the τ its kind reaches under `params`: 👎, 👍 or correction."""
+        return np.where(
+            self.memory_weight < 0, params.tau_negative, np.where(self.memory_is_vote, params.tau_vote, params.tau)
+        ).astype(np.float32)
 
     def with_encoder_reach(self, reach: float, title_margin: float | None = None) -> "LearnedTuning":
         """The same tuning with the tuned encoder used for other questions: `reach` the centred
@@ -341,9 +342,7 @@ class LearnedTuning:
             near = near[explained[near]]
         if not len(near):
             return {}
-        tau = self.memory_tau[near]
-        x = np.clip((similarity[near] - tau) / np.maximum(1e-6, 1.0 - tau), 0.0, 1.0)
-        contributions = x**p.power * self.memory_weight[near]
+        contributions = kernel(similarity[near], self.memory_tau[near], p.power) * self.memory_weight[near]
         if not np.any(contributions):
             return {}
         totals = np.bincount(self.memory_doc[near], weights=contributions, minlength=len(self.docs))

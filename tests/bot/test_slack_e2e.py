@@ -330,6 +330,9 @@ def test_plain_buttons_when_slack_rejects_native_feedback(slack, stub, store):
     press(slack, call, kit.VOTE_DOWN, voter)
     answer_id = answer_id_of(call)
     wait_until(lambda: votes(store, answer_id).get(voter) == -1)
+    # The bot links the message to its answer just after posting it; the button's vote carries
+    # the answer id and can be stored first.
+    wait_until(lambda: store.answers.for_message(channel, answer_ts(stub, call)) is not None)
     assert store.answers.for_message(channel, answer_ts(stub, call)).id == answer_id
 
 
